@@ -1,0 +1,336 @@
+//! Phase 6b: the OpenAI-compatible AI API.
+//!
+//! An `ai` route serves, under its `path_prefix` (usually `/v1`):
+//! - `POST {prefix}/chat/completions` — stream and non-stream, dispatched to
+//!   the provider of the requested model;
+//! - `GET {prefix}/models` — the configured public model names.
+//!
+//! Errors on these paths use OpenAI's error JSON so SDKs show the message.
+//! Usage of every completion is recorded (the `gateway::usage` log event):
+//! as the provider reported it, or estimated locally when it did not, and
+//! also when the client disconnects mid-stream or the upstream fails.
+
+pub mod providers;
+pub mod sse;
+pub mod usage;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response};
+use serde_json::{json, Map, Value};
+
+use self::providers::{mock::mock_chat, openai, ProviderReply};
+use self::sse::{ObservedSse, StreamOutcome};
+use self::usage::{estimate_prompt_tokens, Usage};
+use crate::body::Body;
+use crate::config::{AiRoute, Config, ProviderKind};
+use crate::error::GatewayError;
+use crate::gateway::Shared;
+use crate::platform::{Clock, Platform};
+
+/// The parts of an OpenAI chat completion request the gateway reads; the
+/// full object is kept in `body` and passed through to OpenAI-compatible
+/// providers unchanged but for `model`.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub messages: Vec<Value>,
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u64>,
+}
+
+impl ChatRequest {
+    /// Parses and checks the fields the gateway relies on; errors are 400s
+    /// naming the offending parameter.
+    pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+        let Value::Object(body) = value else {
+            return Err(GatewayError::invalid_request("The request body must be a JSON object.", None));
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.is_empty() => m.clone(),
+            Some(Value::String(_)) | None => {
+                return Err(GatewayError::invalid_request(
+                    "You must provide a model parameter.",
+                    Some("model"),
+                ))
+            }
+            Some(_) => return Err(GatewayError::invalid_request("`model` must be a string.", Some("model"))),
+        };
+        let messages = match body.get("messages") {
+            Some(Value::Array(messages)) if !messages.is_empty() => messages.clone(),
+            Some(Value::Array(_)) => {
+                return Err(GatewayError::invalid_request(
+                    "`messages` must contain at least one message.",
+                    Some("messages"),
+                ))
+            }
+            Some(_) => return Err(GatewayError::invalid_request("`messages` must be an array.", Some("messages"))),
+            None => {
+                return Err(GatewayError::invalid_request(
+                    "Missing required parameter: 'messages'.",
+                    Some("messages"),
+                ))
+            }
+        };
+        for message in &messages {
+            if !message.get("role").is_some_and(Value::is_string) {
+                return Err(GatewayError::invalid_request(
+                    "Every message must be an object with a string `role`.",
+                    Some("messages"),
+                ));
+            }
+        }
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(GatewayError::invalid_request("`stream` must be a boolean.", Some("stream"))),
+        };
+        let include_usage = body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let max_tokens = match body.get("max_completion_tokens").or_else(|| body.get("max_tokens")) {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(GatewayError::invalid_request(
+                        "`max_tokens` must be a positive integer.",
+                        Some("max_tokens"),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            body,
+            model,
+            messages,
+            stream,
+            include_usage,
+            max_tokens,
+        })
+    }
+}
+
+/// Who a usage record is about.
+#[derive(Debug, Clone)]
+struct UsageContext {
+    request_id: String,
+    route: String,
+    model: String,
+    provider: String,
+    prompt_estimate: u64,
+}
+
+fn record_usage(ctx: &UsageContext, usage: Usage, source: &'static str, outcome: &'static str) {
+    tracing::info!(
+        target: "gateway::usage",
+        request_id = %ctx.request_id,
+        route = %ctx.route,
+        model = %ctx.model,
+        provider = %ctx.provider,
+        prompt_tokens = usage.prompt_tokens,
+        completion_tokens = usage.completion_tokens,
+        total_tokens = usage.total_tokens,
+        cached_tokens = usage.cached_tokens,
+        usage_source = source,
+        outcome,
+        "usage"
+    );
+}
+
+/// Serves one request on an `ai` route; `subpath` is the path below the
+/// route's prefix.
+pub(crate) async fn handle_ai<P: Platform>(
+    shared: &Arc<Shared<P>>,
+    route_name: &str,
+    route: &AiRoute,
+    subpath: &str,
+    request: Request<Bytes>,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let method = request.method().clone();
+    let allow = |allowed: Method| GatewayError::MethodNotAllowed {
+        method: method.clone(),
+        path: request.uri().path().to_owned(),
+        allow: vec![allowed],
+    };
+    match subpath {
+        "/chat/completions" if method == Method::POST => {
+            let chat = ChatRequest::parse(request.body())?;
+            chat_completions(shared, route_name, route, chat, request_id).await
+        }
+        "/chat/completions" => Err(allow(Method::POST)),
+        "/models" if method == Method::GET => Ok(list_models(&shared.config)),
+        "/models" => Err(allow(Method::GET)),
+        _ => Err(GatewayError::RouteNotFound {
+            method,
+            path: request.uri().path().to_owned(),
+        }),
+    }
+}
+
+fn list_models(config: &Config) -> Response<Body> {
+    let data: Vec<Value> = config
+        .models
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": config.providers[m.provider].name,
+            })
+        })
+        .collect();
+    let mut response = Response::new(Body::from(json!({"object": "list", "data": data}).to_string()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn chat_completions<P: Platform>(
+    shared: &Arc<Shared<P>>,
+    route_name: &str,
+    route: &AiRoute,
+    chat: ChatRequest,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let config = &shared.config;
+    let model = config
+        .model(&chat.model)
+        .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
+    let provider = &config.providers[model.provider];
+    let usage_ctx = UsageContext {
+        request_id: request_id.to_owned(),
+        route: route_name.to_owned(),
+        model: model.name.clone(),
+        provider: provider.name.clone(),
+        prompt_estimate: estimate_prompt_tokens(&chat.messages),
+    };
+    let platform = &shared.platform;
+
+    let reply = match &provider.kind {
+        ProviderKind::Mock { stream_delay } => {
+            let mut id = [0u8; 12];
+            platform.fill_random(&mut id);
+            let created = platform.clock().now_unix_ms() / 1000;
+            mock_chat(shared.clock(), &chat, *stream_delay, format!("chatcmpl-{}", hex(&id)), created)
+        }
+        ProviderKind::OpenAi { base, api_key } => {
+            let deployment = openai::OpenAiDeployment {
+                base,
+                api_key: api_key.as_ref(),
+                upstream_model: &model.upstream_model,
+                timeout: route.timeout,
+            };
+            let result = openai::openai_chat(platform.http(), platform.clock(), deployment, &chat, request_id).await;
+            if let Err(err) = &result {
+                record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
+            }
+            result?
+        }
+    };
+
+    Ok(match reply {
+        ProviderReply::Complete { response, usage } => {
+            if response.status().is_success() {
+                match usage {
+                    Some(usage) => record_usage(&usage_ctx, usage, "reported", "completed"),
+                    None => record_usage(&usage_ctx, Usage::new(usage_ctx.prompt_estimate, 0), "estimated", "completed"),
+                }
+            } else {
+                record_usage(&usage_ctx, Usage::new(0, 0), "none", "upstream_rejected");
+            }
+            response
+        }
+        ProviderReply::Stream { response } => {
+            let (parts, body) = response.into_parts();
+            let observed = ObservedSse::new(body, move |summary| {
+                let (usage, source) = match summary.reported_usage {
+                    Some(usage) => (usage, "reported"),
+                    None => (
+                        Usage::new(usage_ctx.prompt_estimate, summary.estimated_completion_tokens),
+                        "estimated",
+                    ),
+                };
+                let outcome = match summary.outcome {
+                    StreamOutcome::Completed => "completed",
+                    StreamOutcome::ClientDisconnected => "client_disconnected",
+                    StreamOutcome::UpstreamFailed => "upstream_failed",
+                };
+                record_usage(&usage_ctx, usage, source, outcome);
+            });
+            Response::from_parts(parts, observed.into_body())
+        }
+    })
+}
+
+fn upstream_outcome(err: &GatewayError) -> &'static str {
+    match err {
+        GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+        _ => "upstream_failed",
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(body: &str) -> GatewayError {
+        ChatRequest::parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn chat_request_errors_name_the_parameter() {
+        assert!(matches!(parse_err("{"), GatewayError::InvalidJson(_)));
+        assert!(matches!(parse_err("[]"), GatewayError::InvalidRequest { param: None, .. }));
+        assert!(matches!(parse_err(r#"{"messages":[]}"#), GatewayError::InvalidRequest { param: Some("model"), .. }));
+        assert!(matches!(parse_err(r#"{"model":"m"}"#), GatewayError::InvalidRequest { param: Some("messages"), .. }));
+        assert!(matches!(
+            parse_err(r#"{"model":"m","messages":[{"content":"x"}]}"#),
+            GatewayError::InvalidRequest { param: Some("messages"), .. }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#),
+            GatewayError::InvalidRequest { param: Some("stream"), .. }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#),
+            GatewayError::InvalidRequest { param: Some("max_tokens"), .. }
+        ));
+    }
+
+    #[test]
+    fn chat_request_reads_stream_options() {
+        let chat = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":7}"#,
+        )
+        .unwrap();
+        assert!(chat.stream && chat.include_usage);
+        assert_eq!(chat.max_tokens, Some(7));
+    }
+
+    #[test]
+    fn hex_encodes() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+    }
+}

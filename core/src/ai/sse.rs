@@ -1,0 +1,300 @@
+//! Server-sent events: an incremental decoder for observing streams, and the
+//! stream wrapper that relays an upstream SSE body chunk by chunk while it
+//! reads usage out of it.
+//!
+//! The wrapper never holds a chunk back: each upstream chunk is yielded as
+//! soon as it arrives, and parsing only looks at a copy of the bytes.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::Value;
+
+use super::usage::Usage;
+use crate::body::{Body, BodyError};
+use crate::error::{ErrorShape, GatewayError};
+use crate::platform::MaybeSend;
+
+/// A `data:` line longer than this stops observation (the bytes still flow).
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Splits a byte stream into SSE event payloads (the joined `data:` lines).
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    line: Vec<u8>,
+    data: String,
+    overflowed: bool,
+}
+
+impl SseDecoder {
+    /// Feeds `chunk`; calls `on_event` with each complete event's data.
+    pub fn push(&mut self, chunk: &[u8], mut on_event: impl FnMut(&str)) {
+        if self.overflowed {
+            return;
+        }
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..pos]);
+            rest = &rest[pos + 1..];
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+            if self.line.is_empty() {
+                if !self.data.is_empty() {
+                    on_event(&self.data);
+                    self.data.clear();
+                }
+            } else if let Some(value) = self.line.strip_prefix(b"data:") {
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                if !self.data.is_empty() {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&String::from_utf8_lossy(value));
+            }
+            self.line.clear();
+        }
+        self.line.extend_from_slice(rest);
+        if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
+            self.overflowed = true;
+            self.line = Vec::new();
+            self.data = String::new();
+        }
+    }
+}
+
+/// How an observed stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// The upstream finished (with `[DONE]`).
+    Completed,
+    /// The client went away before the end; the rest was never read.
+    ClientDisconnected,
+    /// The upstream failed or ended early; the client got an SSE error event.
+    UpstreamFailed,
+}
+
+/// What was learned from a finished stream, for accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub outcome: StreamOutcome,
+    /// Usage as the provider reported it, if it did.
+    pub reported_usage: Option<Usage>,
+    /// Completion tokens estimated from the streamed text (see
+    /// [`estimate_tokens`]), for when no usage was reported.
+    pub estimated_completion_tokens: u64,
+    pub bytes: u64,
+}
+
+/// Relays an OpenAI-format SSE body and reports a [`StreamSummary`] exactly
+/// once: at the end, on upstream failure, or when dropped (client gone).
+pub struct ObservedSse<F: FnOnce(StreamSummary)> {
+    inner: Body,
+    decoder: SseDecoder,
+    usage: Option<Usage>,
+    completion_text_bytes: u64,
+    saw_done: bool,
+    bytes: u64,
+    done: bool,
+    on_finish: Option<F>,
+}
+
+impl<F: FnOnce(StreamSummary) + MaybeSend + Unpin + 'static> ObservedSse<F> {
+    pub fn new(inner: Body, on_finish: F) -> Self {
+        Self {
+            inner,
+            decoder: SseDecoder::default(),
+            usage: None,
+            completion_text_bytes: 0,
+            saw_done: false,
+            bytes: 0,
+            done: false,
+            on_finish: Some(on_finish),
+        }
+    }
+
+    pub fn into_body(self) -> Body {
+        Body::from_stream(self)
+    }
+}
+
+impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
+    fn observe(&mut self, chunk: &[u8]) {
+        let (usage, text, done) = (&mut self.usage, &mut self.completion_text_bytes, &mut self.saw_done);
+        self.decoder.push(chunk, |data| {
+            if data == "[DONE]" {
+                *done = true;
+                return;
+            }
+            let Ok(event) = serde_json::from_str::<Value>(data) else {
+                return;
+            };
+            if let Some(reported) = event.get("usage").and_then(Usage::from_openai) {
+                *usage = Some(reported);
+            }
+            if let Some(choices) = event.get("choices").and_then(Value::as_array) {
+                for choice in choices {
+                    let delta = &choice["delta"];
+                    if let Some(content) = delta.get("content").and_then(Value::as_str) {
+                        *text += content.len() as u64;
+                    }
+                    if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                        for call in calls {
+                            if let Some(args) = call["function"].get("arguments").and_then(Value::as_str) {
+                                *text += args.len() as u64;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn finish(&mut self, outcome: StreamOutcome) {
+        self.done = true;
+        if let Some(on_finish) = self.on_finish.take() {
+            on_finish(StreamSummary {
+                outcome,
+                reported_usage: self.usage,
+                estimated_completion_tokens: self.completion_text_bytes.div_ceil(4),
+                bytes: self.bytes,
+            });
+        }
+    }
+}
+
+/// The SSE event sent when a stream fails after its first byte, so clients
+/// see an error instead of a silently truncated answer.
+pub fn error_event(error: &GatewayError) -> Bytes {
+    let json = error.to_json(ErrorShape::OpenAi, "");
+    Bytes::from(format!("data: {json}\n\n"))
+}
+
+impl<F: FnOnce(StreamSummary) + Unpin> Stream for ObservedSse<F> {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.bytes += chunk.len() as u64;
+                this.observe(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                tracing::warn!(error = %err, "upstream stream failed mid-way");
+                this.finish(StreamOutcome::UpstreamFailed);
+                let error = GatewayError::UpstreamInvalid {
+                    detail: err.to_string(),
+                };
+                Poll::Ready(Some(Ok(error_event(&error))))
+            }
+            Poll::Ready(None) if this.saw_done => {
+                this.finish(StreamOutcome::Completed);
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                tracing::warn!("upstream stream ended without [DONE]");
+                this.finish(StreamOutcome::UpstreamFailed);
+                let error = GatewayError::UpstreamInvalid {
+                    detail: "stream ended without [DONE]".into(),
+                };
+                Poll::Ready(Some(Ok(error_event(&error))))
+            }
+        }
+    }
+}
+
+impl<F: FnOnce(StreamSummary)> Drop for ObservedSse<F> {
+    fn drop(&mut self) {
+        if self.on_finish.is_some() {
+            self.finish(StreamOutcome::ClientDisconnected);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+    use futures_util::{stream, StreamExt};
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn decoder_handles_split_lines_and_crlf() {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder.push(b"data: {\"a\"", |e| events.push(e.to_owned()));
+        decoder.push(b":1}\r\n\r\nevent: x\ndata: [DO", |e| events.push(e.to_owned()));
+        decoder.push(b"NE]\n\n", |e| events.push(e.to_owned()));
+        assert_eq!(events, vec!["{\"a\":1}", "[DONE]"]);
+    }
+
+    fn summary_slot() -> (Arc<Mutex<Option<StreamSummary>>>, impl FnOnce(StreamSummary) + Send + Unpin + 'static) {
+        let slot = Arc::new(Mutex::new(None));
+        let writer = slot.clone();
+        (slot, move |s| *writer.lock().unwrap() = Some(s))
+    }
+
+    fn body(chunks: Vec<Result<&'static str, &'static str>>) -> Body {
+        Body::from_stream(stream::iter(
+            chunks.into_iter().map(|c| c.map(|s| Bytes::from_static(s.as_bytes())).map_err(|e| BodyError(e.into()))),
+        ))
+    }
+
+    #[test]
+    fn usage_is_read_and_reported_once_at_the_end() {
+        let (slot, on_finish) = summary_slot();
+        let inner = body(vec![
+            Ok("data: {\"choices\":[{\"delta\":{\"content\":\"Hello world!\"}}]}\n\n"),
+            Ok("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\ndata: [DONE]\n\n"),
+        ]);
+        let chunks: Vec<_> = block_on(ObservedSse::new(inner, on_finish).collect::<Vec<_>>());
+        assert_eq!(chunks.len(), 2);
+        let summary = slot.lock().unwrap().clone().unwrap();
+        assert_eq!(summary.outcome, StreamOutcome::Completed);
+        assert_eq!(summary.reported_usage, Some(Usage::new(3, 2)));
+        assert_eq!(summary.estimated_completion_tokens, 3);
+    }
+
+    #[test]
+    fn failure_mid_stream_becomes_an_error_event() {
+        let (slot, on_finish) = summary_slot();
+        let inner = body(vec![Ok("data: {\"choices\":[]}\n\n"), Err("connection reset")]);
+        let chunks: Vec<_> = block_on(ObservedSse::new(inner, on_finish).collect::<Vec<_>>());
+        let last = String::from_utf8(chunks.last().unwrap().as_ref().unwrap().to_vec()).unwrap();
+        assert!(last.starts_with("data: {\"error\""), "{last}");
+        assert!(!last.contains("connection reset"), "internal detail leaked: {last}");
+        assert_eq!(slot.lock().unwrap().as_ref().unwrap().outcome, StreamOutcome::UpstreamFailed);
+    }
+
+    #[test]
+    fn early_end_without_done_is_an_error_event() {
+        let (slot, on_finish) = summary_slot();
+        let inner = body(vec![Ok("data: {\"choices\":[]}\n\n")]);
+        let chunks: Vec<_> = block_on(ObservedSse::new(inner, on_finish).collect::<Vec<_>>());
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(slot.lock().unwrap().as_ref().unwrap().outcome, StreamOutcome::UpstreamFailed);
+    }
+
+    #[test]
+    fn dropping_mid_stream_reports_client_disconnect() {
+        let (slot, on_finish) = summary_slot();
+        let inner = body(vec![
+            Ok("data: {\"choices\":[{\"delta\":{\"content\":\"abcdefgh\"}}]}\n\n"),
+            Ok("data: [DONE]\n\n"),
+        ]);
+        let mut observed = ObservedSse::new(inner, on_finish);
+        let first = block_on(observed.next());
+        assert!(first.is_some());
+        drop(observed);
+        let summary = slot.lock().unwrap().clone().unwrap();
+        assert_eq!(summary.outcome, StreamOutcome::ClientDisconnected);
+        assert_eq!(summary.estimated_completion_tokens, 2);
+    }
+}

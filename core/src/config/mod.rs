@@ -1,0 +1,657 @@
+//! Configuration: one YAML file, parsed into raw structs, then validated into
+//! the typed [`Config`] the pipeline uses, with every default applied and no
+//! optional field left to check at request time.
+//!
+//! Errors name the path of the offending value (`routes[2].proxy.url:
+//! relative URL without a base`). Secrets never appear in the file: fields
+//! that hold credentials accept only `${env:NAME}` references, resolved from
+//! the runtime's environment (Lambda environment, Worker secrets) at load.
+
+mod raw;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{Method, Uri};
+
+use crate::routing::{HostPattern, PathPattern, PathTemplate, RouteMatcher};
+pub use raw::RawConfig;
+
+/// Default request body limit when neither the route nor `server` sets one.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default time a proxy route waits for upstream response headers.
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time an AI route waits for upstream response headers (long
+/// non-streamed completions need minutes).
+pub const DEFAULT_AI_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatcher,
+    pub max_body_bytes: usize,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Proxy(ProxyRoute),
+    Ai(AiRoute),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyRoute {
+    pub upstream: UpstreamBase,
+    pub rewrite: PathRewrite,
+    pub timeout: Duration,
+}
+
+/// How the matched path becomes the upstream path (appended to the
+/// upstream URL's own path).
+#[derive(Debug, Clone)]
+pub enum PathRewrite {
+    /// Forward the path unchanged.
+    Keep,
+    /// Drop the matched `path_prefix`.
+    StripPrefix,
+    /// Render a template with the captured parameters.
+    Template(PathTemplate),
+}
+
+#[derive(Debug, Clone)]
+pub struct AiRoute {
+    pub timeout: Duration,
+}
+
+/// `scheme://authority/base/path` of an upstream, base path without a
+/// trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamBase {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub base_path: String,
+}
+
+impl UpstreamBase {
+    fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("invalid URL `{url}`: {e}"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(format!("relative URL without a base: `{url}` (write `http://host/...` or `https://host/...`)"));
+        };
+        if scheme != &Scheme::HTTP && scheme != &Scheme::HTTPS {
+            return Err(format!("unsupported scheme `{scheme}` in `{url}`: use http or https"));
+        }
+        if uri.query().is_some() {
+            return Err(format!("`{url}` has a query string; upstream URLs take a path only"));
+        }
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not allowed; use headers with `${env:NAME}` references".into());
+        }
+        Ok(Self {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The full upstream URI for `path` (starting with `/`) and `query`.
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut path_and_query = String::with_capacity(self.base_path.len() + path.len() + 1);
+        path_and_query.push_str(&self.base_path);
+        path_and_query.push_str(path);
+        if path_and_query.is_empty() {
+            path_and_query.push('/');
+        }
+        if let Some(query) = query {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Mock { stream_delay: Duration },
+    OpenAi {
+        base: UpstreamBase,
+        api_key: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The public name clients send as `model`.
+    pub name: String,
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    /// The model id sent upstream.
+    pub upstream_model: String,
+}
+
+/// A resolved secret. `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One problem in the config, with the path of the value it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in a config, one per line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid gateway config:")?;
+        for issue in &self.issues {
+            write!(f, "\n  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Parses and validates a YAML config; `env` resolves `${env:NAME}`.
+    pub fn from_yaml(yaml: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml::Deserializer::from_str(yaml);
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            // serde_path_to_error marks a position it could not name with `?`.
+            let path = path.trim_end_matches(".?").to_owned();
+            ConfigError {
+                issues: vec![ConfigIssue {
+                    path: if path == "." { "(root)".into() } else { path },
+                    message: err.into_inner().to_string(),
+                }],
+            }
+        })?;
+        Self::validate(raw, &env)
+    }
+
+    /// Validates raw config; collects every issue rather than stopping at the first.
+    pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut v = Validator {
+            env,
+            issues: Vec::new(),
+        };
+        let config = v.config(raw);
+        if v.issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { issues: v.issues })
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+struct Validator<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Validator<'_> {
+    fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let default_body = match raw.server.max_body_bytes {
+            Some(0) => {
+                self.issue("server.max_body_bytes", "must be greater than 0");
+                DEFAULT_MAX_BODY_BYTES
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+
+        let mut providers = Vec::new();
+        let mut provider_index = HashMap::new();
+        for (name, raw_provider) in raw.providers {
+            let path = format!("providers.{name}");
+            if let Some(kind) = self.provider(&path, raw_provider) {
+                provider_index.insert(name.clone(), providers.len());
+                providers.push(Provider { name, kind });
+            }
+        }
+
+        let mut models: Vec<Model> = Vec::new();
+        for (i, raw_model) in raw.models.into_iter().enumerate() {
+            let path = format!("models[{i}]");
+            if raw_model.name.trim().is_empty() {
+                self.issue(format!("{path}.name"), "must not be empty");
+                continue;
+            }
+            if models.iter().any(|m| m.name == raw_model.name) {
+                self.issue(format!("{path}.name"), format!("duplicate model name `{}`", raw_model.name));
+                continue;
+            }
+            let Some(&provider) = provider_index.get(&raw_model.provider) else {
+                let known: Vec<&str> = provider_index.keys().map(String::as_str).collect();
+                self.issue(
+                    format!("{path}.provider"),
+                    format!("unknown provider `{}` (defined: {})", raw_model.provider, join_or_none(&known)),
+                );
+                continue;
+            };
+            models.push(Model {
+                upstream_model: raw_model.upstream_model.unwrap_or_else(|| raw_model.name.clone()),
+                name: raw_model.name,
+                provider,
+            });
+        }
+
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, raw_route) in raw.routes.into_iter().enumerate() {
+            let path = format!("routes[{i}]");
+            let name = raw_route.name.clone().unwrap_or_else(|| format!("route-{i}"));
+            if routes.iter().any(|r| r.name == name) {
+                self.issue(format!("{path}.name"), format!("duplicate route name `{name}`"));
+            }
+            if let Some(route) = self.route(&path, name, raw_route, default_body) {
+                routes.push(route);
+            }
+        }
+        if routes.is_empty() && self.issues.is_empty() {
+            self.issue("routes", "at least one route is required");
+        }
+
+        Config {
+            routes,
+            providers,
+            models,
+        }
+    }
+
+    fn provider(&mut self, path: &str, raw: raw::RawProvider) -> Option<ProviderKind> {
+        match raw {
+            raw::RawProvider::Mock { stream_delay_ms } => Some(ProviderKind::Mock {
+                stream_delay: Duration::from_millis(stream_delay_ms.unwrap_or(0)),
+            }),
+            raw::RawProvider::OpenAi { base_url, api_key } => {
+                let base_path = format!("{path}.base_url");
+                let base = self
+                    .interpolate(&base_path, &base_url)
+                    .and_then(|url| UpstreamBase::parse(&url).map_err(|m| self.issue(&base_path, m)).ok());
+                let api_key = match api_key {
+                    Some(reference) => Some(self.secret(&format!("{path}.api_key"), &reference)?),
+                    None => None,
+                };
+                Some(ProviderKind::OpenAi { base: base?, api_key })
+            }
+        }
+    }
+
+    fn route(&mut self, path: &str, name: String, raw: raw::RawRoute, default_body: usize) -> Option<Route> {
+        let matcher = self.matcher(&format!("{path}.match"), &raw.matcher);
+        let max_body_bytes = match raw.max_body_bytes {
+            Some(0) => {
+                self.issue(format!("{path}.max_body_bytes"), "must be greater than 0");
+                default_body
+            }
+            Some(n) => n,
+            None => default_body,
+        };
+        let action = match (raw.proxy, raw.ai) {
+            (Some(proxy), None) => {
+                let rewrite = self.rewrite(path, &proxy, matcher.as_ref().map(|m| &m.path));
+                let url_path = format!("{path}.proxy.url");
+                let upstream = self
+                    .interpolate(&url_path, &proxy.url)
+                    .and_then(|url| UpstreamBase::parse(&url).map_err(|m| self.issue(&url_path, m)).ok());
+                let timeout = self.timeout(&format!("{path}.proxy.timeout_ms"), proxy.timeout_ms, DEFAULT_PROXY_TIMEOUT);
+                Some(RouteAction::Proxy(ProxyRoute {
+                    upstream: upstream?,
+                    rewrite: rewrite?,
+                    timeout,
+                }))
+            }
+            (None, Some(ai)) => {
+                if matches!(matcher.as_ref().map(|m| &m.path), Some(PathPattern::Template(_))) {
+                    self.issue(
+                        format!("{path}.match"),
+                        "an `ai` route serves several endpoints under a prefix: use `path_prefix` (e.g. `/v1`), not `path`",
+                    );
+                }
+                let timeout = self.timeout(&format!("{path}.ai.timeout_ms"), ai.timeout_ms, DEFAULT_AI_TIMEOUT);
+                Some(RouteAction::Ai(AiRoute { timeout }))
+            }
+            (Some(_), Some(_)) => {
+                self.issue(path, "a route has exactly one of `proxy` or `ai`, not both");
+                None
+            }
+            (None, None) => {
+                self.issue(path, "a route needs an action: `proxy` (REST upstream) or `ai` (OpenAI-compatible API)");
+                None
+            }
+        };
+        Some(Route {
+            name,
+            matcher: matcher?,
+            max_body_bytes,
+            action: action?,
+        })
+    }
+
+    fn matcher(&mut self, path: &str, raw: &raw::RawMatch) -> Option<RouteMatcher> {
+        let host = match &raw.host {
+            Some(host) => match HostPattern::parse(host) {
+                Ok(h) => Some(h),
+                Err(m) => {
+                    self.issue(format!("{path}.host"), m);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let methods = match &raw.methods {
+            Some(list) if list.is_empty() => {
+                self.issue(format!("{path}.methods"), "must list at least one method (omit it to allow all)");
+                return None;
+            }
+            Some(list) => {
+                let mut methods = Vec::new();
+                for (i, m) in list.iter().enumerate() {
+                    match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(method) => methods.push(method),
+                        Err(_) => self.issue(format!("{path}.methods[{i}]"), format!("invalid HTTP method `{m}`")),
+                    }
+                }
+                Some(methods)
+            }
+            None => None,
+        };
+        let pattern = match (&raw.path, &raw.path_prefix) {
+            (Some(p), None) => PathTemplate::parse(p)
+                .map(PathPattern::Template)
+                .map_err(|m| self.issue(format!("{path}.path"), m))
+                .ok()?,
+            (None, Some(p)) => PathPattern::prefix(p)
+                .map_err(|m| self.issue(format!("{path}.path_prefix"), m))
+                .ok()?,
+            (Some(_), Some(_)) => {
+                self.issue(path, "set either `path` or `path_prefix`, not both");
+                return None;
+            }
+            (None, None) => {
+                self.issue(path, "set `path` (exact, with `{params}`) or `path_prefix`");
+                return None;
+            }
+        };
+        Some(RouteMatcher {
+            host,
+            methods,
+            path: pattern,
+        })
+    }
+
+    fn rewrite(&mut self, path: &str, proxy: &raw::RawProxy, pattern: Option<&PathPattern>) -> Option<PathRewrite> {
+        match (&proxy.rewrite, proxy.strip_prefix) {
+            (Some(_), true) => {
+                self.issue(format!("{path}.proxy"), "set either `rewrite` or `strip_prefix`, not both");
+                None
+            }
+            (None, true) => {
+                if matches!(pattern, Some(PathPattern::Template(_))) {
+                    self.issue(format!("{path}.proxy.strip_prefix"), "needs `match.path_prefix`");
+                    return None;
+                }
+                Some(PathRewrite::StripPrefix)
+            }
+            (Some(template), false) => {
+                let rewrite_path = format!("{path}.proxy.rewrite");
+                let template = PathTemplate::parse(template).map_err(|m| self.issue(&rewrite_path, m)).ok()?;
+                let captured: Vec<&str> = match pattern {
+                    Some(PathPattern::Template(t)) => t.param_names().collect(),
+                    _ => Vec::new(),
+                };
+                for name in template.param_names() {
+                    if !captured.contains(&name) {
+                        self.issue(
+                            &rewrite_path,
+                            format!("`{{{name}}}` is not captured by `match.path` (captured: {})", join_or_none(&captured)),
+                        );
+                        return None;
+                    }
+                }
+                Some(PathRewrite::Template(template))
+            }
+            (None, false) => Some(PathRewrite::Keep),
+        }
+    }
+
+    fn timeout(&mut self, path: &str, value: Option<u64>, default: Duration) -> Duration {
+        match value {
+            Some(0) => {
+                self.issue(path, "must be greater than 0");
+                default
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => default,
+        }
+    }
+
+    /// Replaces every `${env:NAME}` in `value`.
+    fn interpolate(&mut self, path: &str, value: &str) -> Option<String> {
+        match interpolate(value, self.env) {
+            Ok(s) => Some(s),
+            Err(m) => {
+                self.issue(path, m);
+                None
+            }
+        }
+    }
+
+    /// A credential field: must be exactly one `${env:NAME}` reference.
+    fn secret(&mut self, path: &str, value: &str) -> Option<Secret> {
+        let Some(name) = value.strip_prefix("${env:").and_then(|v| v.strip_suffix('}')) else {
+            self.issue(
+                path,
+                "secrets are never written in the config: use a reference like `${env:OPENAI_API_KEY}`",
+            );
+            return None;
+        };
+        match (self.env)(name) {
+            Some(secret) if !secret.is_empty() => Some(Secret(secret)),
+            _ => {
+                self.issue(path, format!("environment variable `{name}` is not set"));
+                None
+            }
+        }
+    }
+}
+
+/// Replaces `${env:NAME}` references; names are `[A-Za-z0-9_]+`.
+pub fn interpolate(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("unterminated `${{` in `{value}`"));
+        };
+        let reference = &after[..end];
+        let Some(name) = reference.strip_prefix("env:") else {
+            return Err(format!("unknown reference `${{{reference}}}`: only `${{env:NAME}}` is supported"));
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("invalid environment variable name `{name}`"));
+        }
+        match env(name) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable `{name}` is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn join_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The annotated example config shipped in the repo (`config/gateway.example.yaml`).
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../config/gateway.example.yaml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        Config::from_yaml(yaml, no_env)
+            .unwrap_err()
+            .issues
+            .into_iter()
+            .map(|i| i.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let config = Config::from_yaml(EXAMPLE_CONFIG, no_env).unwrap();
+        assert!(config.model("mock-gpt").is_some());
+    }
+
+    #[test]
+    fn relative_upstream_url_names_its_path() {
+        let yaml = r"
+routes:
+  - match: { path_prefix: /a }
+    proxy: { url: http://a.example }
+  - match: { path_prefix: /b }
+    proxy: { url: http://b.example }
+  - match: { path_prefix: /c }
+    proxy: { url: /relative/path }
+";
+        let errs = errors(yaml);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("routes[2].proxy.url: relative URL without a base"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_path() {
+        let yaml = "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: http://a, timeout: 5 }\n";
+        let errs = errors(yaml);
+        assert!(errs[0].starts_with("routes[0].proxy"), "{errs:?}");
+        assert!(errs[0].contains("unknown field `timeout`"), "{errs:?}");
+    }
+
+    #[test]
+    fn literal_secret_is_rejected_and_reference_resolved() {
+        let yaml = "providers:\n  o: { kind: openai, base_url: 'https://api.openai.com/v1', api_key: sk-live-123 }\nroutes:\n  - match: { path_prefix: /v1 }\n    ai: {}\n";
+        let errs = errors(yaml);
+        assert!(errs[0].starts_with("providers.o.api_key: secrets are never written"), "{errs:?}");
+        assert!(!errs[0].contains("sk-live-123"));
+
+        let yaml = yaml.replace("sk-live-123", "'${env:KEY}'");
+        let config = Config::from_yaml(&yaml, |n| (n == "KEY").then(|| "s3cret".to_string())).unwrap();
+        let ProviderKind::OpenAi { api_key, base } = &config.providers[0].kind else { panic!() };
+        assert_eq!(api_key.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert_eq!(base.base_path, "/v1");
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let yaml = "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: '${env:ECHO_URL}/x' }\n";
+        let errs = errors(yaml);
+        assert_eq!(errs, vec!["routes[0].proxy.url: environment variable `ECHO_URL` is not set"]);
+        let config = Config::from_yaml(yaml, |_| Some("http://127.0.0.1:9".into())).unwrap();
+        let RouteAction::Proxy(p) = &config.routes[0].action else { panic!() };
+        assert_eq!(p.upstream.base_path, "/x");
+    }
+
+    #[test]
+    fn several_issues_are_reported_together() {
+        let yaml = r"
+models:
+  - { name: m, provider: nope }
+routes:
+  - match: { path: /a, path_prefix: /a }
+    proxy: { url: http://a }
+  - match: { path: '/x/{id}' }
+    proxy: { url: 'http://a', rewrite: '/y/{other}' }
+  - match: { path_prefix: /z, methods: [GET, 'BAD METHOD'] }
+    ai: {}
+";
+        let errs = errors(yaml);
+        assert!(errs.iter().any(|e| e.starts_with("models[0].provider: unknown provider `nope`")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("routes[0].match: set either")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("routes[1].proxy.rewrite: `{other}` is not captured")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("routes[2].match.methods[1]: invalid HTTP method")), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_provider_kind_is_explained() {
+        let errs = errors("providers:\n  x: { kind: carrier-pigeon }\nroutes: []\n");
+        assert!(errs[0].starts_with("providers.x"), "{errs:?}");
+        assert!(errs[0].contains("carrier-pigeon"), "{errs:?}");
+    }
+
+    #[test]
+    fn upstream_uri_joins_base_path_and_query() {
+        let base = UpstreamBase::parse("https://api.example.com/base/").unwrap();
+        assert_eq!(base.uri("/x/y", Some("a=1")).unwrap().to_string(), "https://api.example.com/base/x/y?a=1");
+        let root = UpstreamBase::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(root.uri("", None).unwrap().to_string(), "http://127.0.0.1:8080/");
+    }
+}

@@ -1,0 +1,241 @@
+//! One error type for the whole pipeline, mapped to a status in one place.
+//!
+//! `Display` is the message a client sees: it never carries internals or
+//! secrets. `detail()` is what goes to the log, once, in `Gateway::handle`.
+
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use serde_json::json;
+
+use crate::body::Body;
+
+/// Where an error came from; decides the log level and the status family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOrigin {
+    /// The request was wrong (4xx).
+    Client,
+    /// The upstream failed or was unreachable (502/504).
+    Upstream,
+    /// A gateway bug or misconfiguration (500).
+    Internal,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("No route matches {method} {path}.")]
+    RouteNotFound { method: Method, path: String },
+    #[error("Method {method} is not allowed on {path}.")]
+    MethodNotAllowed {
+        method: Method,
+        path: String,
+        allow: Vec<Method>,
+    },
+    #[error("Invalid request path: {0}.")]
+    InvalidPath(&'static str),
+    #[error("Request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("We could not parse the JSON body of your request: {0}.")]
+    InvalidJson(String),
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("The upstream service is unreachable.")]
+    UpstreamUnreachable { detail: String },
+    #[error("The upstream service did not respond within {timeout_ms} ms.")]
+    UpstreamTimeout { timeout_ms: u64 },
+    #[error("The upstream service returned an invalid response.")]
+    UpstreamInvalid { detail: String },
+    #[error("The upstream service returned an error (status {status}).")]
+    UpstreamStatus { status: StatusCode, detail: String },
+    #[error("Internal gateway error.")]
+    Internal { detail: String },
+}
+
+/// The JSON shape an error is rendered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// `{"error":{"message","type","param","code"}}`, what OpenAI SDKs parse.
+    OpenAi,
+    /// `{"error":{"message","code","request_id"}}` for REST routes.
+    Gateway,
+}
+
+impl GatewayError {
+    pub fn invalid_request(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param,
+        }
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn origin(&self) -> ErrorOrigin {
+        match self {
+            Self::RouteNotFound { .. }
+            | Self::MethodNotAllowed { .. }
+            | Self::InvalidPath(_)
+            | Self::PayloadTooLarge { .. }
+            | Self::InvalidJson(_)
+            | Self::InvalidRequest { .. }
+            | Self::ModelNotFound(_) => ErrorOrigin::Client,
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamInvalid { .. }
+            | Self::UpstreamStatus { .. } => ErrorOrigin::Upstream,
+            Self::Internal { .. } => ErrorOrigin::Internal,
+        }
+    }
+
+    /// The one place errors become statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::RouteNotFound { .. } | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidPath(_) | Self::InvalidJson(_) | Self::InvalidRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamInvalid { .. }
+            | Self::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RouteNotFound { .. } => "route_not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::InvalidPath(_) => "invalid_path",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::UpstreamUnreachable { .. } => "upstream_unreachable",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamInvalid { .. } => "upstream_invalid_response",
+            Self::UpstreamStatus { .. } => "upstream_error",
+            Self::Internal { .. } => "internal_error",
+        }
+    }
+
+    /// The OpenAI `error.type` for this error.
+    pub fn openai_type(&self) -> &'static str {
+        match self.origin() {
+            ErrorOrigin::Client => "invalid_request_error",
+            ErrorOrigin::Upstream => "upstream_error",
+            ErrorOrigin::Internal => "server_error",
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidRequest { param, .. } => *param,
+            Self::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// What the log gets beyond the client message. Never sent to clients.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::UpstreamUnreachable { detail }
+            | Self::UpstreamInvalid { detail }
+            | Self::UpstreamStatus { detail, .. }
+            | Self::Internal { detail } => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The JSON body alone (also used for SSE error events).
+    pub fn to_json(&self, shape: ErrorShape, request_id: &str) -> serde_json::Value {
+        match shape {
+            ErrorShape::OpenAi => json!({
+                "error": {
+                    "message": self.to_string(),
+                    "type": self.openai_type(),
+                    "param": self.param(),
+                    "code": self.code(),
+                }
+            }),
+            ErrorShape::Gateway => json!({
+                "error": {
+                    "message": self.to_string(),
+                    "code": self.code(),
+                    "request_id": request_id,
+                }
+            }),
+        }
+    }
+
+    pub fn into_response(self, shape: ErrorShape, request_id: &str) -> Response<Body> {
+        let body = self.to_json(shape, request_id).to_string();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::MethodNotAllowed { allow, .. } = &self {
+            let allow = allow
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_details_stay_out_of_the_client_message() {
+        let err = GatewayError::UpstreamUnreachable {
+            detail: "tcp connect error 10.0.0.7:443 (secret-host)".into(),
+        };
+        let body = err.to_json(ErrorShape::OpenAi, "rid").to_string();
+        assert!(!body.contains("secret-host"), "{body}");
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn method_not_allowed_lists_allowed_methods() {
+        let err = GatewayError::MethodNotAllowed {
+            method: Method::DELETE,
+            path: "/x".into(),
+            allow: vec![Method::GET, Method::POST],
+        };
+        let response = err.into_response(ErrorShape::Gateway, "rid");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET, POST");
+    }
+
+    #[test]
+    fn openai_shape_has_message_type_code() {
+        let err = GatewayError::InvalidJson("expected value at line 1 column 1".into());
+        let json = err.to_json(ErrorShape::OpenAi, "rid");
+        assert_eq!(json["error"]["type"], "invalid_request_error");
+        assert_eq!(json["error"]["code"], "invalid_json");
+        assert!(json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column 1"));
+    }
+}

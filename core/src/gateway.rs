@@ -1,0 +1,253 @@
+//! The request pipeline. [`Gateway::handle`] runs, in this order:
+//!
+//! 1. request id: the client's `X-Request-Id` if it is sane, else a new one;
+//!    echoed on every response;
+//! 2. route match (config order, first match wins) → 404 / 405;
+//! 3. body limit of the route → 413;
+//! 4. dispatch: REST proxy or AI API;
+//! 5. account: one access log event per request (route, status, latency),
+//!    and a `gateway::usage` event per completion.
+//!
+//! (Authentication, authorization and quotas slot in between 2 and 4 as they
+//! land.) Every failure is a [`GatewayError`], logged once here and rendered
+//! in the route's error shape; `handle` never panics on input and never
+//! fails: it always returns a response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response};
+use tracing::Instrument;
+
+use crate::ai::{self, hex};
+use crate::body::Body;
+use crate::config::{Config, RouteAction};
+use crate::error::{ErrorOrigin, ErrorShape, GatewayError};
+use crate::platform::{Clock, MaybeSend, Platform};
+use crate::proxy::{self, ProxyCall, X_REQUEST_ID};
+use crate::routing::{check_path, RouteMatch, Router};
+
+/// Longest client-supplied request id that is kept.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// State shared by all requests of one instance.
+pub(crate) struct Shared<P> {
+    pub(crate) platform: P,
+    pub(crate) config: Config,
+    router: Router,
+}
+
+impl<P: Platform> Shared<P> {
+    /// A `'static`, cloneable handle on the platform clock, for streams that
+    /// outlive the request handler.
+    pub(crate) fn clock(self: &Arc<Self>) -> PlatformClock<P> {
+        PlatformClock(Arc::clone(self))
+    }
+}
+
+/// The platform's clock behind an `Arc`, so it can move into streams.
+pub(crate) struct PlatformClock<P>(Arc<Shared<P>>);
+
+impl<P> Clone for PlatformClock<P> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<P: Platform> Clock for PlatformClock<P> {
+    fn now_unix_ms(&self) -> u64 {
+        self.0.platform.clock().now_unix_ms()
+    }
+
+    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + MaybeSend + use<P> {
+        self.0.platform.clock().sleep(duration)
+    }
+}
+
+/// The gateway: config plus the ports of one runtime. Cheap to clone.
+pub struct Gateway<P> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P> Clone for Gateway<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// What a routed request is, for the error shape and the access log.
+struct Routed {
+    name: String,
+    shape: ErrorShape,
+}
+
+impl<P: Platform> Gateway<P> {
+    pub fn new(config: Config, platform: P) -> Self {
+        let router = Router::new(config.routes.iter().map(|r| r.matcher.clone()).collect());
+        Self {
+            shared: Arc::new(Shared {
+                platform,
+                config,
+                router,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn platform(&self) -> &P {
+        &self.shared.platform
+    }
+
+    /// Handles one request. Always returns a response; see the module docs
+    /// for the phases.
+    pub async fn handle(&self, request: Request<Bytes>) -> Response<Body> {
+        let clock = self.shared.platform.clock();
+        let started = clock.now_unix_ms();
+        let request_id = self.request_id(&request);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            path = %request.uri().path(),
+        );
+        async {
+            let mut routed = Routed {
+                name: String::new(),
+                shape: ErrorShape::Gateway,
+            };
+            let result = self.dispatch(request, &request_id, &mut routed).await;
+            let mut response = match result {
+                Ok(response) => response,
+                Err(error) => {
+                    log_error(&error);
+                    error.into_response(routed.shape, &request_id)
+                }
+            };
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(X_REQUEST_ID, value);
+            }
+            let latency_ms = clock.now_unix_ms().saturating_sub(started);
+            tracing::info!(
+                route = %routed.name,
+                status = response.status().as_u16(),
+                latency_ms,
+                streaming = response.body().is_stream(),
+                "request"
+            );
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dispatch(&self, request: Request<Bytes>, request_id: &str, routed: &mut Routed) -> Result<Response<Body>, GatewayError> {
+        let shared = &self.shared;
+        let path = request.uri().path();
+        check_path(path).map_err(GatewayError::InvalidPath)?;
+        let host = request_host(&request);
+        let (index, params, matched_len) = match shared.router.find(request.method(), host.as_deref(), path) {
+            RouteMatch::Found {
+                route,
+                params,
+                matched_len,
+            } => (route, params, matched_len),
+            RouteMatch::MethodNotAllowed { allow } => {
+                return Err(GatewayError::MethodNotAllowed {
+                    method: request.method().clone(),
+                    path: path.to_owned(),
+                    allow,
+                })
+            }
+            RouteMatch::NotFound => {
+                return Err(GatewayError::RouteNotFound {
+                    method: request.method().clone(),
+                    path: path.to_owned(),
+                })
+            }
+        };
+        let route = &shared.config.routes[index];
+        routed.name.clone_from(&route.name);
+        if matches!(route.action, RouteAction::Ai(_)) {
+            routed.shape = ErrorShape::OpenAi;
+        }
+
+        let declared_len = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_large = |n: u64| n > route.max_body_bytes as u64;
+        if declared_len.is_some_and(too_large) || too_large(request.body().len() as u64) {
+            return Err(GatewayError::PayloadTooLarge {
+                limit: route.max_body_bytes,
+            });
+        }
+
+        match &route.action {
+            RouteAction::Proxy(proxy_route) => {
+                let call = ProxyCall {
+                    route: proxy_route,
+                    params: &params,
+                    matched_len,
+                    request_id,
+                };
+                proxy::forward(shared.platform.http(), shared.platform.clock(), call, request).await
+            }
+            RouteAction::Ai(ai_route) => {
+                let subpath = path.get(matched_len..).unwrap_or_default().to_owned();
+                ai::handle_ai(shared, &route.name, ai_route, &subpath, request, request_id).await
+            }
+        }
+    }
+
+    /// Keeps a client's `X-Request-Id` when it is 1–128 visible ASCII
+    /// characters; otherwise makes a new random one.
+    fn request_id(&self, request: &Request<Bytes>) -> String {
+        if let Some(id) = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            if !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()) {
+                return id.to_owned();
+            }
+        }
+        let mut bytes = [0u8; 16];
+        self.shared.platform.fill_random(&mut bytes);
+        hex(&bytes)
+    }
+}
+
+/// The request's host without port: the `Host` header, else the URI's.
+fn request_host(request: &Request<Bytes>) -> Option<String> {
+    let raw = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().host())?;
+    let host = if raw.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop the port.
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.split(':').next().unwrap_or(raw)
+    };
+    Some(host.to_owned())
+}
+
+/// Logs an error once, at the level its origin deserves, with the detail
+/// that the client does not see.
+fn log_error(error: &GatewayError) {
+    let status = error.status().as_u16();
+    let code = error.code();
+    match error.origin() {
+        ErrorOrigin::Client => tracing::info!(status, code, error = %error, "request rejected"),
+        ErrorOrigin::Upstream => {
+            tracing::warn!(status, code, error = %error, detail = error.detail().unwrap_or_default(), "upstream failed");
+        }
+        ErrorOrigin::Internal => {
+            tracing::error!(status, code, detail = error.detail().unwrap_or_default(), "internal error");
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! `Gateway::handle` end to end on the in-memory platform: no sockets.
+
+use bytes::Bytes;
+use futures_executor::block_on;
+use futures_util::StreamExt;
+use http::{header, Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::platform::{HttpClientError, HttpClientErrorKind};
+use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::{Body, ClientInfo, Config, Gateway};
+
+const CONFIG: &str = r"
+providers:
+  mock: { kind: mock }
+  upstream: { kind: openai, base_url: 'http://llm.internal/v1', api_key: '${env:LLM_KEY}' }
+models:
+  - { name: mock-gpt, provider: mock }
+  - { name: big, provider: upstream, upstream_model: big-2025-01 }
+routes:
+  - name: ai
+    match: { path_prefix: /v1 }
+    ai: { timeout_ms: 1000 }
+  - name: items
+    match: { path: '/items/{id}', methods: [GET] }
+    proxy: { url: 'http://rest.internal/base', rewrite: '/v2/things/{id}' }
+  - name: rest
+    match: { path_prefix: /api, methods: [GET, POST] }
+    max_body_bytes: 16
+    proxy: { url: 'http://rest.internal/base', strip_prefix: true, timeout_ms: 500 }
+";
+
+fn gateway(http: FakeHttp) -> Gateway<TestPlatform> {
+    let config = Config::from_yaml(CONFIG, |name| (name == "LLM_KEY").then(|| "sk-test-key".to_owned())).unwrap();
+    Gateway::new(config, TestPlatform::new(http))
+}
+
+fn echo_upstream() -> FakeHttp {
+    FakeHttp::new(|_| {
+        let mut response = Response::new(Body::from("upstream-body"));
+        response.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+        response.headers_mut().insert("connection", "close".parse().unwrap());
+        FakeReply::Respond(response)
+    })
+}
+
+fn send(gw: &Gateway<TestPlatform>, request: Request<Bytes>) -> (http::response::Parts, Bytes) {
+    let response = block_on(gw.handle(request));
+    let (parts, body) = response.into_parts();
+    let bytes = block_on(body.collect(usize::MAX)).unwrap();
+    (parts, bytes)
+}
+
+fn json(bytes: &Bytes) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+#[test]
+fn proxy_forwards_method_path_query_headers_body() {
+    let http = echo_upstream();
+    let gw = gateway(http.clone());
+    let mut request = Request::post("/api/a/b?q=1&r=two")
+        .header("host", "gw.example:8443")
+        .header("x-custom", "kept")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "dropped")
+        .header("te", "trailers")
+        .header("x-request-id", "client-id-1")
+        .body(Bytes::from_static(b"payload"))
+        .unwrap();
+    request.extensions_mut().insert(ClientInfo {
+        ip: Some("198.51.100.7".parse().unwrap()),
+        https: true,
+    });
+    let (parts, body) = send(&gw, request);
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, "upstream-body");
+    assert_eq!(parts.headers["x-upstream"], "yes");
+    assert!(!parts.headers.contains_key("connection"));
+    assert_eq!(parts.headers["x-request-id"], "client-id-1");
+
+    let sent = &http.requests()[0];
+    assert_eq!(sent.method(), http::Method::POST);
+    assert_eq!(sent.uri().to_string(), "http://rest.internal/base/a/b?q=1&r=two");
+    assert_eq!(sent.body(), "payload");
+    let h = sent.headers();
+    assert_eq!(h["x-custom"], "kept");
+    assert!(!h.contains_key("x-hop") && !h.contains_key("te") && !h.contains_key("connection"));
+    assert!(!h.contains_key(header::HOST), "the client's Host must not reach the upstream");
+    assert_eq!(h["x-forwarded-for"], "198.51.100.7");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "gw.example:8443");
+    assert_eq!(h["x-request-id"], "client-id-1");
+}
+
+#[test]
+fn request_id_is_generated_when_missing_or_unsafe() {
+    let http = echo_upstream();
+    let gw = gateway(http.clone());
+    let (parts, _) = send(&gw, Request::get("/api/x").header("x-request-id", "bad id\t").body(Bytes::new()).unwrap());
+    let id = parts.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(http.requests()[0].headers()["x-request-id"], id.as_str());
+    let (parts2, _) = send(&gw, Request::get("/api/x").body(Bytes::new()).unwrap());
+    assert_ne!(parts2.headers["x-request-id"], id.as_str());
+}
+
+#[test]
+fn path_rewrite_uses_captured_params() {
+    let http = echo_upstream();
+    let gw = gateway(http.clone());
+    let (parts, _) = send(&gw, Request::get("/items/42?full=1").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(http.requests()[0].uri().to_string(), "http://rest.internal/base/v2/things/42?full=1");
+}
+
+#[test]
+fn unknown_path_is_404_json_and_wrong_method_405() {
+    let gw = gateway(echo_upstream());
+    let (parts, body) = send(&gw, Request::get("/nowhere").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    assert_eq!(parts.headers[header::CONTENT_TYPE], "application/json");
+    let body = json(&body);
+    assert_eq!(body["error"]["code"], "route_not_found");
+    assert_eq!(body["error"]["request_id"], parts.headers["x-request-id"].to_str().unwrap());
+
+    let (parts, body) = send(&gw, Request::delete("/api/x").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(parts.headers[header::ALLOW], "GET, POST");
+    assert_eq!(json(&body)["error"]["code"], "method_not_allowed");
+}
+
+#[test]
+fn oversized_body_is_413_before_any_upstream_call() {
+    let http = echo_upstream();
+    let gw = gateway(http.clone());
+    let (parts, body) = send(&gw, Request::post("/api/x").body(Bytes::from(vec![b'a'; 17])).unwrap());
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json(&body)["error"]["code"], "payload_too_large");
+    let (parts, _) = send(&gw, Request::post("/api/x").header("content-length", "999999").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(http.requests().is_empty());
+    let (parts, _) = send(&gw, Request::post("/api/x").body(Bytes::from(vec![b'a'; 16])).unwrap());
+    assert_eq!(parts.status, StatusCode::OK);
+}
+
+#[test]
+fn dot_segments_are_refused() {
+    let http = echo_upstream();
+    let gw = gateway(http.clone());
+    let (parts, _) = send(&gw, Request::get("/api/../admin").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::BAD_REQUEST);
+    assert!(http.requests().is_empty());
+}
+
+#[test]
+fn upstream_unreachable_is_502_and_hang_is_504() {
+    let gw = gateway(FakeHttp::new(|_| {
+        FakeReply::Fail(HttpClientError::new(HttpClientErrorKind::Connect, "connection refused 10.1.2.3"))
+    }));
+    let (parts, body) = send(&gw, Request::get("/api/x").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+    assert!(!String::from_utf8_lossy(&body).contains("10.1.2.3"));
+
+    let gw = gateway(FakeHttp::new(|_| FakeReply::Hang));
+    let (parts, body) = send(&gw, Request::get("/api/x").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(json(&body)["error"]["code"], "upstream_timeout");
+}
+
+fn chat(body: &str) -> Request<Bytes> {
+    Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Bytes::from(body.to_owned()))
+        .unwrap()
+}
+
+#[test]
+fn models_lists_configured_names() {
+    let gw = gateway(echo_upstream());
+    let (parts, body) = send(&gw, Request::get("/v1/models").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::OK);
+    let ids: Vec<_> = json(&body)["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+    assert_eq!(ids, ["mock-gpt", "big"]);
+}
+
+#[test]
+fn mock_completion_is_deterministic_with_usage() {
+    let gw = gateway(echo_upstream());
+    let (parts, body) = send(&gw, chat(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"ping"}]}"#));
+    assert_eq!(parts.status, StatusCode::OK);
+    let body = json(&body);
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "mock-gpt");
+    let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.ends_with("You said: ping"), "{content}");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let usage = &body["usage"];
+    assert_eq!(usage["total_tokens"], usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+    assert!(usage["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn mock_stream_sends_chunks_then_usage_then_done() {
+    let gw = gateway(echo_upstream());
+    let response = block_on(gw.handle(chat(
+        r#"{"model":"mock-gpt","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"one two"}]}"#,
+    )));
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let chunks: Vec<Bytes> = block_on(response.into_body().map(Result::unwrap).collect());
+    assert!(chunks.len() > 5, "streamed as separate chunks, got {}", chunks.len());
+    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(*events.last().unwrap(), "data: [DONE]");
+    let payloads: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    let content: String = payloads
+        .iter()
+        .filter_map(|p| p["choices"].get(0)?["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert!(content.ends_with("You said: one two"), "{content}");
+    let usage_chunk = payloads.last().unwrap();
+    assert_eq!(usage_chunk["choices"].as_array().unwrap().len(), 0);
+    assert!(usage_chunk["usage"]["total_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn mock_honours_max_tokens() {
+    let gw = gateway(echo_upstream());
+    let (_, body) = send(&gw, chat(r#"{"model":"mock-gpt","max_tokens":2,"messages":[{"role":"user","content":"ping"}]}"#));
+    let body = json(&body);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+}
+
+#[test]
+fn bad_json_is_400_in_openai_shape() {
+    let gw = gateway(echo_upstream());
+    let (parts, body) = send(&gw, chat(r#"{"model": "mock-gpt", "messages": [}"#));
+    assert_eq!(parts.status, StatusCode::BAD_REQUEST);
+    let body = json(&body);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert!(body["error"]["message"].as_str().unwrap().contains("line 1"));
+}
+
+#[test]
+fn unknown_model_is_404_model_not_found() {
+    let gw = gateway(echo_upstream());
+    let (parts, body) = send(&gw, chat(r#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#));
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    let body = json(&body);
+    assert_eq!(body["error"]["code"], "model_not_found");
+    assert_eq!(body["error"]["param"], "model");
+}
+
+#[test]
+fn ai_errors_use_openai_shape_for_404_and_405() {
+    let gw = gateway(echo_upstream());
+    let (parts, body) = send(&gw, Request::get("/v1/chat/completions").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(parts.headers[header::ALLOW], "POST");
+    assert_eq!(json(&body)["error"]["type"], "invalid_request_error");
+    let (parts, body) = send(&gw, Request::get("/v1/unknown").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    assert!(json(&body)["error"]["type"].is_string());
+}
+
+#[test]
+fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
+    let http = FakeHttp::new(|_| {
+        let body = r#"{"id":"c1","object":"chat.completion","model":"big-2025-01","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let mut response = Response::new(Body::from(body));
+        response.headers_mut().insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
+        response.headers_mut().insert("set-cookie", "tracking=1".parse().unwrap());
+        FakeReply::Respond(response)
+    });
+    let gw = gateway(http.clone());
+    let mut request = chat(r#"{"model":"big","temperature":0.2,"messages":[{"role":"user","content":"x"}]}"#);
+    request.headers_mut().insert("authorization", "Bearer client-token".parse().unwrap());
+    let (parts, body) = send(&gw, request);
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(json(&body)["usage"]["total_tokens"], 7);
+    assert_eq!(parts.headers["x-ratelimit-remaining-requests"], "99");
+    assert!(!parts.headers.contains_key("set-cookie"));
+
+    let sent = &http.requests()[0];
+    assert_eq!(sent.uri().to_string(), "http://llm.internal/v1/chat/completions");
+    assert_eq!(sent.headers()["authorization"], "Bearer sk-test-key");
+    let sent_body = json(sent.body());
+    assert_eq!(sent_body["model"], "big-2025-01");
+    assert_eq!(sent_body["temperature"], 0.2);
+}
+
+#[test]
+fn openai_upstream_client_error_passes_through_and_5xx_becomes_502() {
+    let gw = gateway(FakeHttp::new(|_| {
+        let mut response = Response::new(Body::from(r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        response.headers_mut().insert("retry-after", "7".parse().unwrap());
+        FakeReply::Respond(response)
+    }));
+    let (parts, body) = send(&gw, chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#));
+    assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(parts.headers["retry-after"], "7");
+    assert_eq!(json(&body)["error"]["code"], "rate_limit_exceeded");
+
+    let gw = gateway(FakeHttp::new(|_| {
+        let mut response = Response::new(Body::from("<html>internal stack trace</html>"));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        FakeReply::Respond(response)
+    }));
+    let (parts, body) = send(&gw, chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#));
+    assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+    assert!(!String::from_utf8_lossy(&body).contains("stack trace"));
+    assert_eq!(json(&body)["error"]["type"], "upstream_error");
+}
+
+#[test]
+fn openai_upstream_unreachable_is_502_openai_shape() {
+    let gw = gateway(FakeHttp::new(|_| FakeReply::Fail(HttpClientError::new(HttpClientErrorKind::Connect, "refused"))));
+    let (parts, body) = send(&gw, chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#));
+    assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(json(&body)["error"]["code"], "upstream_unreachable");
+}
+
+#[test]
+fn no_panic_on_odd_input() {
+    let gw = gateway(echo_upstream());
+    for body in ["", "null", "1", "\"s\"", "{\"model\":1}", "{\"model\":\"mock-gpt\",\"messages\":\"x\"}", "\u{0}\u{1}"] {
+        let (parts, _) = send(&gw, chat(body));
+        assert_eq!(parts.status, StatusCode::BAD_REQUEST, "body {body:?}");
+    }
+    let (parts, _) = send(&gw, Request::get("*").body(Bytes::new()).unwrap());
+    assert_eq!(parts.status, StatusCode::BAD_REQUEST);
+}

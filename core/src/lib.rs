@@ -1,0 +1,31 @@
+//! # gateway-core
+//!
+//! Everything the gateway does, independent of where it runs: routing, the
+//! REST proxy, the OpenAI-compatible AI API, errors, config. Runtime adapters
+//! (AWS Lambda, Cloudflare Workers) implement the ports in [`platform`] and
+//! call [`Gateway::handle`].
+//!
+//! No tokio, reqwest, AWS SDK or worker crate here: the core builds for
+//! native targets and `wasm32-unknown-unknown`.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod ai;
+pub mod body;
+pub mod config;
+pub mod error;
+mod gateway;
+pub mod platform;
+pub mod proxy;
+pub mod routing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+#[cfg(test)]
+mod gateway_tests;
+
+pub use body::{Body, BodyError};
+pub use config::{Config, ConfigError};
+pub use error::GatewayError;
+pub use gateway::Gateway;
+pub use platform::Platform;
+pub use proxy::ClientInfo;

@@ -1,0 +1,282 @@
+//! In-memory ports for local runs and tests. State lives in one instance:
+//! limits are exact per process, not across Lambda instances or Worker
+//! isolates (use the DynamoDB / Durable Object stores for that).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Clock, Consumed, KvStore, MaybeSend, QuotaStore, StoreError};
+
+/// Entries are swept when the map grows past this many keys.
+const SWEEP_THRESHOLD: usize = 10_000;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a counter half-written
+    // (every update is a single assignment), so poisoning is safe to ignore.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    used: u64,
+    expires_at_unix_ms: u64,
+}
+
+/// Atomic counters in a mutex-guarded map.
+#[derive(Debug, Clone)]
+pub struct MemoryQuotaStore<C> {
+    clock: C,
+    counters: Arc<Mutex<HashMap<String, Counter>>>,
+}
+
+impl<C: Clock> MemoryQuotaStore<C> {
+    pub fn new(clock: C) -> Self {
+        Self {
+            clock,
+            counters: Arc::default(),
+        }
+    }
+}
+
+impl<C: Clock> QuotaStore for MemoryQuotaStore<C> {
+    async fn consume(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        expires_at_unix_ms: u64,
+    ) -> Result<Consumed, StoreError> {
+        let now = self.clock.now_unix_ms();
+        let mut counters = lock(&self.counters);
+        if counters.len() > SWEEP_THRESHOLD {
+            counters.retain(|_, c| c.expires_at_unix_ms > now);
+        }
+        let counter = counters.entry(key.to_owned()).or_insert(Counter {
+            used: 0,
+            expires_at_unix_ms,
+        });
+        if counter.expires_at_unix_ms <= now {
+            *counter = Counter {
+                used: 0,
+                expires_at_unix_ms,
+            };
+        }
+        let after = counter.used.saturating_add(amount);
+        if after > limit {
+            return Ok(Consumed {
+                admitted: false,
+                used: counter.used,
+            });
+        }
+        counter.used = after;
+        counter.expires_at_unix_ms = counter.expires_at_unix_ms.max(expires_at_unix_ms);
+        Ok(Consumed {
+            admitted: true,
+            used: after,
+        })
+    }
+
+    async fn refund(&self, key: &str, amount: u64) -> Result<u64, StoreError> {
+        let mut counters = lock(&self.counters);
+        Ok(counters.get_mut(key).map_or(0, |counter| {
+            counter.used = counter.used.saturating_sub(amount);
+            counter.used
+        }))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct KvEntry {
+    value: Bytes,
+    expires_at_unix_ms: Option<u64>,
+}
+
+/// A key-value map with optional per-entry TTL.
+#[derive(Debug, Clone)]
+pub struct MemoryKv<C> {
+    clock: C,
+    entries: Arc<Mutex<HashMap<String, KvEntry>>>,
+}
+
+impl<C: Clock> MemoryKv<C> {
+    pub fn new(clock: C) -> Self {
+        Self {
+            clock,
+            entries: Arc::default(),
+        }
+    }
+}
+
+impl<C: Clock> KvStore for MemoryKv<C> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let now = self.clock.now_unix_ms();
+        let mut entries = lock(&self.entries);
+        match entries.get(key) {
+            Some(entry) if entry.expires_at_unix_ms.is_some_and(|at| at <= now) => {
+                entries.remove(key);
+                Ok(None)
+            }
+            Some(entry) => Ok(Some(entry.value.clone())),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), StoreError> {
+        let now = self.clock.now_unix_ms();
+        let expires_at_unix_ms = ttl.map(|ttl| now.saturating_add(duration_ms(ttl)));
+        let mut entries = lock(&self.entries);
+        if entries.len() > SWEEP_THRESHOLD {
+            entries.retain(|_, e| e.expires_at_unix_ms.is_none_or(|at| at > now));
+        }
+        entries.insert(
+            key.to_owned(),
+            KvEntry {
+                value,
+                expires_at_unix_ms,
+            },
+        );
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        lock(&self.entries).remove(key);
+        Ok(())
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A clock for tests: starts at a fixed instant; `sleep` advances it and
+/// returns at once, so timeouts are deterministic and instant.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now_unix_ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    pub fn new(now_unix_ms: u64) -> Self {
+        Self {
+            now_unix_ms: Arc::new(AtomicU64::new(now_unix_ms)),
+        }
+    }
+
+    pub fn advance(&self, duration: Duration) {
+        self.now_unix_ms
+            .fetch_add(duration_ms(duration), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix_ms(&self) -> u64 {
+        self.now_unix_ms.load(Ordering::SeqCst)
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + MaybeSend + use<> {
+        self.advance(duration);
+        std::future::ready(())
+    }
+}
+
+/// The store suite every [`QuotaStore`] implementation must pass. Adapters
+/// call it against their own stores (DynamoDB emulator, Durable Objects).
+pub mod quota_store_suite {
+    use super::*;
+
+    /// Consume admits up to the limit and refuses past it, without changing
+    /// the counter on refusal.
+    pub async fn consume_respects_limit(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        let first = store.consume(key, 3, 5, far).await.expect("consume");
+        assert_eq!(first, Consumed { admitted: true, used: 3 });
+        let second = store.consume(key, 2, 5, far).await.expect("consume");
+        assert_eq!(second, Consumed { admitted: true, used: 5 });
+        let refused = store.consume(key, 1, 5, far).await.expect("consume");
+        assert_eq!(refused, Consumed { admitted: false, used: 5 });
+    }
+
+    /// Refund gives capacity back and never goes below zero.
+    pub async fn refund_releases_capacity(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        store.consume(key, 4, 4, far).await.expect("consume");
+        assert_eq!(store.refund(key, 3).await.expect("refund"), 1);
+        let again = store.consume(key, 3, 4, far).await.expect("consume");
+        assert_eq!(again, Consumed { admitted: true, used: 4 });
+        assert_eq!(store.refund(key, 100).await.expect("refund"), 0);
+    }
+
+    /// A request larger than the whole limit is refused even on an empty key.
+    pub async fn oversized_request_refused(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        let refused = store.consume(key, 11, 10, far).await.expect("consume");
+        assert_eq!(refused, Consumed { admitted: false, used: 0 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+
+    fn store() -> (ManualClock, MemoryQuotaStore<ManualClock>) {
+        let clock = ManualClock::new(1_000_000);
+        (clock.clone(), MemoryQuotaStore::new(clock))
+    }
+
+    #[test]
+    fn memory_quota_store_passes_the_store_suite() {
+        let (_, store) = store();
+        block_on(quota_store_suite::consume_respects_limit(&store, "a"));
+        block_on(quota_store_suite::refund_releases_capacity(&store, "b"));
+        block_on(quota_store_suite::oversized_request_refused(&store, "c"));
+    }
+
+    #[test]
+    fn expired_counter_starts_over() {
+        let (clock, store) = store();
+        let expires = clock.now_unix_ms() + 1_000;
+        assert!(block_on(store.consume("k", 5, 5, expires)).unwrap().admitted);
+        assert!(!block_on(store.consume("k", 1, 5, expires)).unwrap().admitted);
+        clock.advance(Duration::from_millis(1_000));
+        let fresh = block_on(store.consume("k", 1, 5, expires + 1_000)).unwrap();
+        assert_eq!(fresh, Consumed { admitted: true, used: 1 });
+    }
+
+    #[test]
+    fn concurrent_consumers_never_exceed_limit() {
+        let (_, store) = store();
+        let admitted = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..200)
+                .map(|_| {
+                    let store = &store;
+                    scope.spawn(move || block_on(store.consume("hot", 1, 50, u64::MAX)).unwrap())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().admitted)
+                .filter(|admitted| *admitted)
+                .count()
+        });
+        assert_eq!(admitted, 50);
+    }
+
+    #[test]
+    fn kv_entries_expire() {
+        let clock = ManualClock::new(0);
+        let kv = MemoryKv::new(clock.clone());
+        block_on(kv.put("k", Bytes::from_static(b"v"), Some(Duration::from_secs(1)))).unwrap();
+        assert_eq!(block_on(kv.get("k")).unwrap(), Some(Bytes::from_static(b"v")));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(block_on(kv.get("k")).unwrap(), None);
+        block_on(kv.put("p", Bytes::from_static(b"v"), None)).unwrap();
+        block_on(kv.delete("p")).unwrap();
+        assert_eq!(block_on(kv.get("p")).unwrap(), None);
+    }
+}

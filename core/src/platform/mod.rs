@@ -1,0 +1,167 @@
+//! Ports: the small traits through which the core reaches the outside world.
+//!
+//! Each runtime adapter implements them (reqwest + DynamoDB on Lambda,
+//! `worker::Fetch` + KV + Durable Objects on Workers); [`memory`] holds the
+//! in-memory implementations used for local runs and tests.
+//!
+//! Async methods return `impl Future + MaybeSend`: `Send` on native targets,
+//! where Lambda's tokio runtime moves futures across threads, and no bound on
+//! wasm32, where JS futures are `!Send`. Implementations write `async fn`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::body::Body;
+
+pub mod memory;
+
+/// `Send` on native targets, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+
+/// `Send` on native targets, nothing on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` on native targets, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+
+/// `Sync` on native targets, nothing on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// The bundle of ports one runtime provides. `Gateway<P>` is generic over it.
+pub trait Platform: MaybeSend + MaybeSync + 'static {
+    type Http: HttpClient;
+    type Quota: QuotaStore;
+    type Kv: KvStore;
+    type Clock: Clock;
+
+    fn http(&self) -> &Self::Http;
+    fn quota(&self) -> &Self::Quota;
+    fn kv(&self) -> &Self::Kv;
+    fn clock(&self) -> &Self::Clock;
+    /// Fills `dest` with cryptographically secure random bytes (request ids,
+    /// generated API keys).
+    fn fill_random(&self, dest: &mut [u8]);
+}
+
+/// Sends one request upstream and returns the response with a streaming body.
+///
+/// Implementations must not follow redirects, must not decompress bodies, and
+/// must return non-2xx responses as `Ok` (status handling is the core's job).
+/// Timeouts are applied by the core around `send`.
+pub trait HttpClient: MaybeSend + MaybeSync + 'static {
+    fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> impl Future<Output = Result<http::Response<Body>, HttpClientError>> + MaybeSend + '_;
+}
+
+/// Why an upstream call failed before a response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpClientErrorKind {
+    /// DNS, TCP or TLS failure: the upstream could not be reached.
+    Connect,
+    /// The client's own timeout fired.
+    Timeout,
+    /// Anything else (malformed response, protocol error).
+    Other,
+}
+
+/// An upstream transport error. `message` is for logs only, never for clients.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct HttpClientError {
+    pub kind: HttpClientErrorKind,
+    pub message: String,
+}
+
+impl HttpClientError {
+    pub fn new(kind: HttpClientErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Wall-clock time and timers. Never use `std::time::{Instant, SystemTime}::now`
+/// in the core: they panic on wasm32-unknown-unknown.
+pub trait Clock: MaybeSend + MaybeSync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_unix_ms(&self) -> u64;
+    /// Completes after `duration`. Used for timeouts and paced mock streams.
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + MaybeSend + use<Self>;
+}
+
+/// Result of an atomic [`QuotaStore::consume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumed {
+    /// Whether `amount` was added (the counter stayed within `limit`).
+    pub admitted: bool,
+    /// The counter value after the call (unchanged when not admitted).
+    pub used: u64,
+}
+
+/// A store failure (unreachable, throttled, malformed state). Quota policy
+/// decides whether to fail open or closed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+/// Atomic counters for rate limits and budgets.
+///
+/// The core computes the counter key (which already names the window) and the
+/// expiry; the store only guarantees atomicity: concurrent `consume` calls on
+/// one key never admit more than `limit` in total.
+pub trait QuotaStore: MaybeSend + MaybeSync + 'static {
+    /// Adds `amount` to `key` if the result stays `<= limit`; otherwise leaves
+    /// it unchanged. The counter may be dropped after `expires_at_unix_ms`.
+    fn consume<'a>(
+        &'a self,
+        key: &'a str,
+        amount: u64,
+        limit: u64,
+        expires_at_unix_ms: u64,
+    ) -> impl Future<Output = Result<Consumed, StoreError>> + MaybeSend + 'a;
+
+    /// Subtracts `amount` from `key` (saturating at zero): settles a reservation.
+    fn refund<'a>(
+        &'a self,
+        key: &'a str,
+        amount: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + MaybeSend + 'a;
+}
+
+/// A key-value store: hashed API keys, cached responses, JWKS.
+pub trait KvStore: MaybeSend + MaybeSync + 'static {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + MaybeSend + 'a;
+
+    /// Stores `value`; it may disappear after `ttl`.
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), StoreError>> + MaybeSend + 'a;
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<(), StoreError>> + MaybeSend + 'a;
+}
