@@ -1,0 +1,138 @@
+//! The Lambda platform: reqwest upstream client, tokio timers, OS
+//! randomness, and the store chosen by `GATEWAY_STORE`.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use gateway_core::platform::memory::{MemoryKv, MemoryQuotaStore};
+use gateway_core::platform::{Clock, HttpClient, HttpClientError, HttpClientErrorKind, MaybeSend, Platform};
+use gateway_core::{Body, BodyError};
+
+/// Environment variable choosing the quota/key store.
+pub const ENV_STORE: &str = "GATEWAY_STORE";
+
+/// Wall clock from the OS, timers from tokio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now_unix_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + MaybeSend + use<> {
+        tokio::time::sleep(duration)
+    }
+}
+
+/// Upstream calls over reqwest (rustls), one connection pool per cold start.
+#[derive(Debug, Clone)]
+pub struct ReqwestClient {
+    client: reqwest::Client,
+}
+
+impl ReqwestClient {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            // A proxy relays redirects to its client; it never follows them.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+fn client_error(err: &reqwest::Error) -> HttpClientError {
+    let kind = if err.is_connect() {
+        HttpClientErrorKind::Connect
+    } else if err.is_timeout() {
+        HttpClientErrorKind::Timeout
+    } else {
+        HttpClientErrorKind::Other
+    };
+    HttpClientError::new(kind, err.to_string())
+}
+
+impl HttpClient for ReqwestClient {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Body>, HttpClientError> {
+        let request = reqwest::Request::try_from(request).map_err(|e| client_error(&e))?;
+        let response = self.client.execute(request).await.map_err(|e| client_error(&e))?;
+        let mut builder = http::Response::builder().status(response.status());
+        if let Some(headers) = builder.headers_mut() {
+            *headers = response.headers().clone();
+        }
+        let body = response.bytes_stream().map_err(|e| BodyError(e.to_string()));
+        builder
+            .body(Body::from_stream(body))
+            .map_err(|e| HttpClientError::new(HttpClientErrorKind::Other, e.to_string()))
+    }
+}
+
+/// The stores available on Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// Per-instance memory: for local runs and single-instance tests.
+    Memory,
+}
+
+impl StoreChoice {
+    pub fn from_env_value(value: Option<&str>) -> Result<Self, String> {
+        match value.unwrap_or("memory") {
+            "memory" => Ok(Self::Memory),
+            other => Err(format!("{ENV_STORE}={other} is not a known store (available: memory)")),
+        }
+    }
+}
+
+pub struct LambdaPlatform {
+    http: ReqwestClient,
+    clock: TokioClock,
+    quota: MemoryQuotaStore<TokioClock>,
+    kv: MemoryKv<TokioClock>,
+}
+
+impl LambdaPlatform {
+    pub fn new(http: ReqwestClient, store: StoreChoice) -> Self {
+        match store {
+            StoreChoice::Memory => Self {
+                http,
+                clock: TokioClock,
+                quota: MemoryQuotaStore::new(TokioClock),
+                kv: MemoryKv::new(TokioClock),
+            },
+        }
+    }
+}
+
+impl Platform for LambdaPlatform {
+    type Http = ReqwestClient;
+    type Quota = MemoryQuotaStore<TokioClock>;
+    type Kv = MemoryKv<TokioClock>;
+    type Clock = TokioClock;
+
+    fn http(&self) -> &ReqwestClient {
+        &self.http
+    }
+    fn quota(&self) -> &Self::Quota {
+        &self.quota
+    }
+    fn kv(&self) -> &Self::Kv {
+        &self.kv
+    }
+    fn clock(&self) -> &TokioClock {
+        &self.clock
+    }
+    fn fill_random(&self, dest: &mut [u8]) {
+        if let Err(err) = getrandom::fill(dest) {
+            // The OS RNG does not fail on Lambda's kernels; if it ever does,
+            // refuse to hand out predictable bytes silently.
+            tracing::error!(error = %err, "OS random number generator failed");
+            panic!("OS random number generator unavailable: {err}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+"""The official OpenAI Python SDK against the gateway.
+
+Run by the conformance suite with OPENAI_BASE_URL pointing at the gateway's
+/v1 and a dummy OPENAI_API_KEY. Exits non-zero with a message on any mismatch.
+"""
+
+import sys
+
+import openai
+from openai import OpenAI
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAIL: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main():
+    client = OpenAI(max_retries=0, timeout=60)
+    messages = [{"role": "user", "content": "Hello SDK"}]
+
+    models = [m.id for m in client.models.list()]
+    check("mock-gpt" in models, f"mock-gpt not in {models}")
+
+    for model in ("mock-gpt", "upstream-gpt"):
+        completion = client.chat.completions.create(model=model, messages=messages)
+        text = completion.choices[0].message.content
+        check(bool(text), f"{model}: empty completion")
+        check(completion.usage.total_tokens > 0, f"{model}: no usage")
+
+        stream = client.chat.completions.create(
+            model=model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, usage, chunks = [], None, 0
+        for chunk in stream:
+            chunks += 1
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    pieces.append(choice.delta.content)
+        streamed = "".join(pieces)
+        check(chunks > 3, f"{model}: only {chunks} chunks")
+        check(usage is not None and usage.total_tokens > 0, f"{model}: no usage chunk")
+        if model == "mock-gpt":
+            check(streamed == text, f"{model}: stream {streamed!r} != non-stream {text!r}")
+            check(text.endswith("You said: Hello SDK"), f"mock reply {text!r}")
+        print(f"ok: {model} non-stream and stream ({chunks} chunks)")
+
+    try:
+        client.chat.completions.create(model="no-such-model", messages=messages)
+        check(False, "unknown model did not raise")
+    except openai.NotFoundError as err:
+        check("no-such-model" in str(err), f"error message does not name the model: {err}")
+    print("ok: unknown model raises NotFoundError")
+
+
+if __name__ == "__main__":
+    main()

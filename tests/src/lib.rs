@@ -1,0 +1,6 @@
+//! End-to-end test harness: mock upstreams, launchers for each runtime's
+//! local emulator, and the conformance suite run against all of them.
+
+pub mod mocks;
+pub mod runtime;
+pub mod suite;

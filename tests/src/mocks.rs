@@ -1,0 +1,236 @@
+//! Mock upstreams on 127.0.0.1, started in the test process:
+//!
+//! - a REST echo server: answers any request with a JSON description of what
+//!   it received (method, path, query, headers, body); `/slow` waits first;
+//! - an OpenAI-compatible server: `POST /v1/chat/completions`, streamed or
+//!   not, in the shapes of <https://platform.openai.com/docs/api-reference/chat/create>
+//!   and <https://platform.openai.com/docs/api-reference/chat-streaming>. It
+//!   records when it sent each streamed chunk, keyed by `x-request-id`, so a
+//!   test can prove the client saw the first chunk before the last was sent.
+//!
+//! The upstream model id selects a behaviour: `mock-429` answers 429 with
+//! `Retry-After`, `mock-cut` breaks the stream after two chunks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+use futures_util::stream;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// Chunks of content in a streamed mock completion.
+pub const STREAM_CONTENT_CHUNKS: usize = 5;
+/// Pause between streamed chunks.
+pub const STREAM_CHUNK_DELAY: Duration = Duration::from_millis(250);
+/// The words the OpenAI mock streams (and returns whole when not streaming).
+pub const MOCK_WORDS: [&str; STREAM_CONTENT_CHUNKS] = ["Streaming ", "from ", "the ", "upstream ", "mock."];
+/// How long `/slow` on the echo server waits before answering.
+pub const SLOW_DELAY: Duration = Duration::from_secs(3);
+
+/// What the OpenAI mock saw of one request.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct OpenAiState {
+    /// x-request-id → instants at which each SSE event was handed to hyper.
+    sent_at: HashMap<String, Vec<Instant>>,
+    /// x-request-id → the request as received.
+    seen: HashMap<String, SeenRequest>,
+}
+
+/// Handle on the running OpenAI mock.
+#[derive(Clone)]
+pub struct OpenAiMock {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<OpenAiState>>,
+}
+
+impl OpenAiMock {
+    /// Base URL to configure as the provider's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn sent_at(&self, request_id: &str) -> Vec<Instant> {
+        lock(&self.state).sent_at.get(request_id).cloned().unwrap_or_default()
+    }
+
+    pub fn seen(&self, request_id: &str) -> Option<SeenRequest> {
+        lock(&self.state).seen.get(request_id).cloned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", port)).await
+}
+
+/// Starts the OpenAI mock on `port` (0 = any free port).
+pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
+    let listener = bind(port).await?;
+    let mock = OpenAiMock {
+        addr: listener.local_addr()?,
+        state: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .with_state(mock.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(mock)
+}
+
+fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Bytes {
+    let event = json!({
+        "id": id, "object": "chat.completion.chunk", "created": 1_735_689_600, "model": model,
+        "system_fingerprint": "fp_mock",
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+    });
+    Bytes::from(format!("data: {event}\n\n"))
+}
+
+async fn chat_completions(State(mock): State<OpenAiMock>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(request): Result<Value, _> = serde_json::from_slice(&body) else {
+        return (StatusCode::BAD_REQUEST, "mock: body is not JSON").into_response();
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    lock(&mock.state).seen.insert(
+        request_id.clone(),
+        SeenRequest {
+            headers: headers.clone(),
+            body: request.clone(),
+        },
+    );
+    let model = request["model"].as_str().unwrap_or_default().to_owned();
+    if model == "mock-429" {
+        let error = json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}});
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "3"), ("content-type", "application/json")], error.to_string()).into_response();
+    }
+    let id = "chatcmpl-mockupstream";
+    let usage = json!({"prompt_tokens": 11, "completion_tokens": STREAM_CONTENT_CHUNKS, "total_tokens": 11 + STREAM_CONTENT_CHUNKS});
+    if request["stream"] != Value::Bool(true) {
+        let body = json!({
+            "id": id, "object": "chat.completion", "created": 1_735_689_600, "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": MOCK_WORDS.concat(), "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        return ([("content-type", "application/json")], body.to_string()).into_response();
+    }
+
+    let include_usage = request["stream_options"]["include_usage"] == Value::Bool(true);
+    let cut = model == "mock-cut";
+    let mut events = vec![chunk(id, &model, json!({"role": "assistant", "content": ""}), None)];
+    events.extend(MOCK_WORDS.iter().map(|w| chunk(id, &model, json!({"content": w}), None)));
+    events.push(chunk(id, &model, json!({}), Some("stop")));
+    if include_usage {
+        let event = json!({"id": id, "object": "chat.completion.chunk", "created": 1_735_689_600, "model": model, "choices": [], "usage": usage});
+        events.push(Bytes::from(format!("data: {event}\n\n")));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    if cut {
+        events.truncate(2);
+    }
+
+    let state = mock.state.clone();
+    let body = stream::unfold((events.into_iter(), 0usize), move |(mut events, index)| {
+        let state = state.clone();
+        let request_id = request_id.clone();
+        async move {
+            if index > 0 {
+                tokio::time::sleep(STREAM_CHUNK_DELAY).await;
+            }
+            let Some(event) = events.next() else {
+                if cut {
+                    // Break the connection instead of ending the stream.
+                    return Some((Err(std::io::Error::other("mock: stream cut")), (events, index + 1)));
+                }
+                return None;
+            };
+            lock(&state).sent_at.entry(request_id).or_default().push(Instant::now());
+            Some((Ok::<_, std::io::Error>(event), (events, index + 1)))
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Handle on the running echo server.
+#[derive(Clone, Debug)]
+pub struct EchoServer {
+    pub addr: SocketAddr,
+}
+
+impl EchoServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Starts the REST echo server on `port` (0 = any free port).
+pub async fn start_echo_server(port: u16) -> std::io::Result<EchoServer> {
+    let listener = bind(port).await?;
+    let server = EchoServer {
+        addr: listener.local_addr()?,
+    };
+    let app = Router::new().fallback(any(echo));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(server)
+}
+
+async fn echo(request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.uri.path() == "/slow" {
+        tokio::time::sleep(SLOW_DELAY).await;
+    }
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), Value::String(value.to_str().unwrap_or("<binary>").to_owned())))
+        .collect();
+    let description = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("x-echo-server", "1")
+        // Hop-by-hop headers the gateway must not relay to its client.
+        .header("connection", "x-upstream-hop")
+        .header("x-upstream-hop", "must-not-reach-client")
+        .body(Body::from(description.to_string()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A 127.0.0.1 port with nothing listening (bound, then released).
+pub async fn closed_port() -> std::io::Result<u16> {
+    let listener = bind(0).await?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    Ok(port)
+}

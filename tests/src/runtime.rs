@@ -1,0 +1,157 @@
+//! Launchers for the gateway under each runtime's local emulator. Every
+//! process started here binds 127.0.0.1 and is stopped by its process group
+//! id when the handle drops.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Lambda binary name (cargo-lambda serves it at `/lambda-url/<name>`).
+pub const LAMBDA_BIN: &str = "gateway";
+/// How long to wait for the gateway to answer after starting it (the first
+/// request may compile the function when the build cache is cold).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// A running gateway process (and its children), stopped on drop.
+pub struct GatewayProcess {
+    child: Child,
+    pub base_url: String,
+    pub log_path: PathBuf,
+}
+
+impl GatewayProcess {
+    /// The last `lines` lines of the process log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log_path, lines)
+    }
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(file) = File::open(path) else {
+        return String::new();
+    };
+    let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        // The child leads its own process group: stop the whole group (the
+        // emulator and the function processes it started), by its id.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Finds `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Starts the Lambda adapter under `cargo lambda watch` on 127.0.0.1 with
+/// `env` added to its environment, and waits until it serves requests.
+pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, String> {
+    use std::os::unix::process::CommandExt;
+
+    let cargo_lambda = which("cargo-lambda").ok_or(
+        "cargo-lambda is not on PATH. Install it with `scripts/bootstrap` \
+         (a venv with `pip install cargo-lambda==1.9.2`) and put the venv's bin on PATH",
+    )?;
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("create {}: {e}", target_dir.display()))?;
+    let log_path = target_dir.join(format!("conformance-lambda-{port}.log"));
+    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+
+    let mut command = Command::new(cargo_lambda);
+    command
+        .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port"])
+        .arg(port.to_string())
+        .args(["--ignore-changes", "--concurrency", "4", "--package", "gateway-aws-lambda", "--bin", LAMBDA_BIN])
+        .current_dir(workspace_root())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let child = command.spawn().map_err(|e| format!("cannot start cargo lambda watch: {e}"))?;
+    let mut process = GatewayProcess {
+        child,
+        base_url: format!("http://127.0.0.1:{port}/lambda-url/{LAMBDA_BIN}"),
+        log_path,
+    };
+    wait_ready(&mut process)?;
+    Ok(process)
+}
+
+fn wait_ready(process: &mut GatewayProcess) -> Result<(), String> {
+    let url = format!("{}/v1/models", process.base_url);
+    let started = Instant::now();
+    while started.elapsed() < READY_TIMEOUT {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            return Err(format!(
+                "the gateway process exited ({status}) before it was ready; log:\n{}",
+                process.log_tail(40)
+            ));
+        }
+        if let Ok(status) = http_get_status(&url) {
+            if status == 200 {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(format!(
+        "the gateway did not answer {url} within {READY_TIMEOUT:?}; log:\n{}",
+        process.log_tail(40)
+    ))
+}
+
+/// A blocking GET with a short timeout, for readiness probes.
+fn http_get_status(url: &str) -> Result<u16, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
+    })
+}
