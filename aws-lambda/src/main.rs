@@ -41,12 +41,17 @@ fn init_tracing() {
 fn load_config() -> Result<Config, String> {
     let (source, yaml) = match std::env::var(ENV_CONFIG_PATH) {
         Ok(path) => {
-            let yaml = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {ENV_CONFIG_PATH}={path}: {e}"))?;
+            let yaml = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {ENV_CONFIG_PATH}={path}: {e}"))?;
             (path, yaml)
         }
-        Err(_) => ("embedded example config".to_owned(), gateway_core::config::EXAMPLE_CONFIG.to_owned()),
+        Err(_) => (
+            "embedded example config".to_owned(),
+            gateway_core::config::EXAMPLE_CONFIG.to_owned(),
+        ),
     };
-    let config = Config::from_yaml(&yaml, |name| std::env::var(name).ok()).map_err(|e| format!("{source}: {e}"))?;
+    let config = Config::from_yaml(&yaml, |name| std::env::var(name).ok())
+        .map_err(|e| format!("{source}: {e}"))?;
     tracing::info!(config = %source, routes = config.routes.len(), models = config.models.len(), "config loaded");
     Ok(config)
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use gateway_core::platform::memory::{MemoryKv, MemoryQuotaStore};
-use gateway_core::platform::{Clock, HttpClient, HttpClientError, HttpClientErrorKind, MaybeSend, Platform};
+use gateway_core::platform::{
+    Clock, HttpClient, HttpClientError, HttpClientErrorKind, MaybeSend, Platform,
+};
 use gateway_core::{Body, BodyError};
 
 /// Environment variable choosing the quota/key store.
@@ -59,14 +61,23 @@ fn client_error(err: &reqwest::Error) -> HttpClientError {
 }
 
 impl HttpClient for ReqwestClient {
-    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Body>, HttpClientError> {
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Body>, HttpClientError> {
         let request = reqwest::Request::try_from(request).map_err(|e| client_error(&e))?;
-        let response = self.client.execute(request).await.map_err(|e| client_error(&e))?;
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| client_error(&e))?;
         let mut builder = http::Response::builder().status(response.status());
         if let Some(headers) = builder.headers_mut() {
             *headers = response.headers().clone();
         }
-        let body = response.bytes_stream().map_err(|e| BodyError(e.to_string()));
+        let body = response
+            .bytes_stream()
+            .map_err(|e| BodyError(e.to_string()));
         builder
             .body(Body::from_stream(body))
             .map_err(|e| HttpClientError::new(HttpClientErrorKind::Other, e.to_string()))
@@ -84,7 +95,9 @@ impl StoreChoice {
     pub fn from_env_value(value: Option<&str>) -> Result<Self, String> {
         match value.unwrap_or("memory") {
             "memory" => Ok(Self::Memory),
-            other => Err(format!("{ENV_STORE}={other} is not a known store (available: memory)")),
+            other => Err(format!(
+                "{ENV_STORE}={other} is not a known store (available: memory)"
+            )),
         }
     }
 }

@@ -25,12 +25,18 @@ routes:
 
 fn gateway() -> Gateway<TestPlatform> {
     let config = Config::from_yaml(CONFIG, |_| None).expect("bench config");
-    let http = FakeHttp::new(|_| FakeReply::Respond(Response::new(Body::from("{\"ok\":true}"))));
+    let http =
+        FakeHttp::unrecorded(|_| FakeReply::Respond(Response::new(Body::from("{\"ok\":true}"))));
     Gateway::new(config, TestPlatform::new(http))
 }
 
 fn drain(response: Response<Body>) -> usize {
-    block_on(response.into_body().map(|c| c.map_or(0, |b| b.len())).fold(0, |a, n| async move { a + n }))
+    block_on(
+        response
+            .into_body()
+            .map(|c| c.map_or(0, |b| b.len()))
+            .fold(0, |a, n| async move { a + n }),
+    )
 }
 
 fn bench_handle(c: &mut Criterion) {
@@ -44,10 +50,14 @@ fn bench_handle(c: &mut Criterion) {
             drain(block_on(gw.handle(request)))
         });
     });
-    let chat = Bytes::from_static(br#"{"model":"mock-gpt","messages":[{"role":"user","content":"Say hello"}]}"#);
+    let chat = Bytes::from_static(
+        br#"{"model":"mock-gpt","messages":[{"role":"user","content":"Say hello"}]}"#,
+    );
     c.bench_function("mock_chat_completion", |b| {
         b.iter(|| {
-            let request = Request::post("/v1/chat/completions").body(chat.clone()).expect("request");
+            let request = Request::post("/v1/chat/completions")
+                .body(chat.clone())
+                .expect("request");
             drain(block_on(gw.handle(request)))
         });
     });

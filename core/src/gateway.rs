@@ -60,7 +60,10 @@ impl<P: Platform> Clock for PlatformClock<P> {
         self.0.platform.clock().now_unix_ms()
     }
 
-    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + MaybeSend + use<P> {
+    fn sleep(
+        &self,
+        duration: Duration,
+    ) -> impl std::future::Future<Output = ()> + MaybeSend + use<P> {
         self.0.platform.clock().sleep(duration)
     }
 }
@@ -146,31 +149,37 @@ impl<P: Platform> Gateway<P> {
         .await
     }
 
-    async fn dispatch(&self, request: Request<Bytes>, request_id: &str, routed: &mut Routed) -> Result<Response<Body>, GatewayError> {
+    async fn dispatch(
+        &self,
+        request: Request<Bytes>,
+        request_id: &str,
+        routed: &mut Routed,
+    ) -> Result<Response<Body>, GatewayError> {
         let shared = &self.shared;
         let path = request.uri().path();
         check_path(path).map_err(GatewayError::InvalidPath)?;
         let host = request_host(&request);
-        let (index, params, matched_len) = match shared.router.find(request.method(), host.as_deref(), path) {
-            RouteMatch::Found {
-                route,
-                params,
-                matched_len,
-            } => (route, params, matched_len),
-            RouteMatch::MethodNotAllowed { allow } => {
-                return Err(GatewayError::MethodNotAllowed {
-                    method: request.method().clone(),
-                    path: path.to_owned(),
-                    allow,
-                })
-            }
-            RouteMatch::NotFound => {
-                return Err(GatewayError::RouteNotFound {
-                    method: request.method().clone(),
-                    path: path.to_owned(),
-                })
-            }
-        };
+        let (index, params, matched_len) =
+            match shared.router.find(request.method(), host.as_deref(), path) {
+                RouteMatch::Found {
+                    route,
+                    params,
+                    matched_len,
+                } => (route, params, matched_len),
+                RouteMatch::MethodNotAllowed { allow } => {
+                    return Err(GatewayError::MethodNotAllowed {
+                        method: request.method().clone(),
+                        path: path.to_owned(),
+                        allow,
+                    })
+                }
+                RouteMatch::NotFound => {
+                    return Err(GatewayError::RouteNotFound {
+                        method: request.method().clone(),
+                        path: path.to_owned(),
+                    })
+                }
+            };
         let route = &shared.config.routes[index];
         routed.name.clone_from(&route.name);
         if matches!(route.action, RouteAction::Ai(_)) {
@@ -197,7 +206,13 @@ impl<P: Platform> Gateway<P> {
                     matched_len,
                     request_id,
                 };
-                proxy::forward(shared.platform.http(), shared.platform.clock(), call, request).await
+                proxy::forward(
+                    shared.platform.http(),
+                    shared.platform.clock(),
+                    call,
+                    request,
+                )
+                .await
             }
             RouteAction::Ai(ai_route) => {
                 let subpath = path.get(matched_len..).unwrap_or_default().to_owned();
@@ -209,8 +224,15 @@ impl<P: Platform> Gateway<P> {
     /// Keeps a client's `X-Request-Id` when it is 1–128 visible ASCII
     /// characters; otherwise makes a new random one.
     fn request_id(&self, request: &Request<Bytes>) -> String {
-        if let Some(id) = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-            if !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()) {
+        if let Some(id) = request
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+        {
+            if !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+            {
                 return id.to_owned();
             }
         }
@@ -247,7 +269,12 @@ fn log_error(error: &GatewayError) {
             tracing::warn!(status, code, error = %error, detail = error.detail().unwrap_or_default(), "upstream failed");
         }
         ErrorOrigin::Internal => {
-            tracing::error!(status, code, detail = error.detail().unwrap_or_default(), "internal error");
+            tracing::error!(
+                status,
+                code,
+                detail = error.detail().unwrap_or_default(),
+                "internal error"
+            );
         }
     }
 }

@@ -31,15 +31,22 @@ routes:
 ";
 
 fn gateway(http: FakeHttp) -> Gateway<TestPlatform> {
-    let config = Config::from_yaml(CONFIG, |name| (name == "LLM_KEY").then(|| "sk-test-key".to_owned())).unwrap();
+    let config = Config::from_yaml(CONFIG, |name| {
+        (name == "LLM_KEY").then(|| "sk-test-key".to_owned())
+    })
+    .unwrap();
     Gateway::new(config, TestPlatform::new(http))
 }
 
 fn echo_upstream() -> FakeHttp {
     FakeHttp::new(|_| {
         let mut response = Response::new(Body::from("upstream-body"));
-        response.headers_mut().insert("x-upstream", "yes".parse().unwrap());
-        response.headers_mut().insert("connection", "close".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("x-upstream", "yes".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("connection", "close".parse().unwrap());
         FakeReply::Respond(response)
     })
 }
@@ -52,7 +59,8 @@ fn send(gw: &Gateway<TestPlatform>, request: Request<Bytes>) -> (http::response:
 }
 
 fn json(bytes: &Bytes) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 #[test]
@@ -81,12 +89,18 @@ fn proxy_forwards_method_path_query_headers_body() {
 
     let sent = &http.requests()[0];
     assert_eq!(sent.method(), http::Method::POST);
-    assert_eq!(sent.uri().to_string(), "http://rest.internal/base/a/b?q=1&r=two");
+    assert_eq!(
+        sent.uri().to_string(),
+        "http://rest.internal/base/a/b?q=1&r=two"
+    );
     assert_eq!(sent.body(), "payload");
     let h = sent.headers();
     assert_eq!(h["x-custom"], "kept");
     assert!(!h.contains_key("x-hop") && !h.contains_key("te") && !h.contains_key("connection"));
-    assert!(!h.contains_key(header::HOST), "the client's Host must not reach the upstream");
+    assert!(
+        !h.contains_key(header::HOST),
+        "the client's Host must not reach the upstream"
+    );
     assert_eq!(h["x-forwarded-for"], "198.51.100.7");
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "gw.example:8443");
@@ -97,7 +111,13 @@ fn proxy_forwards_method_path_query_headers_body() {
 fn request_id_is_generated_when_missing_or_unsafe() {
     let http = echo_upstream();
     let gw = gateway(http.clone());
-    let (parts, _) = send(&gw, Request::get("/api/x").header("x-request-id", "bad id\t").body(Bytes::new()).unwrap());
+    let (parts, _) = send(
+        &gw,
+        Request::get("/api/x")
+            .header("x-request-id", "bad id\t")
+            .body(Bytes::new())
+            .unwrap(),
+    );
     let id = parts.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 32);
     assert_eq!(http.requests()[0].headers()["x-request-id"], id.as_str());
@@ -109,9 +129,15 @@ fn request_id_is_generated_when_missing_or_unsafe() {
 fn path_rewrite_uses_captured_params() {
     let http = echo_upstream();
     let gw = gateway(http.clone());
-    let (parts, _) = send(&gw, Request::get("/items/42?full=1").body(Bytes::new()).unwrap());
+    let (parts, _) = send(
+        &gw,
+        Request::get("/items/42?full=1").body(Bytes::new()).unwrap(),
+    );
     assert_eq!(parts.status, StatusCode::OK);
-    assert_eq!(http.requests()[0].uri().to_string(), "http://rest.internal/base/v2/things/42?full=1");
+    assert_eq!(
+        http.requests()[0].uri().to_string(),
+        "http://rest.internal/base/v2/things/42?full=1"
+    );
 }
 
 #[test]
@@ -122,7 +148,10 @@ fn unknown_path_is_404_json_and_wrong_method_405() {
     assert_eq!(parts.headers[header::CONTENT_TYPE], "application/json");
     let body = json(&body);
     assert_eq!(body["error"]["code"], "route_not_found");
-    assert_eq!(body["error"]["request_id"], parts.headers["x-request-id"].to_str().unwrap());
+    assert_eq!(
+        body["error"]["request_id"],
+        parts.headers["x-request-id"].to_str().unwrap()
+    );
 
     let (parts, body) = send(&gw, Request::delete("/api/x").body(Bytes::new()).unwrap());
     assert_eq!(parts.status, StatusCode::METHOD_NOT_ALLOWED);
@@ -134,13 +163,29 @@ fn unknown_path_is_404_json_and_wrong_method_405() {
 fn oversized_body_is_413_before_any_upstream_call() {
     let http = echo_upstream();
     let gw = gateway(http.clone());
-    let (parts, body) = send(&gw, Request::post("/api/x").body(Bytes::from(vec![b'a'; 17])).unwrap());
+    let (parts, body) = send(
+        &gw,
+        Request::post("/api/x")
+            .body(Bytes::from(vec![b'a'; 17]))
+            .unwrap(),
+    );
     assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(json(&body)["error"]["code"], "payload_too_large");
-    let (parts, _) = send(&gw, Request::post("/api/x").header("content-length", "999999").body(Bytes::new()).unwrap());
+    let (parts, _) = send(
+        &gw,
+        Request::post("/api/x")
+            .header("content-length", "999999")
+            .body(Bytes::new())
+            .unwrap(),
+    );
     assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(http.requests().is_empty());
-    let (parts, _) = send(&gw, Request::post("/api/x").body(Bytes::from(vec![b'a'; 16])).unwrap());
+    let (parts, _) = send(
+        &gw,
+        Request::post("/api/x")
+            .body(Bytes::from(vec![b'a'; 16]))
+            .unwrap(),
+    );
     assert_eq!(parts.status, StatusCode::OK);
 }
 
@@ -148,7 +193,10 @@ fn oversized_body_is_413_before_any_upstream_call() {
 fn dot_segments_are_refused() {
     let http = echo_upstream();
     let gw = gateway(http.clone());
-    let (parts, _) = send(&gw, Request::get("/api/../admin").body(Bytes::new()).unwrap());
+    let (parts, _) = send(
+        &gw,
+        Request::get("/api/../admin").body(Bytes::new()).unwrap(),
+    );
     assert_eq!(parts.status, StatusCode::BAD_REQUEST);
     assert!(http.requests().is_empty());
 }
@@ -156,7 +204,10 @@ fn dot_segments_are_refused() {
 #[test]
 fn upstream_unreachable_is_502_and_hang_is_504() {
     let gw = gateway(FakeHttp::new(|_| {
-        FakeReply::Fail(HttpClientError::new(HttpClientErrorKind::Connect, "connection refused 10.1.2.3"))
+        FakeReply::Fail(HttpClientError::new(
+            HttpClientErrorKind::Connect,
+            "connection refused 10.1.2.3",
+        ))
     }));
     let (parts, body) = send(&gw, Request::get("/api/x").body(Bytes::new()).unwrap());
     assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
@@ -180,14 +231,22 @@ fn models_lists_configured_names() {
     let gw = gateway(echo_upstream());
     let (parts, body) = send(&gw, Request::get("/v1/models").body(Bytes::new()).unwrap());
     assert_eq!(parts.status, StatusCode::OK);
-    let ids: Vec<_> = json(&body)["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+    let ids: Vec<_> = json(&body)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
     assert_eq!(ids, ["mock-gpt", "big"]);
 }
 
 #[test]
 fn mock_completion_is_deterministic_with_usage() {
     let gw = gateway(echo_upstream());
-    let (parts, body) = send(&gw, chat(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"ping"}]}"#));
+    let (parts, body) = send(
+        &gw,
+        chat(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"ping"}]}"#),
+    );
     assert_eq!(parts.status, StatusCode::OK);
     let body = json(&body);
     assert_eq!(body["object"], "chat.completion");
@@ -196,7 +255,10 @@ fn mock_completion_is_deterministic_with_usage() {
     assert!(content.ends_with("You said: ping"), "{content}");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     let usage = &body["usage"];
-    assert_eq!(usage["total_tokens"], usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        usage["total_tokens"],
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
     assert!(usage["completion_tokens"].as_u64().unwrap() > 0);
 }
 
@@ -206,10 +268,20 @@ fn mock_stream_sends_chunks_then_usage_then_done() {
     let response = block_on(gw.handle(chat(
         r#"{"model":"mock-gpt","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"one two"}]}"#,
     )));
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
     let chunks: Vec<Bytes> = block_on(response.into_body().map(Result::unwrap).collect());
-    assert!(chunks.len() > 5, "streamed as separate chunks, got {}", chunks.len());
-    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    assert!(
+        chunks.len() > 5,
+        "streamed as separate chunks, got {}",
+        chunks.len()
+    );
+    let text: String = chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(*events.last().unwrap(), "data: [DONE]");
     let payloads: Vec<Value> = events[..events.len() - 1]
@@ -218,7 +290,11 @@ fn mock_stream_sends_chunks_then_usage_then_done() {
         .collect();
     let content: String = payloads
         .iter()
-        .filter_map(|p| p["choices"].get(0)?["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|p| {
+            p["choices"].get(0)?["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert!(content.ends_with("You said: one two"), "{content}");
     let usage_chunk = payloads.last().unwrap();
@@ -229,7 +305,12 @@ fn mock_stream_sends_chunks_then_usage_then_done() {
 #[test]
 fn mock_honours_max_tokens() {
     let gw = gateway(echo_upstream());
-    let (_, body) = send(&gw, chat(r#"{"model":"mock-gpt","max_tokens":2,"messages":[{"role":"user","content":"ping"}]}"#));
+    let (_, body) = send(
+        &gw,
+        chat(
+            r#"{"model":"mock-gpt","max_tokens":2,"messages":[{"role":"user","content":"ping"}]}"#,
+        ),
+    );
     let body = json(&body);
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert_eq!(body["usage"]["completion_tokens"], 2);
@@ -243,13 +324,19 @@ fn bad_json_is_400_in_openai_shape() {
     let body = json(&body);
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert_eq!(body["error"]["code"], "invalid_json");
-    assert!(body["error"]["message"].as_str().unwrap().contains("line 1"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("line 1"));
 }
 
 #[test]
 fn unknown_model_is_404_model_not_found() {
     let gw = gateway(echo_upstream());
-    let (parts, body) = send(&gw, chat(r#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#));
+    let (parts, body) = send(
+        &gw,
+        chat(r#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#),
+    );
     assert_eq!(parts.status, StatusCode::NOT_FOUND);
     let body = json(&body);
     assert_eq!(body["error"]["code"], "model_not_found");
@@ -259,7 +346,12 @@ fn unknown_model_is_404_model_not_found() {
 #[test]
 fn ai_errors_use_openai_shape_for_404_and_405() {
     let gw = gateway(echo_upstream());
-    let (parts, body) = send(&gw, Request::get("/v1/chat/completions").body(Bytes::new()).unwrap());
+    let (parts, body) = send(
+        &gw,
+        Request::get("/v1/chat/completions")
+            .body(Bytes::new())
+            .unwrap(),
+    );
     assert_eq!(parts.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(parts.headers[header::ALLOW], "POST");
     assert_eq!(json(&body)["error"]["type"], "invalid_request_error");
@@ -273,13 +365,20 @@ fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
     let http = FakeHttp::new(|_| {
         let body = r#"{"id":"c1","object":"chat.completion","model":"big-2025-01","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
         let mut response = Response::new(Body::from(body));
-        response.headers_mut().insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
-        response.headers_mut().insert("set-cookie", "tracking=1".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("set-cookie", "tracking=1".parse().unwrap());
         FakeReply::Respond(response)
     });
     let gw = gateway(http.clone());
-    let mut request = chat(r#"{"model":"big","temperature":0.2,"messages":[{"role":"user","content":"x"}]}"#);
-    request.headers_mut().insert("authorization", "Bearer client-token".parse().unwrap());
+    let mut request =
+        chat(r#"{"model":"big","temperature":0.2,"messages":[{"role":"user","content":"x"}]}"#);
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer client-token".parse().unwrap());
     let (parts, body) = send(&gw, request);
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(json(&body)["usage"]["total_tokens"], 7);
@@ -287,7 +386,10 @@ fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
     assert!(!parts.headers.contains_key("set-cookie"));
 
     let sent = &http.requests()[0];
-    assert_eq!(sent.uri().to_string(), "http://llm.internal/v1/chat/completions");
+    assert_eq!(
+        sent.uri().to_string(),
+        "http://llm.internal/v1/chat/completions"
+    );
     assert_eq!(sent.headers()["authorization"], "Bearer sk-test-key");
     let sent_body = json(sent.body());
     assert_eq!(sent_body["model"], "big-2025-01");
@@ -297,12 +399,19 @@ fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
 #[test]
 fn openai_upstream_client_error_passes_through_and_5xx_becomes_502() {
     let gw = gateway(FakeHttp::new(|_| {
-        let mut response = Response::new(Body::from(r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#));
+        let mut response = Response::new(Body::from(
+            r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+        ));
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        response.headers_mut().insert("retry-after", "7".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("retry-after", "7".parse().unwrap());
         FakeReply::Respond(response)
     }));
-    let (parts, body) = send(&gw, chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#));
+    let (parts, body) = send(
+        &gw,
+        chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#),
+    );
     assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(parts.headers["retry-after"], "7");
     assert_eq!(json(&body)["error"]["code"], "rate_limit_exceeded");
@@ -312,7 +421,10 @@ fn openai_upstream_client_error_passes_through_and_5xx_becomes_502() {
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         FakeReply::Respond(response)
     }));
-    let (parts, body) = send(&gw, chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#));
+    let (parts, body) = send(
+        &gw,
+        chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#),
+    );
     assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
     assert!(!String::from_utf8_lossy(&body).contains("stack trace"));
     assert_eq!(json(&body)["error"]["type"], "upstream_error");
@@ -320,8 +432,16 @@ fn openai_upstream_client_error_passes_through_and_5xx_becomes_502() {
 
 #[test]
 fn openai_upstream_unreachable_is_502_openai_shape() {
-    let gw = gateway(FakeHttp::new(|_| FakeReply::Fail(HttpClientError::new(HttpClientErrorKind::Connect, "refused"))));
-    let (parts, body) = send(&gw, chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#));
+    let gw = gateway(FakeHttp::new(|_| {
+        FakeReply::Fail(HttpClientError::new(
+            HttpClientErrorKind::Connect,
+            "refused",
+        ))
+    }));
+    let (parts, body) = send(
+        &gw,
+        chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#),
+    );
     assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
     assert_eq!(json(&body)["error"]["code"], "upstream_unreachable");
 }
@@ -329,7 +449,15 @@ fn openai_upstream_unreachable_is_502_openai_shape() {
 #[test]
 fn no_panic_on_odd_input() {
     let gw = gateway(echo_upstream());
-    for body in ["", "null", "1", "\"s\"", "{\"model\":1}", "{\"model\":\"mock-gpt\",\"messages\":\"x\"}", "\u{0}\u{1}"] {
+    for body in [
+        "",
+        "null",
+        "1",
+        "\"s\"",
+        "{\"model\":1}",
+        "{\"model\":\"mock-gpt\",\"messages\":\"x\"}",
+        "\u{0}\u{1}",
+    ] {
         let (parts, _) = send(&gw, chat(body));
         assert_eq!(parts.status, StatusCode::BAD_REQUEST, "body {body:?}");
     }

@@ -15,13 +15,13 @@ pub mod body;
 pub mod config;
 pub mod error;
 mod gateway;
+#[cfg(test)]
+mod gateway_tests;
 pub mod platform;
 pub mod proxy;
 pub mod routing;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
-#[cfg(test)]
-mod gateway_tests;
 
 pub use body::{Body, BodyError};
 pub use config::{Config, ConfigError};

@@ -26,6 +26,7 @@ type Script = dyn Fn(&Request<Bytes>) -> FakeReply + Send + Sync;
 pub struct FakeHttp {
     script: Arc<Script>,
     requests: Arc<Mutex<Vec<Request<Bytes>>>>,
+    record: bool,
 }
 
 impl FakeHttp {
@@ -33,6 +34,17 @@ impl FakeHttp {
         Self {
             script: Arc::new(script),
             requests: Arc::default(),
+            record: true,
+        }
+    }
+
+    /// Like [`FakeHttp::new`] but keeps no requests (for benchmarks).
+    pub fn unrecorded(
+        script: impl Fn(&Request<Bytes>) -> FakeReply + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            record: false,
+            ..Self::new(script)
         }
     }
 
@@ -56,10 +68,12 @@ impl FakeHttp {
 impl HttpClient for FakeHttp {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>, HttpClientError> {
         let reply = (self.script)(&request);
-        self.requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(request);
+        if self.record {
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(request);
+        }
         match reply {
             FakeReply::Respond(response) => Ok(response),
             FakeReply::Fail(error) => Err(error),
@@ -114,5 +128,71 @@ impl Platform for TestPlatform {
         for (i, byte) in dest.iter_mut().enumerate() {
             *byte = n.to_le_bytes()[i % 8] ^ (i as u8);
         }
+    }
+}
+
+/// The store suite every [`QuotaStore`] implementation must pass. Adapters
+/// call it against their own stores (DynamoDB emulator, Durable Objects).
+#[allow(clippy::expect_used)] // a failed store call is a failed test
+pub mod quota_store_suite {
+    use crate::platform::{Consumed, QuotaStore};
+
+    /// Consume admits up to the limit and refuses past it, without changing
+    /// the counter on refusal.
+    pub async fn consume_respects_limit(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        let first = store.consume(key, 3, 5, far).await.expect("consume");
+        assert_eq!(
+            first,
+            Consumed {
+                admitted: true,
+                used: 3
+            }
+        );
+        let second = store.consume(key, 2, 5, far).await.expect("consume");
+        assert_eq!(
+            second,
+            Consumed {
+                admitted: true,
+                used: 5
+            }
+        );
+        let refused = store.consume(key, 1, 5, far).await.expect("consume");
+        assert_eq!(
+            refused,
+            Consumed {
+                admitted: false,
+                used: 5
+            }
+        );
+    }
+
+    /// Refund gives capacity back and never goes below zero.
+    pub async fn refund_releases_capacity(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        store.consume(key, 4, 4, far).await.expect("consume");
+        assert_eq!(store.refund(key, 3).await.expect("refund"), 1);
+        let again = store.consume(key, 3, 4, far).await.expect("consume");
+        assert_eq!(
+            again,
+            Consumed {
+                admitted: true,
+                used: 4
+            }
+        );
+        assert_eq!(store.refund(key, 100).await.expect("refund"), 0);
+    }
+
+    /// A request larger than the whole limit is refused even on an empty key.
+    pub async fn oversized_request_refused(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        let refused = store.consume(key, 11, 10, far).await.expect("consume");
+        assert_eq!(
+            refused,
+            Consumed {
+                admitted: false,
+                used: 0
+            }
+        );
     }
 }

@@ -31,7 +31,8 @@ pub const STREAM_CONTENT_CHUNKS: usize = 5;
 /// Pause between streamed chunks.
 pub const STREAM_CHUNK_DELAY: Duration = Duration::from_millis(250);
 /// The words the OpenAI mock streams (and returns whole when not streaming).
-pub const MOCK_WORDS: [&str; STREAM_CONTENT_CHUNKS] = ["Streaming ", "from ", "the ", "upstream ", "mock."];
+pub const MOCK_WORDS: [&str; STREAM_CONTENT_CHUNKS] =
+    ["Streaming ", "from ", "the ", "upstream ", "mock."];
 /// How long `/slow` on the echo server waits before answering.
 pub const SLOW_DELAY: Duration = Duration::from_secs(3);
 
@@ -64,7 +65,11 @@ impl OpenAiMock {
     }
 
     pub fn sent_at(&self, request_id: &str) -> Vec<Instant> {
-        lock(&self.state).sent_at.get(request_id).cloned().unwrap_or_default()
+        lock(&self.state)
+            .sent_at
+            .get(request_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn seen(&self, request_id: &str) -> Option<SeenRequest> {
@@ -103,7 +108,11 @@ fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Bytes {
     Bytes::from(format!("data: {event}\n\n"))
 }
 
-async fn chat_completions(State(mock): State<OpenAiMock>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat_completions(
+    State(mock): State<OpenAiMock>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(request): Result<Value, _> = serde_json::from_slice(&body) else {
         return (StatusCode::BAD_REQUEST, "mock: body is not JSON").into_response();
     };
@@ -122,7 +131,12 @@ async fn chat_completions(State(mock): State<OpenAiMock>, headers: HeaderMap, bo
     let model = request["model"].as_str().unwrap_or_default().to_owned();
     if model == "mock-429" {
         let error = json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}});
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "3"), ("content-type", "application/json")], error.to_string()).into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "3"), ("content-type", "application/json")],
+            error.to_string(),
+        )
+            .into_response();
     }
     let id = "chatcmpl-mockupstream";
     let usage = json!({"prompt_tokens": 11, "completion_tokens": STREAM_CONTENT_CHUNKS, "total_tokens": 11 + STREAM_CONTENT_CHUNKS});
@@ -138,8 +152,17 @@ async fn chat_completions(State(mock): State<OpenAiMock>, headers: HeaderMap, bo
 
     let include_usage = request["stream_options"]["include_usage"] == Value::Bool(true);
     let cut = model == "mock-cut";
-    let mut events = vec![chunk(id, &model, json!({"role": "assistant", "content": ""}), None)];
-    events.extend(MOCK_WORDS.iter().map(|w| chunk(id, &model, json!({"content": w}), None)));
+    let mut events = vec![chunk(
+        id,
+        &model,
+        json!({"role": "assistant", "content": ""}),
+        None,
+    )];
+    events.extend(
+        MOCK_WORDS
+            .iter()
+            .map(|w| chunk(id, &model, json!({"content": w}), None)),
+    );
     events.push(chunk(id, &model, json!({}), Some("stop")));
     if include_usage {
         let event = json!({"id": id, "object": "chat.completion.chunk", "created": 1_735_689_600, "model": model, "choices": [], "usage": usage});
@@ -161,11 +184,18 @@ async fn chat_completions(State(mock): State<OpenAiMock>, headers: HeaderMap, bo
             let Some(event) = events.next() else {
                 if cut {
                     // Break the connection instead of ending the stream.
-                    return Some((Err(std::io::Error::other("mock: stream cut")), (events, index + 1)));
+                    return Some((
+                        Err(std::io::Error::other("mock: stream cut")),
+                        (events, index + 1),
+                    ));
                 }
                 return None;
             };
-            lock(&state).sent_at.entry(request_id).or_default().push(Instant::now());
+            lock(&state)
+                .sent_at
+                .entry(request_id)
+                .or_default()
+                .push(Instant::now());
             Some((Ok::<_, std::io::Error>(event), (events, index + 1)))
         }
     });
@@ -204,11 +234,18 @@ async fn echo(request: Request) -> Response {
     if parts.uri.path() == "/slow" {
         tokio::time::sleep(SLOW_DELAY).await;
     }
-    let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let headers: serde_json::Map<String, Value> = parts
         .headers
         .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), Value::String(value.to_str().unwrap_or("<binary>").to_owned())))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                Value::String(value.to_str().unwrap_or("<binary>").to_owned()),
+            )
+        })
         .collect();
     let description = json!({
         "method": parts.method.as_str(),

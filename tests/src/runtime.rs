@@ -86,17 +86,33 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
          (a venv with `pip install cargo-lambda==1.9.2`) and put the venv's bin on PATH",
     )?;
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
-    std::fs::create_dir_all(&target_dir).map_err(|e| format!("create {}: {e}", target_dir.display()))?;
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    std::fs::create_dir_all(&target_dir)
+        .map_err(|e| format!("create {}: {e}", target_dir.display()))?;
     let log_path = target_dir.join(format!("conformance-lambda-{port}.log"));
     let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
 
     let mut command = Command::new(cargo_lambda);
     command
-        .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port"])
+        .args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+        ])
         .arg(port.to_string())
-        .args(["--ignore-changes", "--concurrency", "4", "--package", "gateway-aws-lambda", "--bin", LAMBDA_BIN])
+        .args([
+            "--ignore-changes",
+            "--concurrency",
+            "4",
+            "--package",
+            "gateway-aws-lambda",
+            "--bin",
+            LAMBDA_BIN,
+        ])
         .current_dir(workspace_root())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -107,7 +123,9 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
         .stdout(log)
         .stderr(log_err)
         .process_group(0);
-    let child = command.spawn().map_err(|e| format!("cannot start cargo lambda watch: {e}"))?;
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start cargo lambda watch: {e}"))?;
     let mut process = GatewayProcess {
         child,
         base_url: format!("http://127.0.0.1:{port}/lambda-url/{LAMBDA_BIN}"),

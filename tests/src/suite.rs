@@ -41,14 +41,21 @@ impl Ctx {
 }
 
 /// Environment the gateway under test needs (config path and mock URLs).
-pub fn gateway_env(echo: &EchoServer, openai: &OpenAiMock, down_port: u16) -> Vec<(String, String)> {
+pub fn gateway_env(
+    echo: &EchoServer,
+    openai: &OpenAiMock,
+    down_port: u16,
+) -> Vec<(String, String)> {
     let config = workspace_root().join("tests/config/conformance.yaml");
     [
         ("GATEWAY_CONFIG_PATH", config.display().to_string()),
         ("CONFORMANCE_ECHO_URL", echo.base_url()),
         ("CONFORMANCE_OPENAI_URL", openai.base_url()),
         ("CONFORMANCE_OPENAI_KEY", FAKE_PROVIDER_KEY.to_owned()),
-        ("CONFORMANCE_DOWN_URL", format!("http://127.0.0.1:{down_port}")),
+        (
+            "CONFORMANCE_DOWN_URL",
+            format!("http://127.0.0.1:{down_port}"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -109,7 +116,12 @@ macro_rules! check_eq {
         match (&$left, &$right) {
             (left, right) => {
                 if left != right {
-                    return Err(format!("{} = {:?}, expected {:?}", stringify!($left), left, right));
+                    return Err(format!(
+                        "{} = {:?}, expected {:?}",
+                        stringify!($left),
+                        left,
+                        right
+                    ));
                 }
             }
         }
@@ -117,25 +129,45 @@ macro_rules! check_eq {
 }
 
 async fn json_body(response: reqwest::Response) -> Result<Value, String> {
-    let text = response.text().await.map_err(|e| format!("reading body: {e}"))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| format!("reading body: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("body is not JSON ({e}): {text}"))
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
-    request.send().await.map_err(|e| format!("request failed: {e}"))
+    request
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))
 }
 
 /// Checks an error response: status, JSON content type, and `error.code`.
-async fn expect_error(response: reqwest::Response, status: StatusCode, code: &str) -> Result<Value, String> {
+async fn expect_error(
+    response: reqwest::Response,
+    status: StatusCode,
+    code: &str,
+) -> Result<Value, String> {
     check_eq!(response.status(), status);
     let content_type = header(&response, "content-type").unwrap_or_default();
-    check!(content_type.starts_with("application/json"), "content-type {content_type:?}");
+    check!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type:?}"
+    );
     let body = json_body(response).await?;
-    check!(body["error"]["message"].is_string(), "no error.message in {body}");
+    check!(
+        body["error"]["message"].is_string(),
+        "no error.message in {body}"
+    );
     check_eq!(body["error"]["code"], json!(code));
     Ok(body)
 }
@@ -158,7 +190,10 @@ async fn rest_proxy_round_trip(ctx: &Ctx) -> CaseResult {
     )
     .await?;
     check_eq!(response.status(), StatusCode::OK);
-    check_eq!(header(&response, "x-request-id"), Some("conformance-rid-1".to_owned()));
+    check_eq!(
+        header(&response, "x-request-id"),
+        Some("conformance-rid-1".to_owned())
+    );
     check_eq!(header(&response, "x-echo-server"), Some("1".to_owned()));
     let echoed = json_body(response).await?;
     check_eq!(echoed["method"], json!("PUT"));
@@ -170,10 +205,19 @@ async fn rest_proxy_round_trip(ctx: &Ctx) -> CaseResult {
     check_eq!(headers["content-type"], json!("text/plain"));
     check_eq!(headers["x-request-id"], json!("conformance-rid-1"));
     let forwarded_for = headers["x-forwarded-for"].as_str().unwrap_or_default();
-    check!(forwarded_for.contains("127.0.0.1"), "x-forwarded-for {forwarded_for:?} should name the client");
-    check!(headers["x-forwarded-proto"].is_string(), "x-forwarded-proto missing: {headers}");
+    check!(
+        forwarded_for.contains("127.0.0.1"),
+        "x-forwarded-for {forwarded_for:?} should name the client"
+    );
+    check!(
+        headers["x-forwarded-proto"].is_string(),
+        "x-forwarded-proto missing: {headers}"
+    );
     let forwarded_host = headers["x-forwarded-host"].as_str().unwrap_or_default();
-    check!(forwarded_host.starts_with("127.0.0.1"), "x-forwarded-host {forwarded_host:?}");
+    check!(
+        forwarded_host.starts_with("127.0.0.1"),
+        "x-forwarded-host {forwarded_host:?}"
+    );
     let upstream_host = headers["host"].as_str().unwrap_or_default();
     check_eq!(upstream_host, ctx.echo.addr.to_string().as_str());
     Ok(())
@@ -187,7 +231,10 @@ async fn request_id_generated_and_echoed(ctx: &Ctx) -> CaseResult {
     let echoed = json_body(response).await?;
     check_eq!(echoed["headers"]["x-request-id"], json!(id));
     let second = send(ctx.client.get(ctx.url("/echo/id"))).await?;
-    check!(header(&second, "x-request-id") != Some(id.clone()), "two requests got the same id {id}");
+    check!(
+        header(&second, "x-request-id") != Some(id.clone()),
+        "two requests got the same id {id}"
+    );
     Ok(())
 }
 
@@ -202,11 +249,23 @@ async fn hop_by_hop_headers_dropped(ctx: &Ctx) -> CaseResult {
     )
     .await?;
     check_eq!(response.status(), StatusCode::OK);
-    check!(header(&response, "x-upstream-hop").is_none(), "upstream hop-by-hop header reached the client");
+    check!(
+        header(&response, "x-upstream-hop").is_none(),
+        "upstream hop-by-hop header reached the client"
+    );
     let echoed = json_body(response).await?;
     let headers = echoed["headers"].as_object().ok_or("no headers")?;
-    for dropped in ["x-client-hop", "proxy-authorization", "te", "keep-alive", "upgrade"] {
-        check!(!headers.contains_key(dropped), "{dropped} reached the upstream: {headers:?}");
+    for dropped in [
+        "x-client-hop",
+        "proxy-authorization",
+        "te",
+        "keep-alive",
+        "upgrade",
+    ] {
+        check!(
+            !headers.contains_key(dropped),
+            "{dropped} reached the upstream: {headers:?}"
+        );
     }
     check_eq!(headers.get("x-end-to-end"), Some(&json!("kept")));
     Ok(())
@@ -223,7 +282,10 @@ async fn path_params_rewrite(ctx: &Ctx) -> CaseResult {
 
 async fn not_found_is_json_404(ctx: &Ctx) -> CaseResult {
     let response = send(ctx.client.get(ctx.url("/no/such/route"))).await?;
-    check!(header(&response, "x-request-id").is_some(), "errors carry the request id too");
+    check!(
+        header(&response, "x-request-id").is_some(),
+        "errors carry the request id too"
+    );
     expect_error(response, StatusCode::NOT_FOUND, "route_not_found").await?;
     Ok(())
 }
@@ -231,19 +293,39 @@ async fn not_found_is_json_404(ctx: &Ctx) -> CaseResult {
 async fn wrong_method_is_json_405(ctx: &Ctx) -> CaseResult {
     let response = send(ctx.client.delete(ctx.url("/users/42"))).await?;
     check_eq!(header(&response, "allow"), Some("GET".to_owned()));
-    expect_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await?;
+    expect_error(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await?;
     let response = send(ctx.client.get(ctx.url("/v1/chat/completions"))).await?;
     check_eq!(header(&response, "allow"), Some("POST".to_owned()));
-    let body = expect_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await?;
+    let body = expect_error(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await?;
     check_eq!(body["error"]["type"], json!("invalid_request_error"));
     Ok(())
 }
 
 async fn body_over_limit_is_413(ctx: &Ctx) -> CaseResult {
     // The /echo route allows 1024 bytes.
-    let response = send(ctx.client.post(ctx.url("/echo/upload")).body(vec![b'x'; 2048])).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/echo/upload"))
+            .body(vec![b'x'; 2048]),
+    )
+    .await?;
     expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await?;
-    let response = send(ctx.client.post(ctx.url("/echo/upload")).body(vec![b'x'; 1024])).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/echo/upload"))
+            .body(vec![b'x'; 1024]),
+    )
+    .await?;
     check_eq!(response.status(), StatusCode::OK);
     Ok(())
 }
@@ -252,7 +334,10 @@ async fn rest_upstream_down_is_502(ctx: &Ctx) -> CaseResult {
     let response = send(ctx.client.get(ctx.url("/down/anything"))).await?;
     let body = expect_error(response, StatusCode::BAD_GATEWAY, "upstream_unreachable").await?;
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    check!(!message.contains("127.0.0.1"), "upstream address leaked: {message}");
+    check!(
+        !message.contains("127.0.0.1"),
+        "upstream address leaked: {message}"
+    );
     Ok(())
 }
 
@@ -261,7 +346,11 @@ async fn rest_upstream_timeout_is_504(ctx: &Ctx) -> CaseResult {
     let started = Instant::now();
     let response = send(ctx.client.get(ctx.url("/slow"))).await?;
     expect_error(response, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout").await?;
-    check!(started.elapsed() < Duration::from_millis(2900), "the timeout did not cut the wait short: {:?}", started.elapsed());
+    check!(
+        started.elapsed() < Duration::from_millis(2900),
+        "the timeout did not cut the wait short: {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -270,7 +359,12 @@ async fn models_are_listed(ctx: &Ctx) -> CaseResult {
     check_eq!(response.status(), StatusCode::OK);
     let body = json_body(response).await?;
     check_eq!(body["object"], json!("list"));
-    let ids: Vec<&str> = body["data"].as_array().ok_or("no data")?.iter().filter_map(|m| m["id"].as_str()).collect();
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .ok_or("no data")?
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
     for expected in ["mock-gpt", "upstream-gpt"] {
         check!(ids.contains(&expected), "{expected} missing from {ids:?}");
     }
@@ -301,13 +395,25 @@ async fn chat_completion_through_upstream(ctx: &Ctx) -> CaseResult {
     check_eq!(response.status(), StatusCode::OK);
     let body = json_body(response).await?;
     check_eq!(body["object"], json!("chat.completion"));
-    check_eq!(body["choices"][0]["message"]["content"], json!(MOCK_WORDS.concat()));
-    check_eq!(body["usage"]["total_tokens"], json!(11 + STREAM_CONTENT_CHUNKS));
+    check_eq!(
+        body["choices"][0]["message"]["content"],
+        json!(MOCK_WORDS.concat())
+    );
+    check_eq!(
+        body["usage"]["total_tokens"],
+        json!(11 + STREAM_CONTENT_CHUNKS)
+    );
 
-    let seen = ctx.openai.seen(&request_id).ok_or("the upstream mock never saw the request")?;
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the upstream mock never saw the request")?;
     check_eq!(seen.body["model"], json!("gpt-4o-mini-2024-07-18"));
     check_eq!(seen.body["messages"][1]["content"], json!("Say something"));
-    let auth = seen.headers.get("authorization").and_then(|v| v.to_str().ok());
+    let auth = seen
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
     check_eq!(auth, Some(format!("Bearer {FAKE_PROVIDER_KEY}").as_str()));
     Ok(())
 }
@@ -335,7 +441,11 @@ fn content_of(events: &[(Instant, String)]) -> String {
     events
         .iter()
         .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -350,7 +460,10 @@ async fn chat_stream_through_upstream_is_incremental(ctx: &Ctx) -> CaseResult {
     .await?;
     check_eq!(response.status(), StatusCode::OK);
     let content_type = header(&response, "content-type").unwrap_or_default();
-    check!(content_type.starts_with("text/event-stream"), "content-type {content_type:?}");
+    check!(
+        content_type.starts_with("text/event-stream"),
+        "content-type {content_type:?}"
+    );
     let events = read_events(response).await?;
     check_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
     check_eq!(content_of(&events), MOCK_WORDS.concat());
@@ -365,28 +478,55 @@ async fn chat_stream_through_upstream_is_incremental(ctx: &Ctx) -> CaseResult {
         "first chunk arrived {:?} after the upstream sent its last one: the stream was buffered",
         first_received.duration_since(last_sent)
     );
-    let spread = events.last().map(|e| e.0).unwrap_or(first_received).duration_since(events[0].0);
+    let spread = events
+        .last()
+        .map(|e| e.0)
+        .unwrap_or(first_received)
+        .duration_since(events[0].0);
     let expected = STREAM_CHUNK_DELAY * u32::try_from(STREAM_CONTENT_CHUNKS).unwrap_or(1);
-    check!(spread >= expected / 2, "events arrived within {spread:?}; the upstream spread them over {expected:?}");
+    check!(
+        spread >= expected / 2,
+        "events arrived within {spread:?}; the upstream spread them over {expected:?}"
+    );
 
-    let seen = ctx.openai.seen(&request_id).ok_or("upstream never saw the request")?;
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("upstream never saw the request")?;
     check_eq!(seen.body["stream"], json!(true));
     Ok(())
 }
 
 async fn chat_stream_cut_mid_way_ends_with_error_event(ctx: &Ctx) -> CaseResult {
-    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&chat_body("cut-gpt", true))).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("cut-gpt", true)),
+    )
+    .await?;
     check_eq!(response.status(), StatusCode::OK);
     let events = read_events(response).await?;
     let last = events.last().map(|(_, d)| d.clone()).unwrap_or_default();
-    let last: Value = serde_json::from_str(&last).map_err(|_| format!("last event is not an error event: {last:?}"))?;
-    check!(last["error"]["message"].is_string(), "last event {last} should be an OpenAI-shaped error");
-    check!(!events.iter().any(|(_, d)| d == "[DONE]"), "a cut stream must not claim [DONE]");
+    let last: Value = serde_json::from_str(&last)
+        .map_err(|_| format!("last event is not an error event: {last:?}"))?;
+    check!(
+        last["error"]["message"].is_string(),
+        "last event {last} should be an OpenAI-shaped error"
+    );
+    check!(
+        !events.iter().any(|(_, d)| d == "[DONE]"),
+        "a cut stream must not claim [DONE]"
+    );
     Ok(())
 }
 
 async fn upstream_rate_limit_passes_through(ctx: &Ctx) -> CaseResult {
-    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&chat_body("limited-gpt", false))).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("limited-gpt", false)),
+    )
+    .await?;
     check_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     check_eq!(header(&response, "retry-after"), Some("3".to_owned()));
     let body = json_body(response).await?;
@@ -395,21 +535,42 @@ async fn upstream_rate_limit_passes_through(ctx: &Ctx) -> CaseResult {
 }
 
 async fn chat_upstream_down_is_502_openai_shape(ctx: &Ctx) -> CaseResult {
-    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&chat_body("down-gpt", false))).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("down-gpt", false)),
+    )
+    .await?;
     let body = expect_error(response, StatusCode::BAD_GATEWAY, "upstream_unreachable").await?;
     check_eq!(body["error"]["type"], json!("upstream_error"));
     Ok(())
 }
 
 async fn mock_provider_completion(ctx: &Ctx) -> CaseResult {
-    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&chat_body("mock-gpt", false))).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("mock-gpt", false)),
+    )
+    .await?;
     check_eq!(response.status(), StatusCode::OK);
     let body = json_body(response).await?;
-    let content = body["choices"][0]["message"]["content"].as_str().unwrap_or_default();
-    check!(content.ends_with("You said: Say something"), "mock reply {content:?}");
+    let content = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    check!(
+        content.ends_with("You said: Say something"),
+        "mock reply {content:?}"
+    );
     let usage = &body["usage"];
-    check!(usage["prompt_tokens"].as_u64().unwrap_or(0) > 0, "usage {usage}");
-    check!(usage["completion_tokens"].as_u64().unwrap_or(0) > 0, "usage {usage}");
+    check!(
+        usage["prompt_tokens"].as_u64().unwrap_or(0) > 0,
+        "usage {usage}"
+    );
+    check!(
+        usage["completion_tokens"].as_u64().unwrap_or(0) > 0,
+        "usage {usage}"
+    );
     Ok(())
 }
 
@@ -421,13 +582,24 @@ async fn mock_provider_stream_is_incremental(ctx: &Ctx) -> CaseResult {
     let events = read_events(response).await?;
     check_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
     let content = content_of(&events);
-    check!(content.ends_with("You said: Say something"), "streamed {content:?}");
-    let usage_event: Value = serde_json::from_str(&events[events.len() - 2].1).map_err(|e| e.to_string())?;
-    check!(usage_event["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0, "no usage chunk: {usage_event}");
+    check!(
+        content.ends_with("You said: Say something"),
+        "streamed {content:?}"
+    );
+    let usage_event: Value =
+        serde_json::from_str(&events[events.len() - 2].1).map_err(|e| e.to_string())?;
+    check!(
+        usage_event["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0,
+        "no usage chunk: {usage_event}"
+    );
     // The mock provider paces its chunks; buffering would deliver them at once.
     let gaps = u32::try_from(events.len().saturating_sub(1)).unwrap_or(0);
     let spread = events[events.len() - 1].0.duration_since(events[0].0);
-    check!(spread >= MOCK_PROVIDER_DELAY * gaps / 2, "{} events arrived within {spread:?}: buffered", events.len());
+    check!(
+        spread >= MOCK_PROVIDER_DELAY * gaps / 2,
+        "{} events arrived within {spread:?}: buffered",
+        events.len()
+    );
     Ok(())
 }
 
@@ -445,7 +617,12 @@ async fn bad_json_is_400_openai_shape(ctx: &Ctx) -> CaseResult {
 }
 
 async fn unknown_model_is_404_openai_shape(ctx: &Ctx) -> CaseResult {
-    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&chat_body("no-such-model", false))).await?;
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("no-such-model", false)),
+    )
+    .await?;
     let body = expect_error(response, StatusCode::NOT_FOUND, "model_not_found").await?;
     check_eq!(body["error"]["param"], json!("model"));
     Ok(())

@@ -16,17 +16,27 @@ use gateway_tests::suite::{cases, gateway_env, Ctx};
 use libtest_mimic::{Arguments, Trial};
 
 fn port_from_env(name: &str) -> u16 {
-    std::env::var(name).ok().and_then(|p| p.parse().ok()).unwrap_or(0)
+    std::env::var(name)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     if args.list {
-        let trials = cases().into_iter().map(|c| Trial::test(c.name, || Ok(()))).collect();
+        let trials = cases()
+            .into_iter()
+            .map(|c| Trial::test(c.name, || Ok(())))
+            .collect();
         return libtest_mimic::run(&args, trials).exit_code();
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start tokio: {e}");
@@ -60,7 +70,11 @@ fn main() -> ExitCode {
             eprintln!("conformance: starting the Lambda adapter under cargo lambda watch…");
             match start_lambda_watch(&env) {
                 Ok(process) => {
-                    eprintln!("conformance: gateway ready at {} (log: {})", process.base_url, process.log_path.display());
+                    eprintln!(
+                        "conformance: gateway ready at {} (log: {})",
+                        process.base_url,
+                        process.log_path.display()
+                    );
                     (process.base_url.clone(), Some(process))
                 }
                 Err(e) => {
@@ -71,7 +85,10 @@ fn main() -> ExitCode {
         }
     };
 
-    let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+    {
         Ok(client) => client,
         Err(e) => {
             eprintln!("cannot build the HTTP client: {e}");
@@ -91,13 +108,18 @@ fn main() -> ExitCode {
         .map(|case| {
             let ctx = Arc::clone(&ctx);
             let handle = handle.clone();
-            Trial::test(case.name, move || handle.block_on((case.run)(&ctx)).map_err(Into::into))
+            Trial::test(case.name, move || {
+                handle.block_on((case.run)(&ctx)).map_err(Into::into)
+            })
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.has_failed() {
         if let Some(process) = &process {
-            eprintln!("--- gateway log (last 60 lines) ---\n{}", process.log_tail(60));
+            eprintln!(
+                "--- gateway log (last 60 lines) ---\n{}",
+                process.log_tail(60)
+            );
         }
     }
     drop(process);

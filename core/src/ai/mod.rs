@@ -48,9 +48,13 @@ impl ChatRequest {
     /// Parses and checks the fields the gateway relies on; errors are 400s
     /// naming the offending parameter.
     pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
         let Value::Object(body) = value else {
-            return Err(GatewayError::invalid_request("The request body must be a JSON object.", None));
+            return Err(GatewayError::invalid_request(
+                "The request body must be a JSON object.",
+                None,
+            ));
         };
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
@@ -60,7 +64,12 @@ impl ChatRequest {
                     Some("model"),
                 ))
             }
-            Some(_) => return Err(GatewayError::invalid_request("`model` must be a string.", Some("model"))),
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "`model` must be a string.",
+                    Some("model"),
+                ))
+            }
         };
         let messages = match body.get("messages") {
             Some(Value::Array(messages)) if !messages.is_empty() => messages.clone(),
@@ -70,7 +79,12 @@ impl ChatRequest {
                     Some("messages"),
                 ))
             }
-            Some(_) => return Err(GatewayError::invalid_request("`messages` must be an array.", Some("messages"))),
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "`messages` must be an array.",
+                    Some("messages"),
+                ))
+            }
             None => {
                 return Err(GatewayError::invalid_request(
                     "Missing required parameter: 'messages'.",
@@ -89,14 +103,22 @@ impl ChatRequest {
         let stream = match body.get("stream") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(GatewayError::invalid_request("`stream` must be a boolean.", Some("stream"))),
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "`stream` must be a boolean.",
+                    Some("stream"),
+                ))
+            }
         };
         let include_usage = body
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let max_tokens = match body.get("max_completion_tokens").or_else(|| body.get("max_tokens")) {
+        let max_tokens = match body
+            .get("max_completion_tokens")
+            .or_else(|| body.get("max_tokens"))
+        {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
                 Some(n) if n > 0 => Some(n),
@@ -190,10 +212,13 @@ fn list_models(config: &Config) -> Response<Body> {
             })
         })
         .collect();
-    let mut response = Response::new(Body::from(json!({"object": "list", "data": data}).to_string()));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = Response::new(Body::from(
+        json!({"object": "list", "data": data}).to_string(),
+    ));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -223,7 +248,13 @@ async fn chat_completions<P: Platform>(
             let mut id = [0u8; 12];
             platform.fill_random(&mut id);
             let created = platform.clock().now_unix_ms() / 1000;
-            mock_chat(shared.clock(), &chat, *stream_delay, format!("chatcmpl-{}", hex(&id)), created)
+            mock_chat(
+                shared.clock(),
+                &chat,
+                *stream_delay,
+                format!("chatcmpl-{}", hex(&id)),
+                created,
+            )
         }
         ProviderKind::OpenAi { base, api_key } => {
             let deployment = openai::OpenAiDeployment {
@@ -232,7 +263,14 @@ async fn chat_completions<P: Platform>(
                 upstream_model: &model.upstream_model,
                 timeout: route.timeout,
             };
-            let result = openai::openai_chat(platform.http(), platform.clock(), deployment, &chat, request_id).await;
+            let result = openai::openai_chat(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                &chat,
+                request_id,
+            )
+            .await;
             if let Err(err) = &result {
                 record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
             }
@@ -245,7 +283,12 @@ async fn chat_completions<P: Platform>(
             if response.status().is_success() {
                 match usage {
                     Some(usage) => record_usage(&usage_ctx, usage, "reported", "completed"),
-                    None => record_usage(&usage_ctx, Usage::new(usage_ctx.prompt_estimate, 0), "estimated", "completed"),
+                    None => record_usage(
+                        &usage_ctx,
+                        Usage::new(usage_ctx.prompt_estimate, 0),
+                        "estimated",
+                        "completed",
+                    ),
                 }
             } else {
                 record_usage(&usage_ctx, Usage::new(0, 0), "none", "upstream_rejected");
@@ -258,7 +301,10 @@ async fn chat_completions<P: Platform>(
                 let (usage, source) = match summary.reported_usage {
                     Some(usage) => (usage, "reported"),
                     None => (
-                        Usage::new(usage_ctx.prompt_estimate, summary.estimated_completion_tokens),
+                        Usage::new(
+                            usage_ctx.prompt_estimate,
+                            summary.estimated_completion_tokens,
+                        ),
                         "estimated",
                     ),
                 };
@@ -302,20 +348,44 @@ mod tests {
     #[test]
     fn chat_request_errors_name_the_parameter() {
         assert!(matches!(parse_err("{"), GatewayError::InvalidJson(_)));
-        assert!(matches!(parse_err("[]"), GatewayError::InvalidRequest { param: None, .. }));
-        assert!(matches!(parse_err(r#"{"messages":[]}"#), GatewayError::InvalidRequest { param: Some("model"), .. }));
-        assert!(matches!(parse_err(r#"{"model":"m"}"#), GatewayError::InvalidRequest { param: Some("messages"), .. }));
+        assert!(matches!(
+            parse_err("[]"),
+            GatewayError::InvalidRequest { param: None, .. }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"messages":[]}"#),
+            GatewayError::InvalidRequest {
+                param: Some("model"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m"}"#),
+            GatewayError::InvalidRequest {
+                param: Some("messages"),
+                ..
+            }
+        ));
         assert!(matches!(
             parse_err(r#"{"model":"m","messages":[{"content":"x"}]}"#),
-            GatewayError::InvalidRequest { param: Some("messages"), .. }
+            GatewayError::InvalidRequest {
+                param: Some("messages"),
+                ..
+            }
         ));
         assert!(matches!(
             parse_err(r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#),
-            GatewayError::InvalidRequest { param: Some("stream"), .. }
+            GatewayError::InvalidRequest {
+                param: Some("stream"),
+                ..
+            }
         ));
         assert!(matches!(
             parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#),
-            GatewayError::InvalidRequest { param: Some("max_tokens"), .. }
+            GatewayError::InvalidRequest {
+                param: Some("max_tokens"),
+                ..
+            }
         ));
     }
 

@@ -121,7 +121,11 @@ impl<F: FnOnce(StreamSummary) + MaybeSend + Unpin + 'static> ObservedSse<F> {
 
 impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
     fn observe(&mut self, chunk: &[u8]) {
-        let (usage, text, done) = (&mut self.usage, &mut self.completion_text_bytes, &mut self.saw_done);
+        let (usage, text, done) = (
+            &mut self.usage,
+            &mut self.completion_text_bytes,
+            &mut self.saw_done,
+        );
         self.decoder.push(chunk, |data| {
             if data == "[DONE]" {
                 *done = true;
@@ -141,7 +145,9 @@ impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
                     }
                     if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                         for call in calls {
-                            if let Some(args) = call["function"].get("arguments").and_then(Value::as_str) {
+                            if let Some(args) =
+                                call["function"].get("arguments").and_then(Value::as_str)
+                            {
                                 *text += args.len() as u64;
                             }
                         }
@@ -230,21 +236,27 @@ mod tests {
         let mut decoder = SseDecoder::default();
         let mut events = Vec::new();
         decoder.push(b"data: {\"a\"", |e| events.push(e.to_owned()));
-        decoder.push(b":1}\r\n\r\nevent: x\ndata: [DO", |e| events.push(e.to_owned()));
+        decoder.push(b":1}\r\n\r\nevent: x\ndata: [DO", |e| {
+            events.push(e.to_owned())
+        });
         decoder.push(b"NE]\n\n", |e| events.push(e.to_owned()));
         assert_eq!(events, vec!["{\"a\":1}", "[DONE]"]);
     }
 
-    fn summary_slot() -> (Arc<Mutex<Option<StreamSummary>>>, impl FnOnce(StreamSummary) + Send + Unpin + 'static) {
+    fn summary_slot() -> (
+        Arc<Mutex<Option<StreamSummary>>>,
+        impl FnOnce(StreamSummary) + Send + Unpin + 'static,
+    ) {
         let slot = Arc::new(Mutex::new(None));
         let writer = slot.clone();
         (slot, move |s| *writer.lock().unwrap() = Some(s))
     }
 
     fn body(chunks: Vec<Result<&'static str, &'static str>>) -> Body {
-        Body::from_stream(stream::iter(
-            chunks.into_iter().map(|c| c.map(|s| Bytes::from_static(s.as_bytes())).map_err(|e| BodyError(e.into()))),
-        ))
+        Body::from_stream(stream::iter(chunks.into_iter().map(|c| {
+            c.map(|s| Bytes::from_static(s.as_bytes()))
+                .map_err(|e| BodyError(e.into()))
+        })))
     }
 
     #[test]
@@ -265,12 +277,21 @@ mod tests {
     #[test]
     fn failure_mid_stream_becomes_an_error_event() {
         let (slot, on_finish) = summary_slot();
-        let inner = body(vec![Ok("data: {\"choices\":[]}\n\n"), Err("connection reset")]);
+        let inner = body(vec![
+            Ok("data: {\"choices\":[]}\n\n"),
+            Err("connection reset"),
+        ]);
         let chunks: Vec<_> = block_on(ObservedSse::new(inner, on_finish).collect::<Vec<_>>());
         let last = String::from_utf8(chunks.last().unwrap().as_ref().unwrap().to_vec()).unwrap();
         assert!(last.starts_with("data: {\"error\""), "{last}");
-        assert!(!last.contains("connection reset"), "internal detail leaked: {last}");
-        assert_eq!(slot.lock().unwrap().as_ref().unwrap().outcome, StreamOutcome::UpstreamFailed);
+        assert!(
+            !last.contains("connection reset"),
+            "internal detail leaked: {last}"
+        );
+        assert_eq!(
+            slot.lock().unwrap().as_ref().unwrap().outcome,
+            StreamOutcome::UpstreamFailed
+        );
     }
 
     #[test]
@@ -279,7 +300,10 @@ mod tests {
         let inner = body(vec![Ok("data: {\"choices\":[]}\n\n")]);
         let chunks: Vec<_> = block_on(ObservedSse::new(inner, on_finish).collect::<Vec<_>>());
         assert_eq!(chunks.len(), 2);
-        assert_eq!(slot.lock().unwrap().as_ref().unwrap().outcome, StreamOutcome::UpstreamFailed);
+        assert_eq!(
+            slot.lock().unwrap().as_ref().unwrap().outcome,
+            StreamOutcome::UpstreamFailed
+        );
     }
 
     #[test]

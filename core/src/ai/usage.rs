@@ -58,7 +58,11 @@ pub fn estimate_tokens(text: &str) -> u64 {
 pub fn estimate_prompt_tokens(messages: &[Value]) -> u64 {
     let content: u64 = messages
         .iter()
-        .map(|m| 4 + m.get("content").map_or(0, |c| estimate_tokens(&content_text(c))))
+        .map(|m| {
+            4 + m
+                .get("content")
+                .map_or(0, |c| estimate_tokens(&content_text(c)))
+        })
         .sum();
     content + 3
 }
@@ -89,7 +93,15 @@ mod tests {
             "prompt_tokens_details": {"cached_tokens": 4}
         }))
         .unwrap();
-        assert_eq!(usage, Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, cached_tokens: 4 });
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                total_tokens: 15,
+                cached_tokens: 4
+            }
+        );
         assert_eq!(Usage::from_openai(&Value::Null), None);
     }
 
@@ -98,7 +110,8 @@ mod tests {
         assert_eq!(estimate_tokens(""), 0);
         assert_eq!(estimate_tokens("abcd"), 1);
         assert_eq!(estimate_tokens("abcde"), 2);
-        let messages = vec![json!({"role": "user", "content": [{"type": "text", "text": "abcdefgh"}]})];
+        let messages =
+            vec![json!({"role": "user", "content": [{"type": "text", "text": "abcdefgh"}]})];
         assert_eq!(estimate_prompt_tokens(&messages), 4 + 2 + 3);
     }
 }

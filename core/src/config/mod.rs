@@ -84,18 +84,27 @@ pub struct UpstreamBase {
 
 impl UpstreamBase {
     fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("invalid URL `{url}`: {e}"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("invalid URL `{url}`: {e}"))?;
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(format!("relative URL without a base: `{url}` (write `http://host/...` or `https://host/...`)"));
         };
         if scheme != &Scheme::HTTP && scheme != &Scheme::HTTPS {
-            return Err(format!("unsupported scheme `{scheme}` in `{url}`: use http or https"));
+            return Err(format!(
+                "unsupported scheme `{scheme}` in `{url}`: use http or https"
+            ));
         }
         if uri.query().is_some() {
-            return Err(format!("`{url}` has a query string; upstream URLs take a path only"));
+            return Err(format!(
+                "`{url}` has a query string; upstream URLs take a path only"
+            ));
         }
         if authority.as_str().contains('@') {
-            return Err("credentials in the URL are not allowed; use headers with `${env:NAME}` references".into());
+            return Err(
+                "credentials in the URL are not allowed; use headers with `${env:NAME}` references"
+                    .into(),
+            );
         }
         Ok(Self {
             scheme: scheme.clone(),
@@ -132,7 +141,9 @@ pub struct Provider {
 
 #[derive(Debug, Clone)]
 pub enum ProviderKind {
-    Mock { stream_delay: Duration },
+    Mock {
+        stream_delay: Duration,
+    },
     OpenAi {
         base: UpstreamBase,
         api_key: Option<Secret>,
@@ -196,7 +207,10 @@ impl fmt::Display for ConfigError {
 
 impl Config {
     /// Parses and validates a YAML config; `env` resolves `${env:NAME}`.
-    pub fn from_yaml(yaml: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_yaml(
+        yaml: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let deserializer = serde_yaml::Deserializer::from_str(yaml);
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let path = err.path().to_string();
@@ -213,7 +227,10 @@ impl Config {
     }
 
     /// Validates raw config; collects every issue rather than stopping at the first.
-    pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn validate(
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut v = Validator {
             env,
             issues: Vec::new(),
@@ -272,19 +289,28 @@ impl Validator<'_> {
                 continue;
             }
             if models.iter().any(|m| m.name == raw_model.name) {
-                self.issue(format!("{path}.name"), format!("duplicate model name `{}`", raw_model.name));
+                self.issue(
+                    format!("{path}.name"),
+                    format!("duplicate model name `{}`", raw_model.name),
+                );
                 continue;
             }
             let Some(&provider) = provider_index.get(&raw_model.provider) else {
                 let known: Vec<&str> = provider_index.keys().map(String::as_str).collect();
                 self.issue(
                     format!("{path}.provider"),
-                    format!("unknown provider `{}` (defined: {})", raw_model.provider, join_or_none(&known)),
+                    format!(
+                        "unknown provider `{}` (defined: {})",
+                        raw_model.provider,
+                        join_or_none(&known)
+                    ),
                 );
                 continue;
             };
             models.push(Model {
-                upstream_model: raw_model.upstream_model.unwrap_or_else(|| raw_model.name.clone()),
+                upstream_model: raw_model
+                    .upstream_model
+                    .unwrap_or_else(|| raw_model.name.clone()),
                 name: raw_model.name,
                 provider,
             });
@@ -293,9 +319,15 @@ impl Validator<'_> {
         let mut routes: Vec<Route> = Vec::new();
         for (i, raw_route) in raw.routes.into_iter().enumerate() {
             let path = format!("routes[{i}]");
-            let name = raw_route.name.clone().unwrap_or_else(|| format!("route-{i}"));
+            let name = raw_route
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("route-{i}"));
             if routes.iter().any(|r| r.name == name) {
-                self.issue(format!("{path}.name"), format!("duplicate route name `{name}`"));
+                self.issue(
+                    format!("{path}.name"),
+                    format!("duplicate route name `{name}`"),
+                );
             }
             if let Some(route) = self.route(&path, name, raw_route, default_body) {
                 routes.push(route);
@@ -319,19 +351,30 @@ impl Validator<'_> {
             }),
             raw::RawProvider::OpenAi { base_url, api_key } => {
                 let base_path = format!("{path}.base_url");
-                let base = self
-                    .interpolate(&base_path, &base_url)
-                    .and_then(|url| UpstreamBase::parse(&url).map_err(|m| self.issue(&base_path, m)).ok());
+                let base = self.interpolate(&base_path, &base_url).and_then(|url| {
+                    UpstreamBase::parse(&url)
+                        .map_err(|m| self.issue(&base_path, m))
+                        .ok()
+                });
                 let api_key = match api_key {
                     Some(reference) => Some(self.secret(&format!("{path}.api_key"), &reference)?),
                     None => None,
                 };
-                Some(ProviderKind::OpenAi { base: base?, api_key })
+                Some(ProviderKind::OpenAi {
+                    base: base?,
+                    api_key,
+                })
             }
         }
     }
 
-    fn route(&mut self, path: &str, name: String, raw: raw::RawRoute, default_body: usize) -> Option<Route> {
+    fn route(
+        &mut self,
+        path: &str,
+        name: String,
+        raw: raw::RawRoute,
+        default_body: usize,
+    ) -> Option<Route> {
         let matcher = self.matcher(&format!("{path}.match"), &raw.matcher);
         let max_body_bytes = match raw.max_body_bytes {
             Some(0) => {
@@ -345,10 +388,16 @@ impl Validator<'_> {
             (Some(proxy), None) => {
                 let rewrite = self.rewrite(path, &proxy, matcher.as_ref().map(|m| &m.path));
                 let url_path = format!("{path}.proxy.url");
-                let upstream = self
-                    .interpolate(&url_path, &proxy.url)
-                    .and_then(|url| UpstreamBase::parse(&url).map_err(|m| self.issue(&url_path, m)).ok());
-                let timeout = self.timeout(&format!("{path}.proxy.timeout_ms"), proxy.timeout_ms, DEFAULT_PROXY_TIMEOUT);
+                let upstream = self.interpolate(&url_path, &proxy.url).and_then(|url| {
+                    UpstreamBase::parse(&url)
+                        .map_err(|m| self.issue(&url_path, m))
+                        .ok()
+                });
+                let timeout = self.timeout(
+                    &format!("{path}.proxy.timeout_ms"),
+                    proxy.timeout_ms,
+                    DEFAULT_PROXY_TIMEOUT,
+                );
                 Some(RouteAction::Proxy(ProxyRoute {
                     upstream: upstream?,
                     rewrite: rewrite?,
@@ -356,13 +405,20 @@ impl Validator<'_> {
                 }))
             }
             (None, Some(ai)) => {
-                if matches!(matcher.as_ref().map(|m| &m.path), Some(PathPattern::Template(_))) {
+                if matches!(
+                    matcher.as_ref().map(|m| &m.path),
+                    Some(PathPattern::Template(_))
+                ) {
                     self.issue(
                         format!("{path}.match"),
                         "an `ai` route serves several endpoints under a prefix: use `path_prefix` (e.g. `/v1`), not `path`",
                     );
                 }
-                let timeout = self.timeout(&format!("{path}.ai.timeout_ms"), ai.timeout_ms, DEFAULT_AI_TIMEOUT);
+                let timeout = self.timeout(
+                    &format!("{path}.ai.timeout_ms"),
+                    ai.timeout_ms,
+                    DEFAULT_AI_TIMEOUT,
+                );
                 Some(RouteAction::Ai(AiRoute { timeout }))
             }
             (Some(_), Some(_)) => {
@@ -395,7 +451,10 @@ impl Validator<'_> {
         };
         let methods = match &raw.methods {
             Some(list) if list.is_empty() => {
-                self.issue(format!("{path}.methods"), "must list at least one method (omit it to allow all)");
+                self.issue(
+                    format!("{path}.methods"),
+                    "must list at least one method (omit it to allow all)",
+                );
                 return None;
             }
             Some(list) => {
@@ -403,7 +462,10 @@ impl Validator<'_> {
                 for (i, m) in list.iter().enumerate() {
                     match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                         Ok(method) => methods.push(method),
-                        Err(_) => self.issue(format!("{path}.methods[{i}]"), format!("invalid HTTP method `{m}`")),
+                        Err(_) => self.issue(
+                            format!("{path}.methods[{i}]"),
+                            format!("invalid HTTP method `{m}`"),
+                        ),
                     }
                 }
                 Some(methods)
@@ -434,22 +496,35 @@ impl Validator<'_> {
         })
     }
 
-    fn rewrite(&mut self, path: &str, proxy: &raw::RawProxy, pattern: Option<&PathPattern>) -> Option<PathRewrite> {
+    fn rewrite(
+        &mut self,
+        path: &str,
+        proxy: &raw::RawProxy,
+        pattern: Option<&PathPattern>,
+    ) -> Option<PathRewrite> {
         match (&proxy.rewrite, proxy.strip_prefix) {
             (Some(_), true) => {
-                self.issue(format!("{path}.proxy"), "set either `rewrite` or `strip_prefix`, not both");
+                self.issue(
+                    format!("{path}.proxy"),
+                    "set either `rewrite` or `strip_prefix`, not both",
+                );
                 None
             }
             (None, true) => {
                 if matches!(pattern, Some(PathPattern::Template(_))) {
-                    self.issue(format!("{path}.proxy.strip_prefix"), "needs `match.path_prefix`");
+                    self.issue(
+                        format!("{path}.proxy.strip_prefix"),
+                        "needs `match.path_prefix`",
+                    );
                     return None;
                 }
                 Some(PathRewrite::StripPrefix)
             }
             (Some(template), false) => {
                 let rewrite_path = format!("{path}.proxy.rewrite");
-                let template = PathTemplate::parse(template).map_err(|m| self.issue(&rewrite_path, m)).ok()?;
+                let template = PathTemplate::parse(template)
+                    .map_err(|m| self.issue(&rewrite_path, m))
+                    .ok()?;
                 let captured: Vec<&str> = match pattern {
                     Some(PathPattern::Template(t)) => t.param_names().collect(),
                     _ => Vec::new(),
@@ -458,7 +533,10 @@ impl Validator<'_> {
                     if !captured.contains(&name) {
                         self.issue(
                             &rewrite_path,
-                            format!("`{{{name}}}` is not captured by `match.path` (captured: {})", join_or_none(&captured)),
+                            format!(
+                                "`{{{name}}}` is not captured by `match.path` (captured: {})",
+                                join_or_none(&captured)
+                            ),
                         );
                         return None;
                     }
@@ -493,7 +571,10 @@ impl Validator<'_> {
 
     /// A credential field: must be exactly one `${env:NAME}` reference.
     fn secret(&mut self, path: &str, value: &str) -> Option<Secret> {
-        let Some(name) = value.strip_prefix("${env:").and_then(|v| v.strip_suffix('}')) else {
+        let Some(name) = value
+            .strip_prefix("${env:")
+            .and_then(|v| v.strip_suffix('}'))
+        else {
             self.issue(
                 path,
                 "secrets are never written in the config: use a reference like `${env:OPENAI_API_KEY}`",
@@ -522,7 +603,9 @@ pub fn interpolate(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
         };
         let reference = &after[..end];
         let Some(name) = reference.strip_prefix("env:") else {
-            return Err(format!("unknown reference `${{{reference}}}`: only `${{env:NAME}}` is supported"));
+            return Err(format!(
+                "unknown reference `${{{reference}}}`: only `${{env:NAME}}` is supported"
+            ));
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("invalid environment variable name `{name}`"));
@@ -541,7 +624,11 @@ fn join_or_none(items: &[&str]) -> String {
     if items.is_empty() {
         "none".into()
     } else {
-        items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -584,12 +671,16 @@ routes:
 ";
         let errs = errors(yaml);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("routes[2].proxy.url: relative URL without a base"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("routes[2].proxy.url: relative URL without a base"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn unknown_field_is_an_error_with_path() {
-        let yaml = "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: http://a, timeout: 5 }\n";
+        let yaml =
+            "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: http://a, timeout: 5 }\n";
         let errs = errors(yaml);
         assert!(errs[0].starts_with("routes[0].proxy"), "{errs:?}");
         assert!(errs[0].contains("unknown field `timeout`"), "{errs:?}");
@@ -599,12 +690,18 @@ routes:
     fn literal_secret_is_rejected_and_reference_resolved() {
         let yaml = "providers:\n  o: { kind: openai, base_url: 'https://api.openai.com/v1', api_key: sk-live-123 }\nroutes:\n  - match: { path_prefix: /v1 }\n    ai: {}\n";
         let errs = errors(yaml);
-        assert!(errs[0].starts_with("providers.o.api_key: secrets are never written"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("providers.o.api_key: secrets are never written"),
+            "{errs:?}"
+        );
         assert!(!errs[0].contains("sk-live-123"));
 
         let yaml = yaml.replace("sk-live-123", "'${env:KEY}'");
-        let config = Config::from_yaml(&yaml, |n| (n == "KEY").then(|| "s3cret".to_string())).unwrap();
-        let ProviderKind::OpenAi { api_key, base } = &config.providers[0].kind else { panic!() };
+        let config =
+            Config::from_yaml(&yaml, |n| (n == "KEY").then(|| "s3cret".to_string())).unwrap();
+        let ProviderKind::OpenAi { api_key, base } = &config.providers[0].kind else {
+            panic!()
+        };
         assert_eq!(api_key.as_ref().unwrap().expose(), "s3cret");
         assert!(!format!("{config:?}").contains("s3cret"));
         assert_eq!(base.base_path, "/v1");
@@ -612,11 +709,17 @@ routes:
 
     #[test]
     fn missing_env_var_is_named() {
-        let yaml = "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: '${env:ECHO_URL}/x' }\n";
+        let yaml =
+            "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: '${env:ECHO_URL}/x' }\n";
         let errs = errors(yaml);
-        assert_eq!(errs, vec!["routes[0].proxy.url: environment variable `ECHO_URL` is not set"]);
+        assert_eq!(
+            errs,
+            vec!["routes[0].proxy.url: environment variable `ECHO_URL` is not set"]
+        );
         let config = Config::from_yaml(yaml, |_| Some("http://127.0.0.1:9".into())).unwrap();
-        let RouteAction::Proxy(p) = &config.routes[0].action else { panic!() };
+        let RouteAction::Proxy(p) = &config.routes[0].action else {
+            panic!()
+        };
         assert_eq!(p.upstream.base_path, "/x");
     }
 
@@ -634,10 +737,26 @@ routes:
     ai: {}
 ";
         let errs = errors(yaml);
-        assert!(errs.iter().any(|e| e.starts_with("models[0].provider: unknown provider `nope`")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("routes[0].match: set either")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("routes[1].proxy.rewrite: `{other}` is not captured")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("routes[2].match.methods[1]: invalid HTTP method")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("models[0].provider: unknown provider `nope`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("routes[0].match: set either")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("routes[1].proxy.rewrite: `{other}` is not captured")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("routes[2].match.methods[1]: invalid HTTP method")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -650,8 +769,14 @@ routes:
     #[test]
     fn upstream_uri_joins_base_path_and_query() {
         let base = UpstreamBase::parse("https://api.example.com/base/").unwrap();
-        assert_eq!(base.uri("/x/y", Some("a=1")).unwrap().to_string(), "https://api.example.com/base/x/y?a=1");
+        assert_eq!(
+            base.uri("/x/y", Some("a=1")).unwrap().to_string(),
+            "https://api.example.com/base/x/y?a=1"
+        );
         let root = UpstreamBase::parse("http://127.0.0.1:8080").unwrap();
-        assert_eq!(root.uri("", None).unwrap().to_string(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            root.uri("", None).unwrap().to_string(),
+            "http://127.0.0.1:8080/"
+        );
     }
 }

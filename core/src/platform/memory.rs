@@ -184,44 +184,10 @@ impl Clock for ManualClock {
     }
 }
 
-/// The store suite every [`QuotaStore`] implementation must pass. Adapters
-/// call it against their own stores (DynamoDB emulator, Durable Objects).
-pub mod quota_store_suite {
-    use super::*;
-
-    /// Consume admits up to the limit and refuses past it, without changing
-    /// the counter on refusal.
-    pub async fn consume_respects_limit(store: &impl QuotaStore, key: &str) {
-        let far = u64::MAX / 2;
-        let first = store.consume(key, 3, 5, far).await.expect("consume");
-        assert_eq!(first, Consumed { admitted: true, used: 3 });
-        let second = store.consume(key, 2, 5, far).await.expect("consume");
-        assert_eq!(second, Consumed { admitted: true, used: 5 });
-        let refused = store.consume(key, 1, 5, far).await.expect("consume");
-        assert_eq!(refused, Consumed { admitted: false, used: 5 });
-    }
-
-    /// Refund gives capacity back and never goes below zero.
-    pub async fn refund_releases_capacity(store: &impl QuotaStore, key: &str) {
-        let far = u64::MAX / 2;
-        store.consume(key, 4, 4, far).await.expect("consume");
-        assert_eq!(store.refund(key, 3).await.expect("refund"), 1);
-        let again = store.consume(key, 3, 4, far).await.expect("consume");
-        assert_eq!(again, Consumed { admitted: true, used: 4 });
-        assert_eq!(store.refund(key, 100).await.expect("refund"), 0);
-    }
-
-    /// A request larger than the whole limit is refused even on an empty key.
-    pub async fn oversized_request_refused(store: &impl QuotaStore, key: &str) {
-        let far = u64::MAX / 2;
-        let refused = store.consume(key, 11, 10, far).await.expect("consume");
-        assert_eq!(refused, Consumed { admitted: false, used: 0 });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::quota_store_suite;
     use futures_executor::block_on;
 
     fn store() -> (ManualClock, MemoryQuotaStore<ManualClock>) {
@@ -241,11 +207,25 @@ mod tests {
     fn expired_counter_starts_over() {
         let (clock, store) = store();
         let expires = clock.now_unix_ms() + 1_000;
-        assert!(block_on(store.consume("k", 5, 5, expires)).unwrap().admitted);
-        assert!(!block_on(store.consume("k", 1, 5, expires)).unwrap().admitted);
+        assert!(
+            block_on(store.consume("k", 5, 5, expires))
+                .unwrap()
+                .admitted
+        );
+        assert!(
+            !block_on(store.consume("k", 1, 5, expires))
+                .unwrap()
+                .admitted
+        );
         clock.advance(Duration::from_millis(1_000));
         let fresh = block_on(store.consume("k", 1, 5, expires + 1_000)).unwrap();
-        assert_eq!(fresh, Consumed { admitted: true, used: 1 });
+        assert_eq!(
+            fresh,
+            Consumed {
+                admitted: true,
+                used: 1
+            }
+        );
     }
 
     #[test]
@@ -272,7 +252,10 @@ mod tests {
         let clock = ManualClock::new(0);
         let kv = MemoryKv::new(clock.clone());
         block_on(kv.put("k", Bytes::from_static(b"v"), Some(Duration::from_secs(1)))).unwrap();
-        assert_eq!(block_on(kv.get("k")).unwrap(), Some(Bytes::from_static(b"v")));
+        assert_eq!(
+            block_on(kv.get("k")).unwrap(),
+            Some(Bytes::from_static(b"v"))
+        );
         clock.advance(Duration::from_secs(1));
         assert_eq!(block_on(kv.get("k")).unwrap(), None);
         block_on(kv.put("p", Bytes::from_static(b"v"), None)).unwrap();

@@ -66,7 +66,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Appends the client to `X-Forwarded-For` (unless a front end such as a
 /// Lambda Function URL already put it last), and sets `-Proto` and `-Host`.
-fn set_forwarding_headers(headers: &mut HeaderMap, client: Option<&ClientInfo>, original_host: Option<HeaderValue>) {
+fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    client: Option<&ClientInfo>,
+    original_host: Option<HeaderValue>,
+) {
     if let Some(ip) = client.and_then(|c| c.ip) {
         let ip = ip.to_string();
         let chain = headers
@@ -96,7 +100,11 @@ fn set_forwarding_headers(headers: &mut HeaderMap, client: Option<&ClientInfo>, 
 
 /// Runs `future`, giving up after `timeout`. The future is polled first, so
 /// an immediately ready result always wins.
-pub async fn with_timeout<F: std::future::Future>(clock: &impl Clock, timeout: Duration, future: F) -> Option<F::Output> {
+pub async fn with_timeout<F: std::future::Future>(
+    clock: &impl Clock,
+    timeout: Duration,
+    future: F,
+) -> Option<F::Output> {
     use futures_util::future::{select, Either};
     let sleep = clock.sleep(timeout);
     futures_util::pin_mut!(future, sleep);
@@ -107,15 +115,22 @@ pub async fn with_timeout<F: std::future::Future>(clock: &impl Clock, timeout: D
 }
 
 /// Maps a transport failure (or timeout) to the client-facing error.
-pub fn upstream_error(result: Option<Result<Response<Body>, HttpClientError>>, timeout: Duration) -> Result<Response<Body>, GatewayError> {
+pub fn upstream_error(
+    result: Option<Result<Response<Body>, HttpClientError>>,
+    timeout: Duration,
+) -> Result<Response<Body>, GatewayError> {
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     match result {
         None => Err(GatewayError::UpstreamTimeout { timeout_ms }),
         Some(Ok(response)) => Ok(response),
         Some(Err(err)) => Err(match err.kind {
-            HttpClientErrorKind::Connect => GatewayError::UpstreamUnreachable { detail: err.message },
+            HttpClientErrorKind::Connect => GatewayError::UpstreamUnreachable {
+                detail: err.message,
+            },
             HttpClientErrorKind::Timeout => GatewayError::UpstreamTimeout { timeout_ms },
-            HttpClientErrorKind::Other => GatewayError::UpstreamInvalid { detail: err.message },
+            HttpClientErrorKind::Other => GatewayError::UpstreamInvalid {
+                detail: err.message,
+            },
         }),
     }
 }
@@ -146,7 +161,9 @@ pub async fn forward(
         .route
         .upstream
         .uri(&upstream_path, parts.uri.query())
-        .map_err(|e| GatewayError::invalid_request(format!("cannot build upstream URL: {e}"), None))?;
+        .map_err(|e| {
+            GatewayError::invalid_request(format!("cannot build upstream URL: {e}"), None)
+        })?;
 
     let client = parts.extensions.get::<ClientInfo>().copied();
     let original_host = parts.headers.get(header::HOST).cloned();
@@ -178,7 +195,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
         headers.insert("te", HeaderValue::from_static("trailers"));
@@ -195,13 +215,20 @@ mod tests {
             https: true,
         };
         let mut headers = HeaderMap::new();
-        set_forwarding_headers(&mut headers, Some(&client), Some(HeaderValue::from_static("gw.example")));
+        set_forwarding_headers(
+            &mut headers,
+            Some(&client),
+            Some(HeaderValue::from_static("gw.example")),
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "gw.example");
 
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1, 203.0.113.9"));
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.9"),
+        );
         set_forwarding_headers(&mut headers, Some(&client), None);
         assert_eq!(headers["x-forwarded-for"], "198.51.100.1, 203.0.113.9");
 

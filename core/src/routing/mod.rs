@@ -48,9 +48,13 @@ impl PathTemplate {
         };
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
-            let segment = if let Some(name) = part.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
+            let segment = if let Some(name) =
+                part.strip_prefix("{*").and_then(|p| p.strip_suffix('}'))
+            {
                 if index + 1 != count {
-                    return Err(format!("`{{*{name}}}` must be the last segment of `{pattern}`"));
+                    return Err(format!(
+                        "`{{*{name}}}` must be the last segment of `{pattern}`"
+                    ));
                 }
                 Segment::CatchAll(valid_param_name(name, pattern)?)
             } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
@@ -61,7 +65,10 @@ impl PathTemplate {
                 Segment::Literal(part.to_owned())
             };
             if let Segment::Param(name) | Segment::CatchAll(name) = &segment {
-                if segments.iter().any(|s| matches!(s, Segment::Param(n) | Segment::CatchAll(n) if n == name)) {
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Param(n) | Segment::CatchAll(n) if n == name))
+                {
                     return Err(format!("parameter `{name}` appears twice in `{pattern}`"));
                 }
             }
@@ -137,7 +144,9 @@ fn valid_param_name(name: &str, pattern: &str) -> Result<String, String> {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(name.to_owned())
     } else {
-        Err(format!("invalid parameter name `{name}` in `{pattern}` (letters, digits and `_` only)"))
+        Err(format!(
+            "invalid parameter name `{name}` in `{pattern}` (letters, digits and `_` only)"
+        ))
     }
 }
 
@@ -321,26 +330,52 @@ mod tests {
 
     #[test]
     fn template_captures_params_and_rest() {
-        let router = Router::new(vec![route(template("/users/{id}/files/{*path}"), None, None)]);
+        let router = Router::new(vec![route(
+            template("/users/{id}/files/{*path}"),
+            None,
+            None,
+        )]);
         let found = router.find(&Method::GET, None, "/users/42/files/a/b.txt");
         assert_eq!(
             found,
             RouteMatch::Found {
                 route: 0,
-                params: vec![("id".into(), "42".into()), ("path".into(), "a/b.txt".into())],
+                params: vec![
+                    ("id".into(), "42".into()),
+                    ("path".into(), "a/b.txt".into())
+                ],
                 matched_len: 23,
             }
         );
-        assert_eq!(router.find(&Method::GET, None, "/users//files/x"), RouteMatch::NotFound);
-        assert_eq!(router.find(&Method::GET, None, "/users/42"), RouteMatch::NotFound);
+        assert_eq!(
+            router.find(&Method::GET, None, "/users//files/x"),
+            RouteMatch::NotFound
+        );
+        assert_eq!(
+            router.find(&Method::GET, None, "/users/42"),
+            RouteMatch::NotFound
+        );
     }
 
     #[test]
     fn prefix_respects_segment_boundary() {
-        let router = Router::new(vec![route(PathPattern::prefix("/api/").unwrap(), None, None)]);
-        assert!(matches!(router.find(&Method::GET, None, "/api"), RouteMatch::Found { matched_len: 4, .. }));
-        assert!(matches!(router.find(&Method::GET, None, "/api/x"), RouteMatch::Found { .. }));
-        assert_eq!(router.find(&Method::GET, None, "/apix"), RouteMatch::NotFound);
+        let router = Router::new(vec![route(
+            PathPattern::prefix("/api/").unwrap(),
+            None,
+            None,
+        )]);
+        assert!(matches!(
+            router.find(&Method::GET, None, "/api"),
+            RouteMatch::Found { matched_len: 4, .. }
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, None, "/api/x"),
+            RouteMatch::Found { .. }
+        ));
+        assert_eq!(
+            router.find(&Method::GET, None, "/apix"),
+            RouteMatch::NotFound
+        );
     }
 
     #[test]
@@ -349,7 +384,10 @@ mod tests {
             route(PathPattern::prefix("/a").unwrap(), None, None),
             route(template("/a/b"), None, None),
         ]);
-        assert!(matches!(router.find(&Method::GET, None, "/a/b"), RouteMatch::Found { route: 0, .. }));
+        assert!(matches!(
+            router.find(&Method::GET, None, "/a/b"),
+            RouteMatch::Found { route: 0, .. }
+        ));
     }
 
     #[test]
@@ -360,29 +398,59 @@ mod tests {
         ]);
         assert_eq!(
             router.find(&Method::DELETE, None, "/x"),
-            RouteMatch::MethodNotAllowed { allow: vec![Method::GET, Method::POST] }
+            RouteMatch::MethodNotAllowed {
+                allow: vec![Method::GET, Method::POST]
+            }
         );
-        assert!(matches!(router.find(&Method::POST, None, "/x"), RouteMatch::Found { route: 1, .. }));
+        assert!(matches!(
+            router.find(&Method::POST, None, "/x"),
+            RouteMatch::Found { route: 1, .. }
+        ));
     }
 
     #[test]
     fn host_patterns() {
         let router = Router::new(vec![
-            route(PathPattern::prefix("/").unwrap(), None, Some("*.example.com")),
-            route(PathPattern::prefix("/").unwrap(), None, Some("API.other.org")),
+            route(
+                PathPattern::prefix("/").unwrap(),
+                None,
+                Some("*.example.com"),
+            ),
+            route(
+                PathPattern::prefix("/").unwrap(),
+                None,
+                Some("API.other.org"),
+            ),
         ]);
-        assert!(matches!(router.find(&Method::GET, Some("a.example.com"), "/"), RouteMatch::Found { route: 0, .. }));
-        assert_eq!(router.find(&Method::GET, Some("example.com"), "/"), RouteMatch::NotFound);
-        assert!(matches!(router.find(&Method::GET, Some("api.OTHER.org"), "/"), RouteMatch::Found { route: 1, .. }));
+        assert!(matches!(
+            router.find(&Method::GET, Some("a.example.com"), "/"),
+            RouteMatch::Found { route: 0, .. }
+        ));
+        assert_eq!(
+            router.find(&Method::GET, Some("example.com"), "/"),
+            RouteMatch::NotFound
+        );
+        assert!(matches!(
+            router.find(&Method::GET, Some("api.OTHER.org"), "/"),
+            RouteMatch::Found { route: 1, .. }
+        ));
         assert_eq!(router.find(&Method::GET, None, "/"), RouteMatch::NotFound);
     }
 
     #[test]
     fn invalid_templates_are_explained() {
-        assert!(PathTemplate::parse("x").unwrap_err().contains("must start with `/`"));
-        assert!(PathTemplate::parse("/{*a}/b").unwrap_err().contains("last segment"));
-        assert!(PathTemplate::parse("/{a}/{a}").unwrap_err().contains("twice"));
-        assert!(PathTemplate::parse("/a{b}").unwrap_err().contains("whole segment"));
+        assert!(PathTemplate::parse("x")
+            .unwrap_err()
+            .contains("must start with `/`"));
+        assert!(PathTemplate::parse("/{*a}/b")
+            .unwrap_err()
+            .contains("last segment"));
+        assert!(PathTemplate::parse("/{a}/{a}")
+            .unwrap_err()
+            .contains("twice"));
+        assert!(PathTemplate::parse("/a{b}")
+            .unwrap_err()
+            .contains("whole segment"));
     }
 
     #[test]

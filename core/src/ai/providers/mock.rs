@@ -63,8 +63,12 @@ pub fn mock_chat(
     completion_id: String,
     created_unix_s: u64,
 ) -> ProviderReply {
-    let (text, finish_reason) = apply_max_tokens(mock_reply_text(&request.messages), request.max_tokens);
-    let usage = Usage::new(estimate_prompt_tokens(&request.messages), estimate_tokens(&text));
+    let (text, finish_reason) =
+        apply_max_tokens(mock_reply_text(&request.messages), request.max_tokens);
+    let usage = Usage::new(
+        estimate_prompt_tokens(&request.messages),
+        estimate_tokens(&text),
+    );
     let model = request.model.as_str();
 
     if !request.stream {
@@ -103,8 +107,14 @@ pub fn mock_chat(
         }
         sse_data(&chunk.to_string())
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), None)];
-    events.extend(text.split_inclusive(' ').map(|word| chunk(json!({"content": word}), None)));
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        None,
+    )];
+    events.extend(
+        text.split_inclusive(' ')
+            .map(|word| chunk(json!({"content": word}), None)),
+    );
     events.push(chunk(json!({}), Some(finish_reason)));
     if include_usage {
         let usage_chunk = json!({
@@ -139,7 +149,9 @@ fn paced(clock: impl Clock + Clone, events: Vec<Bytes>, delay: Duration) -> Body
     body_from_stream(events)
 }
 
-fn body_from_stream(s: impl futures_util::Stream<Item = Result<Bytes, BodyError>> + MaybeSend + 'static) -> Body {
+fn body_from_stream(
+    s: impl futures_util::Stream<Item = Result<Bytes, BodyError>> + MaybeSend + 'static,
+) -> Body {
     Body::from_stream(s)
 }
 
@@ -150,16 +162,20 @@ fn sse_data(json: &str) -> Bytes {
 fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn sse_response(body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

@@ -28,9 +28,7 @@ const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Response headers from the upstream that clients may rely on.
 fn passes_through(name: &str) -> bool {
-    name == "retry-after"
-        || name.starts_with("x-ratelimit-")
-        || name == "openai-processing-ms"
+    name == "retry-after" || name.starts_with("x-ratelimit-") || name == "openai-processing-ms"
 }
 
 pub struct OpenAiDeployment<'a> {
@@ -48,8 +46,12 @@ pub async fn openai_chat(
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
     let mut body = request.body.clone();
-    body.insert("model".into(), Value::String(deployment.upstream_model.to_owned()));
-    let body = serde_json::to_vec(&body).map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
+    body.insert(
+        "model".into(),
+        Value::String(deployment.upstream_model.to_owned()),
+    );
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
 
     let uri = deployment
         .base
@@ -59,10 +61,17 @@ pub async fn openai_chat(
     *upstream.method_mut() = Method::POST;
     *upstream.uri_mut() = uri;
     let headers = upstream.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(
         header::ACCEPT,
-        HeaderValue::from_static(if request.stream { "text/event-stream" } else { "application/json" }),
+        HeaderValue::from_static(if request.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }),
     );
     if let Some(key) = deployment.api_key {
         let value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
@@ -85,24 +94,35 @@ pub async fn openai_chat(
     copy_passthrough_headers(&parts.headers, reply.headers_mut());
     if request.stream {
         let headers = reply.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         *reply.body_mut() = body;
         return Ok(ProviderReply::Stream { response: reply });
     }
 
-    let bytes = body.collect(MAX_COMPLETION_BYTES).await.map_err(|e| GatewayError::UpstreamInvalid {
-        detail: format!("reading completion: {e}"),
-    })?;
-    let json: Value = serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-        detail: format!("completion is not JSON: {e}"),
-    })?;
+    let bytes =
+        body.collect(MAX_COMPLETION_BYTES)
+            .await
+            .map_err(|e| GatewayError::UpstreamInvalid {
+                detail: format!("reading completion: {e}"),
+            })?;
+    let json: Value =
+        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
+            detail: format!("completion is not JSON: {e}"),
+        })?;
     let usage = json.get("usage").and_then(Usage::from_openai);
-    reply
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     *reply.body_mut() = Body::from(bytes);
-    Ok(ProviderReply::Complete { response: reply, usage })
+    Ok(ProviderReply::Complete {
+        response: reply,
+        usage,
+    })
 }
 
 fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
@@ -116,7 +136,11 @@ fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// Client errors (4xx) in OpenAI's error shape reach the client as sent, with
 /// their status and `Retry-After`; upstream 5xx and malformed errors become
 /// 502 with the upstream body kept in the log only.
-async fn handle_openai_error(status: StatusCode, headers: &HeaderMap, body: Body) -> Result<ProviderReply, GatewayError> {
+async fn handle_openai_error(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ProviderReply, GatewayError> {
     let bytes = body.collect(MAX_ERROR_BYTES).await.unwrap_or_default();
     let is_openai_error = serde_json::from_slice::<Value>(&bytes)
         .ok()
@@ -125,10 +149,14 @@ async fn handle_openai_error(status: StatusCode, headers: &HeaderMap, body: Body
         let mut reply = Response::new(Body::from(bytes));
         *reply.status_mut() = status;
         copy_passthrough_headers(headers, reply.headers_mut());
-        reply
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        return Ok(ProviderReply::Complete { response: reply, usage: None });
+        reply.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(ProviderReply::Complete {
+            response: reply,
+            usage: None,
+        });
     }
     Err(GatewayError::UpstreamStatus {
         status,
