@@ -57,7 +57,16 @@ fn client_error(err: &reqwest::Error) -> HttpClientError {
     } else {
         HttpClientErrorKind::Other
     };
-    HttpClientError::new(kind, err.to_string())
+    // reqwest's top-level message is generic ("error sending request"); the
+    // cause chain says what happened (refused, DNS, TLS). Logs only.
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    HttpClientError::new(kind, message)
 }
 
 impl HttpClient for ReqwestClient {

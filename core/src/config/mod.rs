@@ -262,14 +262,11 @@ impl Validator<'_> {
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
-        let default_body = match raw.server.max_body_bytes {
-            Some(0) => {
-                self.issue("server.max_body_bytes", "must be greater than 0");
-                DEFAULT_MAX_BODY_BYTES
-            }
-            Some(n) => n,
-            None => DEFAULT_MAX_BODY_BYTES,
-        };
+        let default_body = self.positive(
+            "server.max_body_bytes",
+            raw.server.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        );
 
         let mut providers = Vec::new();
         let mut provider_index = HashMap::new();
@@ -376,14 +373,11 @@ impl Validator<'_> {
         default_body: usize,
     ) -> Option<Route> {
         let matcher = self.matcher(&format!("{path}.match"), &raw.matcher);
-        let max_body_bytes = match raw.max_body_bytes {
-            Some(0) => {
-                self.issue(format!("{path}.max_body_bytes"), "must be greater than 0");
-                default_body
-            }
-            Some(n) => n,
-            None => default_body,
-        };
+        let max_body_bytes = self.positive(
+            &format!("{path}.max_body_bytes"),
+            raw.max_body_bytes,
+            default_body,
+        );
         let action = match (raw.proxy, raw.ai) {
             (Some(proxy), None) => {
                 let rewrite = self.rewrite(path, &proxy, matcher.as_ref().map(|m| &m.path));
@@ -547,14 +541,27 @@ impl Validator<'_> {
         }
     }
 
-    fn timeout(&mut self, path: &str, value: Option<u64>, default: Duration) -> Duration {
+    /// A number that must be greater than zero when it is set.
+    fn positive<T: Copy + PartialEq + From<u8>>(
+        &mut self,
+        path: &str,
+        value: Option<T>,
+        default: T,
+    ) -> T {
         match value {
-            Some(0) => {
+            Some(n) if n == T::from(0) => {
                 self.issue(path, "must be greater than 0");
                 default
             }
-            Some(ms) => Duration::from_millis(ms),
+            Some(n) => n,
             None => default,
+        }
+    }
+
+    fn timeout(&mut self, path: &str, value: Option<u64>, default: Duration) -> Duration {
+        match self.positive(path, value, 0) {
+            0 => default,
+            ms => Duration::from_millis(ms),
         }
     }
 
@@ -756,6 +763,20 @@ routes:
             errs.iter()
                 .any(|e| e.starts_with("routes[2].match.methods[1]: invalid HTTP method")),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn zero_limits_and_timeouts_are_rejected() {
+        let yaml = "server: { max_body_bytes: 0 }\nroutes:\n  - match: { path_prefix: /a }\n    max_body_bytes: 0\n    proxy: { url: 'http://a', timeout_ms: 0 }\n";
+        let errs = errors(yaml);
+        assert_eq!(
+            errs,
+            vec![
+                "server.max_body_bytes: must be greater than 0",
+                "routes[0].max_body_bytes: must be greater than 0",
+                "routes[0].proxy.timeout_ms: must be greater than 0",
+            ]
         );
     }
 
