@@ -196,3 +196,42 @@ pub mod quota_store_suite {
         );
     }
 }
+
+/// The suite every [`crate::platform::KvStore`] implementation must pass.
+#[allow(clippy::expect_used)] // a failed store call is a failed test
+pub mod kv_store_suite {
+    use bytes::Bytes;
+
+    use crate::platform::KvStore;
+
+    /// Put, read back, overwrite, delete; a missing key reads as `None`.
+    pub async fn put_get_overwrite_delete(store: &impl KvStore, key: &str) {
+        assert_eq!(
+            store.get(key).await.expect("get"),
+            None,
+            "fresh key must be absent"
+        );
+        store
+            .put(key, Bytes::from_static(b"one"), None)
+            .await
+            .expect("put");
+        assert_eq!(
+            store.get(key).await.expect("get"),
+            Some(Bytes::from_static(b"one"))
+        );
+        store
+            .put(key, Bytes::from_static(b"\x00two\xff"), None)
+            .await
+            .expect("put");
+        assert_eq!(
+            store.get(key).await.expect("get"),
+            Some(Bytes::from_static(b"\x00two\xff"))
+        );
+        store.delete(key).await.expect("delete");
+        assert_eq!(store.get(key).await.expect("get"), None);
+        store
+            .delete(key)
+            .await
+            .expect("deleting a missing key is not an error");
+    }
+}

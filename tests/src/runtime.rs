@@ -135,6 +135,66 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
     Ok(process)
 }
 
+/// Starts the Worker under `wrangler dev --local` (workerd with local KV and
+/// Durable Objects) on 127.0.0.1, built with the `test-hooks` feature, with
+/// `env` as Worker variables, and waits until it serves requests.
+pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, String> {
+    use std::os::unix::process::CommandExt;
+
+    let worker_dir = workspace_root().join("cloudflare-worker");
+    let wrangler = worker_dir.join("node_modules/.bin/wrangler");
+    if !wrangler.is_file() {
+        return Err(format!(
+            "{} is missing. Install the Worker tooling with `scripts/bootstrap` (npm ci in cloudflare-worker/)",
+            wrangler.display()
+        ));
+    }
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let inspector_port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    let state_dir = target_dir.join(format!("wrangler-state-{port}"));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::create_dir_all(&target_dir)
+        .map_err(|e| format!("create {}: {e}", target_dir.display()))?;
+    let log_path = target_dir.join(format!("conformance-worker-{port}.log"));
+    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+
+    let mut command = Command::new(wrangler);
+    command
+        .args(["dev", "--local", "--ip", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--inspector-port")
+        .arg(inspector_port.to_string())
+        .arg("--show-interactive-dev-session=false")
+        .arg("--persist-to")
+        .arg(&state_dir);
+    for (name, value) in env {
+        command.arg("--var").arg(format!("{name}:{value}"));
+    }
+    command
+        .current_dir(&worker_dir)
+        .env("GATEWAY_WORKER_FEATURES", "test-hooks")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start wrangler dev: {e}"))?;
+    let mut process = GatewayProcess {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+        log_path,
+    };
+    wait_ready(&mut process)?;
+    Ok(process)
+}
+
 fn wait_ready(process: &mut GatewayProcess) -> Result<(), String> {
     let url = format!("{}/v1/models", process.base_url);
     let started = Instant::now();

@@ -1,19 +1,27 @@
-//! Runs the conformance suite against a gateway.
+//! Runs the conformance suite against every runtime.
 //!
-//! Default: starts the mock upstreams and the Lambda adapter under
-//! `cargo lambda watch` on 127.0.0.1, runs every case, stops everything.
-//! `GATEWAY_BASE_URL=https://…` runs the suite against a gateway that is
-//! already running instead (it must use `tests/config/conformance.yaml` with
-//! the mock URLs printed at start; set `CONFORMANCE_ECHO_PORT` and
-//! `CONFORMANCE_OPENAI_PORT` to pin the mock ports).
+//! Default: starts the mock upstreams, then the Lambda adapter under
+//! `cargo lambda watch` and the Worker under `wrangler dev --local`, all on
+//! 127.0.0.1; runs every case against each (`lambda::<case>`,
+//! `worker::<case>`); stops everything. `CONFORMANCE_RUNTIMES=lambda` (or
+//! `worker`) picks one. `GATEWAY_BASE_URL=https://…` runs the suite against
+//! a gateway that is already running instead (it must use
+//! `tests/config/conformance.yaml` with the variables printed at start;
+//! `CONFORMANCE_ECHO_PORT` and `CONFORMANCE_OPENAI_PORT` pin the mock ports).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use gateway_tests::mocks::{closed_port, start_echo_server, start_openai_mock};
-use gateway_tests::runtime::start_lambda_watch;
-use gateway_tests::suite::{cases, gateway_env, Ctx};
-use libtest_mimic::{Arguments, Trial};
+use gateway_tests::mocks::{
+    closed_port, start_echo_server, start_openai_mock, EchoServer, OpenAiMock,
+};
+use gateway_tests::runtime::{start_lambda_watch, start_wrangler_dev, GatewayProcess};
+use gateway_tests::suite::{
+    cases, conformance_config_path, lambda_cases, upstream_env, worker_cases, Case, Ctx,
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const RUNTIMES: [&str; 2] = ["lambda", "worker"];
 
 fn port_from_env(name: &str) -> u16 {
     std::env::var(name)
@@ -22,12 +30,71 @@ fn port_from_env(name: &str) -> u16 {
         .unwrap_or(0)
 }
 
+fn cases_for(runtime: &str) -> Vec<Case> {
+    let mut all = cases();
+    match runtime {
+        "lambda" => all.extend(lambda_cases()),
+        "worker" => all.extend(worker_cases()),
+        _ => {}
+    }
+    all
+}
+
+fn selected_runtimes() -> Vec<String> {
+    std::env::var("CONFORMANCE_RUNTIMES")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_else(|_| RUNTIMES.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// Starts one runtime with the conformance config.
+fn start(runtime: &str, upstream: &[(String, String)]) -> Result<GatewayProcess, String> {
+    let config = conformance_config_path();
+    let mut env = upstream.to_vec();
+    match runtime {
+        "lambda" => {
+            env.push(("GATEWAY_CONFIG_PATH".into(), config.display().to_string()));
+            start_lambda_watch(&env)
+        }
+        "worker" => {
+            let yaml = std::fs::read_to_string(&config)
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            env.push(("GATEWAY_CONFIG".into(), yaml));
+            start_wrangler_dev(&env)
+        }
+        other => Err(format!(
+            "unknown runtime `{other}` (known: {})",
+            RUNTIMES.join(", ")
+        )),
+    }
+}
+
+struct Target {
+    name: String,
+    /// The gateway, or why it could not start (then every case fails with it).
+    started: Result<(String, Option<GatewayProcess>), String>,
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
+    let external = std::env::var("GATEWAY_BASE_URL").ok();
+    let runtimes = if external.is_some() {
+        vec!["external".to_owned()]
+    } else {
+        selected_runtimes()
+    };
     if args.list {
-        let trials = cases()
-            .into_iter()
-            .map(|c| Trial::test(c.name, || Ok(())))
+        let trials = runtimes
+            .iter()
+            .flat_map(|r| {
+                cases_for(r)
+                    .into_iter()
+                    .map(move |c| Trial::test(format!("{r}::{}", c.name), || Ok(())))
+            })
             .collect();
         return libtest_mimic::run(&args, trials).exit_code();
     }
@@ -43,46 +110,60 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let started = runtime.block_on(async {
+    let mocks = runtime.block_on(async {
         let echo = start_echo_server(port_from_env("CONFORMANCE_ECHO_PORT")).await?;
         let openai = start_openai_mock(port_from_env("CONFORMANCE_OPENAI_PORT")).await?;
         let down = closed_port().await?;
-        Ok::<_, std::io::Error>((echo, openai, down))
+        Ok::<(EchoServer, OpenAiMock, u16), std::io::Error>((echo, openai, down))
     });
-    let (echo, openai, down_port) = match started {
+    let (echo, openai, down_port) = match mocks {
         Ok(mocks) => mocks,
         Err(e) => {
             eprintln!("cannot start the mock upstreams on 127.0.0.1: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let env = gateway_env(&echo, &openai, down_port);
+    let upstream = upstream_env(&echo, &openai, down_port);
 
-    let (base_url, process) = match std::env::var("GATEWAY_BASE_URL") {
-        Ok(url) => {
-            eprintln!("conformance: testing the gateway at {url}; it must run with:");
-            for (name, value) in &env {
+    // Start the runtimes side by side: the Worker's first build takes minutes.
+    let targets: Vec<Target> = match &external {
+        Some(url) => {
+            eprintln!("conformance: testing the gateway at {url}; it must run tests/config/conformance.yaml with:");
+            for (name, value) in &upstream {
                 eprintln!("  {name}={value}");
             }
-            (url.trim_end_matches('/').to_owned(), None)
+            vec![Target {
+                name: "external".into(),
+                started: Ok((url.trim_end_matches('/').to_owned(), None)),
+            }]
         }
-        Err(_) => {
-            eprintln!("conformance: starting the Lambda adapter under cargo lambda watch…");
-            match start_lambda_watch(&env) {
-                Ok(process) => {
-                    eprintln!(
-                        "conformance: gateway ready at {} (log: {})",
-                        process.base_url,
-                        process.log_path.display()
-                    );
-                    (process.base_url.clone(), Some(process))
-                }
-                Err(e) => {
-                    eprintln!("conformance: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
+        None => std::thread::scope(|scope| {
+            let handles: Vec<_> = runtimes
+                .iter()
+                .map(|name| {
+                    let upstream = &upstream;
+                    scope.spawn(move || {
+                        eprintln!("conformance: starting {name}…");
+                        let started = start(name, upstream).map(|p| {
+                            eprintln!(
+                                "conformance: {name} ready at {} (log: {})",
+                                p.base_url,
+                                p.log_path.display()
+                            );
+                            (p.base_url.clone(), Some(p))
+                        });
+                        if let Err(e) = &started {
+                            eprintln!("conformance: {name} failed to start: {e}");
+                        }
+                        Target {
+                            name: name.clone(),
+                            started,
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        }),
     };
 
     let client = match reqwest::Client::builder()
@@ -95,33 +176,42 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = Arc::new(Ctx {
-        base_url,
-        echo,
-        openai,
-        client,
-        python: std::env::var_os("GATEWAY_TEST_PYTHON").map(Into::into),
-    });
+    let python = std::env::var_os("GATEWAY_TEST_PYTHON").map(Into::into);
     let handle = runtime.handle().clone();
-    let trials = cases()
-        .into_iter()
-        .map(|case| {
-            let ctx = Arc::clone(&ctx);
+    let mut trials = Vec::new();
+    for target in &targets {
+        let ctx = match &target.started {
+            Ok((base_url, _)) => Ok(Arc::new(Ctx {
+                base_url: base_url.clone(),
+                echo: echo.clone(),
+                openai: openai.clone(),
+                client: client.clone(),
+                python: python.clone(),
+            })),
+            Err(e) => Err(e.clone()),
+        };
+        for case in cases_for(&target.name) {
+            let name = format!("{}::{}", target.name, case.name);
             let handle = handle.clone();
-            Trial::test(case.name, move || {
-                handle.block_on((case.run)(&ctx)).map_err(Into::into)
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    if conclusion.has_failed() {
-        if let Some(process) = &process {
-            eprintln!(
-                "--- gateway log (last 60 lines) ---\n{}",
-                process.log_tail(60)
-            );
+            let ctx = ctx.clone();
+            trials.push(Trial::test(name, move || match ctx {
+                Ok(ctx) => handle.block_on((case.run)(&ctx)).map_err(Failed::from),
+                Err(e) => Err(Failed::from(format!("the runtime did not start: {e}"))),
+            }));
         }
     }
-    drop(process);
+    let conclusion = libtest_mimic::run(&args, trials);
+    if conclusion.has_failed() {
+        for target in &targets {
+            if let Ok((_, Some(process))) = &target.started {
+                eprintln!(
+                    "--- {} log (last 60 lines) ---\n{}",
+                    target.name,
+                    process.log_tail(60)
+                );
+            }
+        }
+    }
+    drop(targets);
     conclusion.exit_code()
 }

@@ -248,6 +248,14 @@ mod tests {
     }
 
     #[test]
+    fn memory_kv_passes_the_kv_suite() {
+        let kv = MemoryKv::new(ManualClock::new(0));
+        block_on(crate::testing::kv_store_suite::put_get_overwrite_delete(
+            &kv, "k",
+        ));
+    }
+
+    #[test]
     fn kv_entries_expire() {
         let clock = ManualClock::new(0);
         let kv = MemoryKv::new(clock.clone());

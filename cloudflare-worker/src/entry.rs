@@ -1,0 +1,97 @@
+//! The fetch handler: converts the Workers request to the core's types,
+//! builds the gateway once per isolate, and returns its (streaming)
+//! response.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use gateway_core::{Body, ClientInfo, Config, Gateway};
+use http_body_util::BodyExt;
+use worker::{event, Context, Env, HttpRequest};
+
+use crate::platform::WorkerPlatform;
+
+thread_local! {
+    /// Workers run one request handler at a time per isolate thread; the
+    /// gateway (config, clients, bindings) lives as long as the isolate.
+    static GATEWAY: RefCell<Option<Gateway<WorkerPlatform>>> = const { RefCell::new(None) };
+}
+
+fn env_string(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .or_else(|_| env.var(name))
+        .ok()
+        .map(|v| v.to_string())
+}
+
+fn build_gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
+    let (source, yaml) = match env_string(env, crate::ENV_CONFIG) {
+        Some(yaml) => (format!("{} variable", crate::ENV_CONFIG), yaml),
+        None => (
+            "embedded example config".to_owned(),
+            gateway_core::config::EXAMPLE_CONFIG.to_owned(),
+        ),
+    };
+    let config = Config::from_yaml(&yaml, |name| env_string(env, name))
+        .map_err(|e| format!("{source}: {e}"))?;
+    let platform = WorkerPlatform::from_env(env).map_err(|e| format!("bindings: {e}"))?;
+    tracing::info!(config = %source, routes = config.routes.len(), models = config.models.len(), "config loaded");
+    Ok(Gateway::new(config, platform))
+}
+
+fn gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
+    if let Some(gateway) = GATEWAY.with_borrow(Clone::clone) {
+        return Ok(gateway);
+    }
+    crate::log::init();
+    let gateway = build_gateway(env)?;
+    GATEWAY.set(Some(gateway.clone()));
+    Ok(gateway)
+}
+
+/// A config or binding error: the client learns only that the gateway is
+/// misconfigured; the details (paths, reasons; never secret values) go to
+/// the log.
+fn startup_failure(message: &str) -> http::Response<Body> {
+    tracing::error!(%message, "gateway failed to start");
+    let body = r#"{"error":{"message":"The gateway is misconfigured; see its logs.","code":"gateway_misconfigured"}}"#;
+    let mut response = http::Response::new(Body::from(body));
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn into_core_request(request: HttpRequest) -> worker::Result<http::Request<Bytes>> {
+    let https = request.uri().scheme_str() == Some("https");
+    let ip = request
+        .headers()
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<IpAddr>().ok());
+    let (mut parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    parts.extensions.insert(ClientInfo { ip, https });
+    Ok(http::Request::from_parts(parts, body))
+}
+
+#[event(fetch)]
+async fn fetch(
+    request: HttpRequest,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<http::Response<Body>> {
+    let gateway = match gateway(&env) {
+        Ok(gateway) => gateway,
+        Err(message) => return Ok(startup_failure(&message)),
+    };
+    #[cfg(feature = "test-hooks")]
+    if request.uri().path().starts_with(crate::test_hooks::PREFIX) {
+        return crate::test_hooks::handle(request, gateway.platform()).await;
+    }
+    let request = into_core_request(request).await?;
+    Ok(gateway.handle(request).await)
+}

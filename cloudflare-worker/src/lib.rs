@@ -1,0 +1,34 @@
+//! Cloudflare Workers adapter: runs `gateway_core::Gateway` in workerd.
+//!
+//! - Config: the `GATEWAY_CONFIG` variable holds the YAML text (set it in
+//!   `wrangler.toml` `[vars]`, with `--var`, or from Terraform); unset → the
+//!   embedded example config. `${env:NAME}` references resolve from Worker
+//!   secrets and variables.
+//! - Ports: `worker::Fetch` upstream (streaming bodies), the JS clock,
+//!   `crypto.getRandomValues`, KV (`GATEWAY_KV`) and the `QuotaCounter`
+//!   Durable Object (`GATEWAY_QUOTA`, one object per quota key).
+//! - The gateway is built once per isolate and reused across requests.
+//!
+//! The binding and variable names below are the contract with
+//! `wrangler.toml` and Terraform; they compile on every target so tests can
+//! check that infra and code agree.
+
+/// Variable holding the YAML config.
+pub const ENV_CONFIG: &str = "GATEWAY_CONFIG";
+/// KV namespace binding (API keys, cached responses, JWKS).
+pub const KV_BINDING: &str = "GATEWAY_KV";
+/// Durable Object namespace binding for quota counters.
+pub const QUOTA_BINDING: &str = "GATEWAY_QUOTA";
+/// The Durable Object class implementing quota counters.
+pub const QUOTA_CLASS: &str = "QuotaCounter";
+
+#[cfg(target_arch = "wasm32")]
+mod entry;
+#[cfg(target_arch = "wasm32")]
+mod log;
+#[cfg(target_arch = "wasm32")]
+mod platform;
+#[cfg(target_arch = "wasm32")]
+mod quota_object;
+#[cfg(all(target_arch = "wasm32", feature = "test-hooks"))]
+mod test_hooks;
