@@ -42,6 +42,21 @@ pub enum GatewayError {
     },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
+    /// No valid credential. `message` says what is wrong without detail on
+    /// why a signature failed; `invalid_token` adds `error="invalid_token"`
+    /// to `WWW-Authenticate` (a credential was sent but refused).
+    #[error("{message}")]
+    Unauthorized {
+        message: &'static str,
+        invalid_token: bool,
+    },
+    #[error("{0}")]
+    Forbidden(String),
+    /// An admin API resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("The upstream service is unreachable.")]
     UpstreamUnreachable { detail: String },
     #[error("The upstream service did not respond within {timeout_ms} ms.")]
@@ -85,7 +100,11 @@ impl GatewayError {
             | Self::PayloadTooLarge { .. }
             | Self::InvalidJson(_)
             | Self::InvalidRequest { .. }
-            | Self::ModelNotFound(_) => ErrorOrigin::Client,
+            | Self::ModelNotFound(_)
+            | Self::Unauthorized { .. }
+            | Self::Forbidden(_)
+            | Self::NotFound(_)
+            | Self::Conflict(_) => ErrorOrigin::Client,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamInvalid { .. }
@@ -103,6 +122,10 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamInvalid { .. }
             | Self::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
@@ -121,6 +144,10 @@ impl GatewayError {
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::ModelNotFound(_) => "model_not_found",
+            Self::Unauthorized { .. } => "invalid_api_key",
+            Self::Forbidden(_) => "permission_denied",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamInvalid { .. } => "upstream_invalid_response",
@@ -187,6 +214,17 @@ impl GatewayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Self::Unauthorized { invalid_token, .. } = &self {
+            let challenge = if *invalid_token {
+                r#"Bearer realm="gateway", error="invalid_token""#
+            } else {
+                r#"Bearer realm="gateway""#
+            };
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         if let Self::MethodNotAllowed { allow, .. } = &self {
             let allow = allow
                 .iter()

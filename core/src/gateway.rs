@@ -21,6 +21,7 @@ use http::{header, HeaderValue, Request, Response};
 use tracing::Instrument;
 
 use crate::ai::{self, hex};
+use crate::auth::{self, AuthState};
 use crate::body::Body;
 use crate::config::{Config, RouteAction};
 use crate::error::{ErrorOrigin, ErrorShape, GatewayError};
@@ -36,6 +37,7 @@ pub(crate) struct Shared<P> {
     pub(crate) platform: P,
     pub(crate) config: Config,
     router: Router,
+    pub(crate) auth: AuthState,
 }
 
 impl<P: Platform> Shared<P> {
@@ -85,16 +87,19 @@ impl<P> Clone for Gateway<P> {
 struct Routed {
     name: String,
     shape: ErrorShape,
+    consumer: Option<String>,
 }
 
 impl<P: Platform> Gateway<P> {
     pub fn new(config: Config, platform: P) -> Self {
         let router = Router::new(config.routes.iter().map(|r| r.matcher.clone()).collect());
+        let auth = AuthState::new(&config.auth);
         Self {
             shared: Arc::new(Shared {
                 platform,
                 config,
                 router,
+                auth,
             }),
         }
     }
@@ -123,6 +128,7 @@ impl<P: Platform> Gateway<P> {
             let mut routed = Routed {
                 name: String::new(),
                 shape: ErrorShape::Gateway,
+                consumer: None,
             };
             let result = self.dispatch(request, &request_id, &mut routed).await;
             let mut response = match result {
@@ -138,6 +144,7 @@ impl<P: Platform> Gateway<P> {
             let latency_ms = clock.now_unix_ms().saturating_sub(started);
             tracing::info!(
                 route = %routed.name,
+                consumer = routed.consumer.as_deref().unwrap_or_default(),
                 status = response.status().as_u16(),
                 latency_ms,
                 streaming = response.body().is_stream(),
@@ -158,6 +165,21 @@ impl<P: Platform> Gateway<P> {
         let shared = &self.shared;
         let path = request.uri().path();
         check_path(path).map_err(GatewayError::InvalidPath)?;
+        if let Some(admin) = &shared.config.admin {
+            if let Some(subpath) = below_prefix(path, &admin.path_prefix) {
+                routed.name = "admin".into();
+                let subpath = subpath.to_owned();
+                return auth::admin::handle_admin(
+                    &shared.config,
+                    &shared.platform,
+                    &shared.auth,
+                    admin,
+                    &subpath,
+                    request,
+                )
+                .await;
+            }
+        }
         let host = request_host(&request);
         let (index, params, matched_len) =
             match shared.router.find(request.method(), host.as_deref(), path) {
@@ -186,6 +208,23 @@ impl<P: Platform> Gateway<P> {
             routed.shape = ErrorShape::OpenAi;
         }
 
+        let identity = match &route.auth {
+            Some(policy) => {
+                let identity = auth::authenticate(
+                    &shared.config,
+                    &shared.platform,
+                    &shared.auth,
+                    policy,
+                    request.headers(),
+                )
+                .await?;
+                routed.consumer = Some(identity.consumer_id.clone());
+                auth::authorize_route(&identity, policy, &route.name)?;
+                Some(identity)
+            }
+            None => None,
+        };
+
         let declared_len = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -205,6 +244,8 @@ impl<P: Platform> Gateway<P> {
                     params: &params,
                     matched_len,
                     request_id,
+                    auth: route.auth.as_ref(),
+                    identity: identity.as_ref(),
                 };
                 proxy::forward(
                     shared.platform.http(),
@@ -216,7 +257,16 @@ impl<P: Platform> Gateway<P> {
             }
             RouteAction::Ai(ai_route) => {
                 let subpath = path.get(matched_len..).unwrap_or_default().to_owned();
-                ai::handle_ai(shared, &route.name, ai_route, &subpath, request, request_id).await
+                ai::handle_ai(
+                    shared,
+                    &route.name,
+                    ai_route,
+                    &subpath,
+                    request,
+                    request_id,
+                    identity.as_ref(),
+                )
+                .await
             }
         }
     }
@@ -240,6 +290,12 @@ impl<P: Platform> Gateway<P> {
         self.shared.platform.fill_random(&mut bytes);
         hex(&bytes)
     }
+}
+
+/// The rest of `path` when it is `prefix` or below it (segment boundary).
+fn below_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
 /// The request's host without port: the `Host` header, else the URI's.

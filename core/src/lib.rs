@@ -11,6 +11,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ai;
+pub mod auth;
+#[cfg(test)]
+mod auth_tests;
 pub mod body;
 pub mod config;
 pub mod error;

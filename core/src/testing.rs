@@ -235,3 +235,83 @@ pub mod kv_store_suite {
             .expect("deleting a missing key is not an error");
     }
 }
+
+/// Test tokens: the repository's test key pairs (`tests/fixtures/jwt/`) and
+/// helpers to sign, forge and publish them.
+#[allow(clippy::expect_used)] // fixtures are known-good
+pub mod jwt_fixtures {
+    use base64::Engine;
+    use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey, Header};
+    use serde_json::{json, Value};
+
+    pub const RSA1_PRIVATE: &str = include_str!("../../tests/fixtures/jwt/rsa1-private.pem");
+    pub const RSA1_PUBLIC: &str = include_str!("../../tests/fixtures/jwt/rsa1-public.pem");
+    pub const RSA2_PRIVATE: &str = include_str!("../../tests/fixtures/jwt/rsa2-private.pem");
+    pub const RSA2_PUBLIC: &str = include_str!("../../tests/fixtures/jwt/rsa2-public.pem");
+    pub const EC256_PRIVATE: &str = include_str!("../../tests/fixtures/jwt/ec256-private.pem");
+    pub const EC256_PUBLIC: &str = include_str!("../../tests/fixtures/jwt/ec256-public.pem");
+    pub const ED25519_PRIVATE: &str = include_str!("../../tests/fixtures/jwt/ed25519-private.pem");
+    pub const ED25519_PUBLIC: &str = include_str!("../../tests/fixtures/jwt/ed25519-public.pem");
+    /// The HS256 secret the test configs reference.
+    pub const HS_SECRET: &str = "test-only-shared-secret-0123456789abcdef";
+
+    fn encoding_key(alg: Algorithm, private_pem: &str) -> EncodingKey {
+        match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                EncodingKey::from_secret(private_pem.as_bytes())
+            }
+            Algorithm::ES256 | Algorithm::ES384 => {
+                EncodingKey::from_ec_pem(private_pem.as_bytes()).expect("ec pem")
+            }
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("ed pem"),
+            _ => EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("rsa pem"),
+        }
+    }
+
+    /// Signs `claims` with `alg`; for HS* `key` is the secret itself.
+    pub fn sign(alg: Algorithm, key: &str, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &encoding_key(alg, key)).expect("sign")
+    }
+
+    /// Standard claims for `sub`, valid from `now_s` for an hour.
+    pub fn claims(iss: &str, aud: &str, sub: &str, now_s: u64) -> Value {
+        json!({"iss": iss, "aud": aud, "sub": sub, "iat": now_s, "nbf": now_s, "exp": now_s + 3600})
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// An unsigned `alg: none` token.
+    pub fn alg_none(kid: &str, claims: &Value) -> String {
+        let header = json!({"alg": "none", "typ": "JWT", "kid": kid});
+        format!(
+            "{}.{}.",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        )
+    }
+
+    /// `token` with its payload replaced by `claims`, signature kept.
+    pub fn tampered(token: &str, claims: &Value) -> String {
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = b64(claims.to_string().as_bytes());
+        parts.join(".")
+    }
+
+    /// A JWKS document publishing the public halves of `keys` (alg, kid, private PEM).
+    pub fn jwks(keys: &[(Algorithm, &str, &str)]) -> String {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|(alg, kid, private_pem)| {
+                let mut jwk =
+                    Jwk::from_encoding_key(&encoding_key(*alg, private_pem), *alg).expect("jwk");
+                jwk.common.key_id = Some((*kid).to_owned());
+                serde_json::to_value(jwk).expect("jwk json")
+            })
+            .collect();
+        json!({ "keys": keys }).to_string()
+    }
+}

@@ -23,6 +23,7 @@ use serde_json::{json, Map, Value};
 use self::providers::{mock::mock_chat, openai, ProviderReply};
 use self::sse::{ObservedSse, StreamOutcome};
 use self::usage::{estimate_prompt_tokens, Usage};
+use crate::auth::{authorize_model, Identity};
 use crate::body::Body;
 use crate::config::{AiRoute, Config, ProviderKind};
 use crate::error::GatewayError;
@@ -177,6 +178,7 @@ pub(crate) async fn handle_ai<P: Platform>(
     subpath: &str,
     request: Request<Bytes>,
     request_id: &str,
+    identity: Option<&Identity>,
 ) -> Result<Response<Body>, GatewayError> {
     let method = request.method().clone();
     let allow = |allowed: Method| GatewayError::MethodNotAllowed {
@@ -187,10 +189,11 @@ pub(crate) async fn handle_ai<P: Platform>(
     match subpath {
         "/chat/completions" if method == Method::POST => {
             let chat = ChatRequest::parse(request.body())?;
+            authorize_model(identity, &chat.model)?;
             chat_completions(shared, route_name, route, chat, request_id).await
         }
         "/chat/completions" => Err(allow(Method::POST)),
-        "/models" if method == Method::GET => Ok(list_models(&shared.config)),
+        "/models" if method == Method::GET => Ok(list_models(&shared.config, identity)),
         "/models" => Err(allow(Method::GET)),
         _ => Err(GatewayError::RouteNotFound {
             method,
@@ -199,10 +202,12 @@ pub(crate) async fn handle_ai<P: Platform>(
     }
 }
 
-fn list_models(config: &Config) -> Response<Body> {
+/// The configured models, limited to those the consumer may use.
+fn list_models(config: &Config, identity: Option<&Identity>) -> Response<Body> {
     let data: Vec<Value> = config
         .models
         .iter()
+        .filter(|m| authorize_model(identity, &m.name).is_ok())
         .map(|m| {
             json!({
                 "id": m.name,

@@ -18,6 +18,99 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub auth: RawAuth,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub consumers: Vec<RawConsumer>,
+    /// Plan name → plan. Limits arrive with quotas; consumers already name
+    /// their plan and the name is checked.
+    #[serde(default)]
+    pub plans: BTreeMap<String, RawPlan>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub api_keys: RawApiKeys,
+    /// Issuer name → JWT issuer.
+    #[serde(default)]
+    pub jwt: BTreeMap<String, RawJwtIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub cache_ttl_ms: Option<u64>,
+    pub cache_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtIssuer {
+    pub issuer: Option<String>,
+    pub audience: Option<Vec<String>>,
+    pub leeway_s: Option<u64>,
+    pub consumer_claim: Option<String>,
+    pub scopes_claim: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawJwtKey>,
+    pub jwks_url: Option<String>,
+    pub jwks_cache_ttl_ms: Option<u64>,
+    pub jwks_refetch_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtKey {
+    pub kid: Option<String>,
+    pub alg: String,
+    /// HS*: `${env:NAME}` holding the shared secret.
+    pub secret: Option<String>,
+    /// RS*/PS*/ES*/EdDSA public key in PEM (may be `${env:NAME}`).
+    pub pem: Option<String>,
+    /// A public JWK object.
+    pub jwk: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub path_prefix: String,
+    /// Hex SHA-256 of the admin key, usually `${env:GATEWAY_ADMIN_KEY_SHA256}`.
+    pub key_sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub id: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    pub allowed_routes: Option<Vec<String>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub plan: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteAuth {
+    /// Accepted credentials, any of: `api_key`, `jwt` (every issuer) or
+    /// `jwt:<issuer>`.
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default)]
+    pub forward_consumer_id: bool,
+    #[serde(default)]
+    pub forward_credential: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +148,7 @@ pub struct RawRoute {
     #[serde(rename = "match")]
     pub matcher: RawMatch,
     pub max_body_bytes: Option<usize>,
+    pub auth: Option<RawRouteAuth>,
     pub proxy: Option<RawProxy>,
     pub ai: Option<RawAi>,
 }

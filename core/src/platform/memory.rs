@@ -153,8 +153,9 @@ fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A clock for tests: starts at a fixed instant; `sleep` advances it and
-/// returns at once, so timeouts are deterministic and instant.
+/// A clock for tests: starts at a fixed instant; a `sleep`, when polled,
+/// advances it and completes at once, so timeouts are deterministic and
+/// instant.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now_unix_ms: Arc<AtomicU64>,
@@ -179,8 +180,10 @@ impl Clock for ManualClock {
     }
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + MaybeSend + use<> {
-        self.advance(duration);
-        std::future::ready(())
+        // Time moves when the sleep is polled, not when it is created: a
+        // timeout raced against an immediately ready future never fires.
+        let clock = self.clone();
+        futures_util::future::lazy(move |_| clock.advance(duration))
     }
 }
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 
+use crate::auth::{Identity, RouteAuth, CREDENTIAL_HEADERS};
 use crate::body::Body;
 use crate::config::{PathRewrite, ProxyRoute};
 use crate::error::GatewayError;
@@ -141,7 +142,11 @@ pub struct ProxyCall<'a> {
     pub params: &'a Params,
     pub matched_len: usize,
     pub request_id: &'a str,
+    pub auth: Option<&'a RouteAuth>,
+    pub identity: Option<&'a Identity>,
 }
+
+pub const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 
 /// Forwards `request` to the route's upstream and relays the response.
 pub async fn forward(
@@ -172,6 +177,20 @@ pub async fn forward(
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
     set_forwarding_headers(headers, client.as_ref(), original_host);
+    // Only the gateway says who the consumer is.
+    headers.remove(&X_CONSUMER_ID);
+    if let Some(policy) = call.auth {
+        if !policy.forward_credential {
+            for name in CREDENTIAL_HEADERS {
+                headers.remove(name);
+            }
+        }
+        if let (true, Some(identity)) = (policy.forward_consumer_id, call.identity) {
+            if let Ok(value) = HeaderValue::from_str(&identity.consumer_id) {
+                headers.insert(X_CONSUMER_ID, value);
+            }
+        }
+    }
     if let Ok(id) = HeaderValue::from_str(call.request_id) {
         headers.insert(X_REQUEST_ID, id);
     }

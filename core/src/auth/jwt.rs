@@ -1,0 +1,359 @@
+//! JWT verification with `jsonwebtoken` (pure-Rust crypto, also on wasm32).
+//!
+//! - The algorithm is fixed by the key, never by the token: a token is only
+//!   checked with a key whose configured algorithm equals the token's `alg`
+//!   (so `alg: none` and HS256-signed-with-the-RSA-public-key are refused).
+//! - Keys come from the config (shared secret by reference, PEM, or JWK) or
+//!   from a JWKS URL fetched through the `HttpClient` port and cached for
+//!   `jwks_cache_ttl`; an unknown `kid` triggers a refetch at most once per
+//!   `jwks_refetch_interval`, so key rotation needs no redeploy.
+//! - `exp` (required), `nbf` and `iat` are checked against the `Clock` port
+//!   with `leeway_s`; `iss` and `aud` when configured.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Uri};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::platform::{Clock, HttpClient};
+use crate::proxy::with_timeout;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// A verification key with its fixed algorithm.
+#[derive(Clone)]
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    pub url: Uri,
+    pub cache_ttl: Duration,
+    pub refetch_interval: Duration,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone)]
+pub struct JwtIssuer {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub leeway_s: u64,
+    pub consumer_claim: String,
+    pub scopes_claim: String,
+    pub keys: Vec<VerifyKey>,
+    pub jwks: Option<JwksSource>,
+}
+
+/// Why a token was refused. Only [`JwtFailure::client_message`] reaches the
+/// client; signature details never do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtFailure {
+    Malformed,
+    UnknownKey,
+    AlgorithmNotAllowed,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim(String),
+}
+
+impl JwtFailure {
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            Self::Expired => "The token has expired.",
+            Self::NotYetValid | Self::IssuedInFuture => "The token is not valid yet.",
+            Self::WrongIssuer | Self::WrongAudience => "The token was not issued for this gateway.",
+            _ => "The token is invalid.",
+        }
+    }
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub consumer_id: String,
+    pub scopes: Vec<String>,
+    pub expires_at_unix_s: u64,
+}
+
+/// The algorithm a JWK is used with: its `alg`, else what its type implies.
+pub fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    if let Some(alg) = jwk.common.key_algorithm {
+        return Algorithm::try_from(alg).ok();
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+/// Usable keys of a JWKS document; keys it cannot use are skipped.
+pub fn keys_from_jwks(document: &[u8]) -> Result<Vec<VerifyKey>, String> {
+    let set: JwkSet =
+        serde_json::from_slice(document).map_err(|e| format!("JWKS is not valid: {e}"))?;
+    Ok(set
+        .keys
+        .iter()
+        .filter_map(|jwk| {
+            let alg = jwk_algorithm(jwk)?;
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some(VerifyKey {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            })
+        })
+        .collect())
+}
+
+/// Parses `HS256`, `ES384`, … (case-sensitive, as in JOSE).
+pub fn parse_algorithm(alg: &str) -> Result<Algorithm, String> {
+    Algorithm::from_str(alg).map_err(|_| {
+        format!("unknown algorithm `{alg}` (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)")
+    })
+}
+
+#[derive(Default)]
+struct JwksState {
+    keys: Arc<Vec<VerifyKey>>,
+    fetched_at_ms: Option<u64>,
+    last_attempt_ms: Option<u64>,
+}
+
+/// Per-issuer JWKS cache, shared by the requests of one instance.
+#[derive(Default)]
+pub struct JwksCache {
+    states: Mutex<HashMap<String, JwksState>>,
+}
+
+impl JwksCache {
+    fn snapshot(&self, issuer: &str) -> (Arc<Vec<VerifyKey>>, Option<u64>, Option<u64>) {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states
+            .get(issuer)
+            .map_or((Arc::default(), None, None), |s| {
+                (s.keys.clone(), s.fetched_at_ms, s.last_attempt_ms)
+            })
+    }
+
+    fn note_attempt(&self, issuer: &str, now_ms: u64) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.entry(issuer.to_owned()).or_default().last_attempt_ms = Some(now_ms);
+    }
+
+    fn store(&self, issuer: &str, keys: Vec<VerifyKey>, now_ms: u64) -> Arc<Vec<VerifyKey>> {
+        let keys = Arc::new(keys);
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = states.entry(issuer.to_owned()).or_default();
+        state.keys = keys.clone();
+        state.fetched_at_ms = Some(now_ms);
+        keys
+    }
+}
+
+async fn fetch_jwks(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    url: &Uri,
+) -> Result<Vec<VerifyKey>, String> {
+    let mut request = Request::new(Bytes::new());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = url.clone();
+    request.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let response = with_timeout(clock, JWKS_FETCH_TIMEOUT, http.send(request))
+        .await
+        .ok_or("JWKS fetch timed out")?
+        .map_err(|e| format!("JWKS fetch failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("JWKS fetch answered {}", response.status()));
+    }
+    let body = response
+        .into_body()
+        .collect(MAX_JWKS_BYTES)
+        .await
+        .map_err(|e| format!("JWKS body: {e}"))?;
+    keys_from_jwks(&body)
+}
+
+/// The keys to try for a token with `kid`, fetching or refreshing the JWKS
+/// when it is stale or does not know `kid`.
+async fn candidate_keys(
+    issuer: &JwtIssuer,
+    kid: Option<&str>,
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    cache: &JwksCache,
+) -> Vec<VerifyKey> {
+    let matches = |k: &VerifyKey| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid;
+    let mut keys: Vec<VerifyKey> = issuer.keys.iter().filter(|k| matches(k)).cloned().collect();
+    let Some(jwks) = &issuer.jwks else {
+        return keys;
+    };
+    let now = clock.now_unix_ms();
+    let (mut cached, fetched_at, last_attempt) = cache.snapshot(&issuer.name);
+    let ttl_ms = duration_ms(jwks.cache_ttl);
+    let stale = fetched_at.is_none_or(|at| now.saturating_sub(at) >= ttl_ms);
+    let unknown_kid = kid.is_some_and(|kid| !cached.iter().any(|k| k.kid.as_deref() == Some(kid)));
+    let may_refetch =
+        last_attempt.is_none_or(|at| now.saturating_sub(at) >= duration_ms(jwks.refetch_interval));
+    if stale || (unknown_kid && may_refetch) {
+        cache.note_attempt(&issuer.name, now);
+        match fetch_jwks(http, clock, &jwks.url).await {
+            Ok(fresh) => {
+                tracing::info!(issuer = %issuer.name, keys = fresh.len(), "JWKS fetched");
+                cached = cache.store(&issuer.name, fresh, now);
+            }
+            Err(error) => {
+                tracing::warn!(issuer = %issuer.name, %error, "JWKS fetch failed; keeping the cached keys");
+                if stale && fetched_at.is_some_and(|at| now.saturating_sub(at) >= 2 * ttl_ms.max(1))
+                {
+                    // Long past its TTL: stop trusting keys that may have been withdrawn.
+                    cached = cache.store(&issuer.name, Vec::new(), fetched_at.unwrap_or(now));
+                }
+            }
+        }
+    }
+    keys.extend(cached.iter().filter(|k| matches(k)).cloned());
+    keys
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn claim_u64(claims: &Map<String, Value>, name: &str) -> Option<u64> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+}
+
+/// Checks the registered claims against `now_s`.
+fn check_claims(
+    issuer: &JwtIssuer,
+    claims: &Map<String, Value>,
+    now_s: u64,
+) -> Result<Verified, JwtFailure> {
+    let leeway = issuer.leeway_s;
+    let exp = claim_u64(claims, "exp").ok_or_else(|| JwtFailure::MissingClaim("exp".into()))?;
+    if now_s >= exp.saturating_add(leeway) {
+        return Err(JwtFailure::Expired);
+    }
+    if let Some(nbf) = claim_u64(claims, "nbf") {
+        if now_s.saturating_add(leeway) < nbf {
+            return Err(JwtFailure::NotYetValid);
+        }
+    }
+    if let Some(iat) = claim_u64(claims, "iat") {
+        if iat > now_s.saturating_add(leeway) {
+            return Err(JwtFailure::IssuedInFuture);
+        }
+    }
+    if let Some(expected) = &issuer.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(expected.as_str()) {
+            return Err(JwtFailure::WrongIssuer);
+        }
+    }
+    if !issuer.audience.is_empty() {
+        let matches = |a: &str| issuer.audience.iter().any(|want| want == a);
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => matches(a),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(matches),
+            _ => false,
+        };
+        if !ok {
+            return Err(JwtFailure::WrongAudience);
+        }
+    }
+    let consumer_id = claims
+        .get(&issuer.consumer_claim)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| JwtFailure::MissingClaim(issuer.consumer_claim.clone()))?
+        .to_owned();
+    let scopes_value = claims.get(&issuer.scopes_claim).or_else(|| {
+        // `scp` is the common alternative spelling (Azure AD, Okta).
+        (issuer.scopes_claim == "scope")
+            .then(|| claims.get("scp"))
+            .flatten()
+    });
+    let scopes = match scopes_value {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Verified {
+        consumer_id,
+        scopes,
+        expires_at_unix_s: exp,
+    })
+}
+
+/// Verifies `token` for `issuer`.
+pub async fn verify_token(
+    issuer: &JwtIssuer,
+    token: &str,
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    cache: &JwksCache,
+) -> Result<Verified, JwtFailure> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(JwtFailure::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwtFailure::Malformed)?;
+    let keys = candidate_keys(issuer, header.kid.as_deref(), http, clock, cache).await;
+    if keys.is_empty() {
+        return Err(JwtFailure::UnknownKey);
+    }
+    let mut failure = JwtFailure::AlgorithmNotAllowed;
+    for key in keys.iter().filter(|k| k.alg == header.alg) {
+        let mut validation = Validation::new(key.alg);
+        // Time and audience are checked below against the Clock port.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+            Ok(data) => return check_claims(issuer, &data.claims, clock.now_unix_ms() / 1000),
+            Err(_) => failure = JwtFailure::BadSignature,
+        }
+    }
+    Err(failure)
+}

@@ -1,0 +1,356 @@
+//! Phases 2 and 3: authenticate, then authorize.
+//!
+//! A route's `auth.methods` lists the credentials it accepts (any of them):
+//! - `api_key`: a gateway key from `Authorization: Bearer`, `x-api-key`
+//!   (Anthropic style) or `api-key` (Azure style); looked up by SHA-256 in
+//!   the `KvStore`, through an in-instance cache (`auth.api_keys.cache_ttl_ms`,
+//!   default 30 s: a revoked key stops working everywhere within that time);
+//! - `jwt` / `jwt:<issuer>`: a bearer JWT from a configured issuer.
+//!
+//! The caller becomes an [`Identity`]: a consumer id (the key's consumer, or
+//! the token's `sub`/configured claim), the consumer record when one exists
+//! (config first, then the store), and the token's scopes. Authorization
+//! then checks required scopes, the consumer's allowed routes and (on AI
+//! routes) allowed models. Failures: 401 with `WWW-Authenticate`, 403.
+
+pub mod admin;
+pub mod api_key;
+pub mod jwt;
+pub mod store;
+
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use self::api_key::{digest_eq, looks_like_api_key, sha256, KeyRecord};
+use self::jwt::{JwksCache, JwtIssuer};
+use self::store::{Consumer, TtlCache};
+use crate::ai::hex;
+use crate::error::GatewayError;
+use crate::platform::{Clock, Platform};
+
+pub use self::store::Consumer as ConsumerRecord;
+
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEY_CACHE_SIZE: usize = 10_000;
+
+/// `auth:` settings shared by all routes.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub key_cache_ttl: Duration,
+    pub key_cache_size: usize,
+    pub issuers: Vec<JwtIssuer>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            key_cache_ttl: DEFAULT_KEY_CACHE_TTL,
+            key_cache_size: DEFAULT_KEY_CACHE_SIZE,
+            issuers: Vec::new(),
+        }
+    }
+}
+
+/// A route's `auth:` policy.
+#[derive(Debug, Clone, Default)]
+pub struct RouteAuth {
+    pub api_key: bool,
+    /// Indexes into [`AuthConfig::issuers`].
+    pub jwt_issuers: Vec<usize>,
+    pub required_scopes: Vec<String>,
+    /// Send `X-Consumer-Id` upstream.
+    pub forward_consumer_id: bool,
+    /// Send the client's credential headers upstream (off by default).
+    pub forward_credential: bool,
+}
+
+/// `admin:` settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Normalised without a trailing slash.
+    pub path_prefix: String,
+    /// Hex SHA-256 of the admin key (lower case).
+    pub key_sha256: String,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub consumer_id: String,
+    pub consumer: Option<Consumer>,
+    pub scopes: Vec<String>,
+    pub method: &'static str,
+}
+
+/// Request headers that carry credentials; never forwarded upstream unless a
+/// route says so.
+pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
+
+/// Per-instance auth state: caches of key lookups and JWKS.
+pub(crate) struct AuthState {
+    pub(crate) keys: TtlCache<Option<KeyRecord>>,
+    pub(crate) jwks: JwksCache,
+}
+
+impl AuthState {
+    pub(crate) fn new(config: &AuthConfig) -> Self {
+        Self {
+            keys: TtlCache::new(
+                u64::try_from(config.key_cache_ttl.as_millis()).unwrap_or(u64::MAX),
+                config.key_cache_size,
+            ),
+            jwks: JwksCache::default(),
+        }
+    }
+}
+
+/// The credentials a request carries.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Credentials<'a> {
+    api_key: Option<&'a str>,
+    bearer_token: Option<&'a str>,
+}
+
+fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let bearer = header("authorization").and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let mut found = Credentials::default();
+    for candidate in [header("x-api-key"), header("api-key"), bearer]
+        .into_iter()
+        .flatten()
+    {
+        if candidate.starts_with(api_key::KEY_PREFIX) {
+            found.api_key.get_or_insert(candidate);
+        }
+    }
+    if let Some(token) = bearer.filter(|t| !t.starts_with(api_key::KEY_PREFIX)) {
+        found.bearer_token = Some(token);
+    }
+    found
+}
+
+fn unauthorized(message: &'static str, invalid_token: bool) -> GatewayError {
+    GatewayError::Unauthorized {
+        message,
+        invalid_token,
+    }
+}
+
+const BAD_KEY: &str = "Incorrect API key provided, or the key was revoked.";
+
+/// The consumer record for `id`: config first, then the store.
+pub(crate) async fn find_consumer<P: Platform>(
+    config: &crate::config::Config,
+    platform: &P,
+    id: &str,
+) -> Result<Option<Consumer>, GatewayError> {
+    if let Some(consumer) = config.consumers.iter().find(|c| c.id == id) {
+        return Ok(Some(consumer.clone()));
+    }
+    store::get_consumer(platform.kv(), id)
+        .await
+        .map_err(|e| GatewayError::internal(format!("consumer lookup: {e}")))
+}
+
+async fn verify_api_key<P: Platform>(
+    config: &crate::config::Config,
+    platform: &P,
+    state: &AuthState,
+    key: &str,
+) -> Result<Identity, GatewayError> {
+    if !looks_like_api_key(key) {
+        return Err(unauthorized(BAD_KEY, true));
+    }
+    let hash = hex(&sha256(key.as_bytes()));
+    let now_ms = platform.clock().now_unix_ms();
+    let record = match state.keys.get(&hash, now_ms) {
+        Some(cached) => cached,
+        None => {
+            let record = store::get_key_by_hash(platform.kv(), &hash)
+                .await
+                .map_err(|e| GatewayError::internal(format!("key lookup: {e}")))?;
+            state.keys.insert(hash.clone(), record.clone(), now_ms);
+            record
+        }
+    };
+    let Some(record) = record.filter(|r| digest_eq(&r.key_sha256, &hash)) else {
+        return Err(unauthorized(BAD_KEY, true));
+    };
+    if record.revoked {
+        return Err(unauthorized(BAD_KEY, true));
+    }
+    if record.is_expired(now_ms / 1000) {
+        return Err(unauthorized("The API key has expired.", true));
+    }
+    let consumer = find_consumer(config, platform, &record.consumer_id).await?;
+    if consumer.is_none() {
+        // The key outlived its consumer.
+        return Err(unauthorized(BAD_KEY, true));
+    }
+    Ok(Identity {
+        consumer_id: record.consumer_id,
+        consumer,
+        scopes: Vec::new(),
+        method: "api_key",
+    })
+}
+
+/// Phase 2: who is calling, under the route's policy.
+pub(crate) async fn authenticate<P: Platform>(
+    config: &crate::config::Config,
+    platform: &P,
+    state: &AuthState,
+    policy: &RouteAuth,
+    headers: &HeaderMap,
+) -> Result<Identity, GatewayError> {
+    let found = credentials(headers);
+    if let (true, Some(key)) = (policy.api_key, found.api_key) {
+        return verify_api_key(config, platform, state, key).await;
+    }
+    if let (false, Some(token)) = (policy.jwt_issuers.is_empty(), found.bearer_token) {
+        let mut failure = None;
+        for &index in &policy.jwt_issuers {
+            let issuer = &config.auth.issuers[index];
+            match jwt::verify_token(
+                issuer,
+                token,
+                platform.http(),
+                platform.clock(),
+                &state.jwks,
+            )
+            .await
+            {
+                Ok(verified) => {
+                    let consumer = find_consumer(config, platform, &verified.consumer_id).await?;
+                    return Ok(Identity {
+                        consumer_id: verified.consumer_id,
+                        consumer,
+                        scopes: verified.scopes,
+                        method: "jwt",
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(issuer = %issuer.name, reason = ?e, "token refused");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let message = failure.map_or("The token is invalid.", |f| f.client_message());
+        return Err(unauthorized(message, true));
+    }
+    if found.api_key.is_some() || found.bearer_token.is_some() {
+        return Err(unauthorized(
+            "This route does not accept the kind of credential sent.",
+            true,
+        ));
+    }
+    Err(unauthorized(
+        "Missing credentials: send `Authorization: Bearer <key or token>`.",
+        false,
+    ))
+}
+
+/// Phase 3 for a route: required scopes and the consumer's route list.
+pub(crate) fn authorize_route(
+    identity: &Identity,
+    policy: &RouteAuth,
+    route_name: &str,
+) -> Result<(), GatewayError> {
+    if let Some(missing) = policy
+        .required_scopes
+        .iter()
+        .find(|scope| !identity.scopes.contains(scope))
+    {
+        return Err(GatewayError::Forbidden(format!(
+            "This route requires the scope `{missing}`."
+        )));
+    }
+    if let Some(allowed) = identity
+        .consumer
+        .as_ref()
+        .and_then(|c| c.allowed_routes.as_ref())
+    {
+        if !allowed.iter().any(|r| r == route_name) {
+            return Err(GatewayError::Forbidden(format!(
+                "Consumer `{}` may not call route `{route_name}`.",
+                identity.consumer_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Phase 3 on AI routes: the consumer's model list.
+pub(crate) fn authorize_model(
+    identity: Option<&Identity>,
+    model: &str,
+) -> Result<(), GatewayError> {
+    let Some(identity) = identity else {
+        return Ok(());
+    };
+    if let Some(allowed) = identity
+        .consumer
+        .as_ref()
+        .and_then(|c| c.allowed_models.as_ref())
+    {
+        if !allowed.iter().any(|m| m == model) {
+            return Err(GatewayError::Forbidden(format!(
+                "Consumer `{}` may not use model `{model}`.",
+                identity.consumer_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn credentials_from_each_header_style() {
+        let key = "sk-gw-0011aabb_secret";
+        for h in [
+            headers(&[("authorization", &format!("Bearer {key}"))]),
+            headers(&[("x-api-key", key)]),
+            headers(&[("api-key", key)]),
+            headers(&[("authorization", &format!("bearer  {key}"))]),
+        ] {
+            assert_eq!(
+                credentials(&h),
+                Credentials {
+                    api_key: Some(key),
+                    bearer_token: None
+                }
+            );
+        }
+        let jwt = headers(&[("authorization", "Bearer a.b.c")]);
+        assert_eq!(
+            credentials(&jwt),
+            Credentials {
+                api_key: None,
+                bearer_token: Some("a.b.c")
+            }
+        );
+        assert_eq!(
+            credentials(&headers(&[("authorization", "Basic xyz")])),
+            Credentials::default()
+        );
+    }
+}

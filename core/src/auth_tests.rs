@@ -1,0 +1,556 @@
+//! Authentication and authorization through `Gateway::handle`, in memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_executor::block_on;
+use http::{Request, Response, StatusCode};
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+
+use crate::ai::hex;
+use crate::auth::api_key::{sha256, KEY_PREFIX};
+use crate::platform::Clock;
+use crate::testing::jwt_fixtures::*;
+use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::{Body, Config, Gateway};
+
+const ADMIN_KEY: &str = "admin-test-key-please-rotate";
+const ISS: &str = "https://issuer.test";
+const AUD: &str = "gateway";
+
+const CONFIG: &str = r#"
+providers:
+  mock: { kind: mock }
+models:
+  - { name: mock-gpt, provider: mock }
+  - { name: other-gpt, provider: mock }
+plans:
+  free: {}
+consumers:
+  - { id: config-team, allowed_models: [mock-gpt], plan: free }
+auth:
+  api_keys: { cache_ttl_ms: 5000 }
+  jwt:
+    corp:
+      issuer: https://issuer.test
+      audience: [gateway]
+      leeway_s: 10
+      keys:
+        - { kid: rsa1, alg: RS256, pem: "${env:RSA1_PUBLIC}" }
+        - { kid: ec1, alg: ES256, pem: "${env:EC256_PUBLIC}" }
+        - { kid: ed1, alg: EdDSA, pem: "${env:ED25519_PUBLIC}" }
+        - { kid: hs1, alg: HS256, secret: "${env:HS_SECRET}" }
+    rotating:
+      issuer: https://rotating.test
+      jwks_url: http://idp.internal/jwks.json
+      jwks_cache_ttl_ms: 60000
+      jwks_refetch_interval_ms: 1000
+admin:
+  path_prefix: /admin
+  key_sha256: "${env:ADMIN_SHA}"
+routes:
+  - name: ai
+    match: { path_prefix: /v1 }
+    auth: { methods: [api_key, jwt] }
+    ai: {}
+  - name: scoped
+    match: { path_prefix: /scoped }
+    auth: { methods: ["jwt:corp"], required_scopes: ["reports:read"], forward_consumer_id: true }
+    proxy: { url: "http://rest.internal" }
+  - name: rest
+    match: { path_prefix: /api }
+    auth: { methods: [api_key], forward_consumer_id: true }
+    proxy: { url: "http://rest.internal" }
+  - name: open
+    match: { path_prefix: /open }
+    proxy: { url: "http://rest.internal" }
+"#;
+
+struct World {
+    gw: Gateway<TestPlatform>,
+    http: FakeHttp,
+    jwks: Arc<Mutex<String>>,
+}
+
+fn world() -> World {
+    let jwks = Arc::new(Mutex::new(json!({"keys": []}).to_string()));
+    let served = jwks.clone();
+    let http = FakeHttp::new(move |request| {
+        if request.uri().path() == "/jwks.json" {
+            return FakeReply::Respond(Response::new(Body::from(served.lock().unwrap().clone())));
+        }
+        FakeReply::Respond(Response::new(Body::from("upstream")))
+    });
+    let env: HashMap<&str, String> = HashMap::from([
+        ("RSA1_PUBLIC", RSA1_PUBLIC.to_owned()),
+        ("EC256_PUBLIC", EC256_PUBLIC.to_owned()),
+        ("ED25519_PUBLIC", ED25519_PUBLIC.to_owned()),
+        ("HS_SECRET", HS_SECRET.to_owned()),
+        ("ADMIN_SHA", hex(&sha256(ADMIN_KEY.as_bytes()))),
+    ]);
+    let config = Config::from_yaml(CONFIG, |name| env.get(name).cloned()).unwrap();
+    World {
+        gw: Gateway::new(config, TestPlatform::new(http.clone())),
+        http,
+        jwks,
+    }
+}
+
+fn send(gw: &Gateway<TestPlatform>, request: Request<Bytes>) -> (http::response::Parts, Value) {
+    let (parts, body) = block_on(gw.handle(request)).into_parts();
+    let bytes = block_on(body.collect(usize::MAX)).unwrap();
+    (parts, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn admin(gw: &Gateway<TestPlatform>, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("/admin{path}"))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(Bytes::from(body.to_string()))
+        .unwrap();
+    let (parts, body) = send(gw, request);
+    (parts.status, body)
+}
+
+fn chat(credential: Option<(&str, String)>, model: &str) -> Request<Bytes> {
+    let mut builder = Request::post("/v1/chat/completions");
+    if let Some((name, value)) = credential {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Bytes::from(
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        ))
+        .unwrap()
+}
+
+fn bearer(token: &str) -> Option<(&'static str, String)> {
+    Some(("authorization", format!("Bearer {token}")))
+}
+
+fn now_s(w: &World) -> u64 {
+    w.gw.platform().clock.now_unix_ms() / 1000
+}
+
+/// Creates consumer `id` through the admin API and returns a new key for it.
+fn consumer_with_key(w: &World, id: &str, extra: Value) -> (String, String) {
+    let mut consumer = json!({"id": id});
+    if let (Some(c), Some(e)) = (consumer.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let (status, body) = admin(&w.gw, "POST", "/consumers", consumer);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, key) = admin(&w.gw, "POST", &format!("/consumers/{id}/keys"), json!({}));
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    (
+        key["key"].as_str().unwrap().to_owned(),
+        key["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn missing_credentials_are_401_with_challenge() {
+    let w = world();
+    let (parts, body) = send(&w.gw, chat(None, "mock-gpt"));
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        parts.headers["www-authenticate"],
+        r#"Bearer realm="gateway""#
+    );
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    let (parts, _) = send(&w.gw, Request::get("/open/x").body(Bytes::new()).unwrap());
+    assert_eq!(
+        parts.status,
+        StatusCode::OK,
+        "routes without auth stay public"
+    );
+}
+
+#[test]
+fn admin_api_needs_the_admin_key() {
+    let w = world();
+    let request = Request::post("/admin/consumers")
+        .body(Bytes::from("{}"))
+        .unwrap();
+    assert_eq!(send(&w.gw, request).0.status, StatusCode::UNAUTHORIZED);
+    let request = Request::post("/admin/consumers")
+        .header("authorization", "Bearer wrong")
+        .body(Bytes::from(r#"{"id":"x"}"#))
+        .unwrap();
+    assert_eq!(send(&w.gw, request).0.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn api_key_lifecycle_through_the_admin_api() {
+    let w = world();
+    let (key, key_id) = consumer_with_key(&w, "team-a", json!({"metadata": {"team": "a"}}));
+    assert!(key.starts_with(&format!("{KEY_PREFIX}{key_id}_")));
+
+    for credential in [
+        bearer(&key),
+        Some(("x-api-key", key.clone())),
+        Some(("api-key", key.clone())),
+    ] {
+        let (parts, body) = send(&w.gw, chat(credential, "mock-gpt"));
+        assert_eq!(parts.status, StatusCode::OK, "{body}");
+    }
+
+    let (status, listed) = admin(&w.gw, "GET", "/consumers/team-a/keys", Value::Null);
+    assert_eq!(status, StatusCode::OK);
+    let listing = listed.to_string();
+    assert!(
+        !listing.contains(&key[KEY_PREFIX.len() + 9..]),
+        "the secret must never be listed"
+    );
+    assert!(
+        !listing.contains(&hex(&sha256(key.as_bytes()))),
+        "nor its hash"
+    );
+    assert_eq!(listed["data"][0]["id"], key_id.as_str());
+    assert_eq!(listed["data"][0]["revoked"], false);
+
+    let (status, _) = admin(&w.gw, "DELETE", &format!("/keys/{key_id}"), Value::Null);
+    assert_eq!(status, StatusCode::OK);
+    let (parts, _) = send(&w.gw, chat(bearer(&key), "mock-gpt"));
+    assert_eq!(
+        parts.status,
+        StatusCode::UNAUTHORIZED,
+        "revoked keys stop at once on this instance"
+    );
+    assert_eq!(
+        parts.headers["www-authenticate"],
+        r#"Bearer realm="gateway", error="invalid_token""#
+    );
+
+    let (status, consumer) = admin(&w.gw, "GET", "/consumers/team-a", Value::Null);
+    assert_eq!(
+        (status, &consumer["metadata"]["team"]),
+        (StatusCode::OK, &json!("a"))
+    );
+    let (status, _) = admin(&w.gw, "POST", "/consumers", json!({"id": "team-a"}));
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = admin(&w.gw, "POST", "/consumers", json!({"id": "bad/id"}));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = admin(
+        &w.gw,
+        "POST",
+        "/consumers",
+        json!({"id": "p", "plan": "gold"}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn unknown_wrong_and_expired_keys_are_401() {
+    let w = world();
+    let (key, _) = consumer_with_key(&w, "team-b", json!({}));
+    let mut wrong = key.clone();
+    wrong.pop();
+    wrong.push('x');
+    assert_eq!(
+        send(&w.gw, chat(bearer(&wrong), "mock-gpt")).0.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&w.gw, chat(bearer("sk-gw-nothing"), "mock-gpt"))
+            .0
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let expires_at = now_s(&w) + 60;
+    let (status, expiring) = admin(
+        &w.gw,
+        "POST",
+        "/consumers/team-b/keys",
+        json!({"expires_at": expires_at}),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    let expiring = expiring["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send(&w.gw, chat(bearer(&expiring), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    w.gw.platform().clock.advance(Duration::from_secs(61));
+    let (parts, body) = send(&w.gw, chat(bearer(&expiring), "mock-gpt"));
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+}
+
+#[test]
+fn consumer_allow_lists_are_403() {
+    let w = world();
+    let (key, _) = consumer_with_key(
+        &w,
+        "limited",
+        json!({"allowed_models": ["mock-gpt"], "allowed_routes": ["ai"]}),
+    );
+    assert_eq!(
+        send(&w.gw, chat(bearer(&key), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    let (parts, body) = send(&w.gw, chat(bearer(&key), "other-gpt"));
+    assert_eq!(parts.status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "permission_denied");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("other-gpt"));
+    let request = Request::get("/api/x")
+        .header("x-api-key", key.clone())
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(
+        send(&w.gw, request).0.status,
+        StatusCode::FORBIDDEN,
+        "route not in allowed_routes"
+    );
+    let models = Request::get("/v1/models")
+        .header("x-api-key", key)
+        .body(Bytes::new())
+        .unwrap();
+    let (_, listed) = send(&w.gw, models);
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "only allowed models are listed"
+    );
+}
+
+#[test]
+fn credentials_are_not_forwarded_but_consumer_id_is() {
+    let w = world();
+    let (key, _) = consumer_with_key(&w, "fwd", json!({}));
+    let request = Request::get("/api/x")
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-consumer-id", "spoofed")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(send(&w.gw, request).0.status, StatusCode::OK);
+    let sent = w.http.requests().pop().unwrap();
+    assert!(!sent.headers().contains_key("authorization"));
+    assert_eq!(sent.headers()["x-consumer-id"], "fwd");
+}
+
+#[test]
+fn jwt_with_each_algorithm_family() {
+    let w = world();
+    let claims = claims(ISS, AUD, "config-team", now_s(&w));
+    for (alg, key, kid) in [
+        (Algorithm::RS256, RSA1_PRIVATE, "rsa1"),
+        (Algorithm::ES256, EC256_PRIVATE, "ec1"),
+        (Algorithm::EdDSA, ED25519_PRIVATE, "ed1"),
+        (Algorithm::HS256, HS_SECRET, "hs1"),
+    ] {
+        let token = sign(alg, key, Some(kid), &claims);
+        let (parts, body) = send(&w.gw, chat(bearer(&token), "mock-gpt"));
+        assert_eq!(parts.status, StatusCode::OK, "{alg:?}: {body}");
+    }
+    // The config consumer's allow-list applies to token callers too.
+    let token = sign(Algorithm::RS256, RSA1_PRIVATE, Some("rsa1"), &claims);
+    assert_eq!(
+        send(&w.gw, chat(bearer(&token), "other-gpt")).0.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[test]
+fn jwt_attacks_are_refused() {
+    let w = world();
+    let now = now_s(&w);
+    let good = claims(ISS, AUD, "someone", now);
+    let valid = sign(Algorithm::RS256, RSA1_PRIVATE, Some("rsa1"), &good);
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("alg none", alg_none("rsa1", &good)),
+        (
+            "HS256 with the RSA public key as secret",
+            sign(Algorithm::HS256, RSA1_PUBLIC, Some("rsa1"), &good),
+        ),
+        (
+            "expired",
+            sign(
+                Algorithm::RS256,
+                RSA1_PRIVATE,
+                Some("rsa1"),
+                &with("exp", json!(now - 60)),
+            ),
+        ),
+        (
+            "nbf in the future",
+            sign(
+                Algorithm::RS256,
+                RSA1_PRIVATE,
+                Some("rsa1"),
+                &with("nbf", json!(now + 600)),
+            ),
+        ),
+        (
+            "iat in the future",
+            sign(
+                Algorithm::RS256,
+                RSA1_PRIVATE,
+                Some("rsa1"),
+                &with("iat", json!(now + 600)),
+            ),
+        ),
+        (
+            "wrong iss",
+            sign(
+                Algorithm::RS256,
+                RSA1_PRIVATE,
+                Some("rsa1"),
+                &with("iss", json!("https://evil.test")),
+            ),
+        ),
+        (
+            "wrong aud",
+            sign(
+                Algorithm::RS256,
+                RSA1_PRIVATE,
+                Some("rsa1"),
+                &with("aud", json!("someone-else")),
+            ),
+        ),
+        (
+            "no exp",
+            sign(
+                Algorithm::RS256,
+                RSA1_PRIVATE,
+                Some("rsa1"),
+                &with("exp", Value::Null),
+            ),
+        ),
+        (
+            "unknown kid",
+            sign(Algorithm::RS256, RSA2_PRIVATE, Some("nope"), &good),
+        ),
+        (
+            "signed by another key",
+            sign(Algorithm::RS256, RSA2_PRIVATE, Some("rsa1"), &good),
+        ),
+        (
+            "tampered payload",
+            tampered(&valid, &with("sub", json!("admin"))),
+        ),
+        ("truncated", valid[..valid.len() - 10].to_owned()),
+        ("garbage", "not.a.jwt".to_owned()),
+        (
+            "64 KB",
+            format!("{}.{}.x", "a".repeat(32 * 1024), "b".repeat(32 * 1024)),
+        ),
+    ];
+    for (name, token) in cases {
+        let (parts, body) = send(&w.gw, chat(bearer(&token), "mock-gpt"));
+        assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.to_lowercase().contains("signature"),
+            "{name}: detail leaked: {message}"
+        );
+    }
+    assert_eq!(
+        send(&w.gw, chat(bearer(&valid), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn required_scopes_are_403_when_missing() {
+    let w = world();
+    let mut c = claims(ISS, AUD, "reporter", now_s(&w));
+    let without = sign(Algorithm::ES256, EC256_PRIVATE, Some("ec1"), &c);
+    let request = |token: &str| {
+        Request::get("/scoped/r")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Bytes::new())
+            .unwrap()
+    };
+    assert_eq!(
+        send(&w.gw, request(&without)).0.status,
+        StatusCode::FORBIDDEN
+    );
+    c["scope"] = json!("openid reports:read");
+    let with = sign(Algorithm::ES256, EC256_PRIVATE, Some("ec1"), &c);
+    assert_eq!(send(&w.gw, request(&with)).0.status, StatusCode::OK);
+    assert_eq!(
+        w.http.requests().pop().unwrap().headers()["x-consumer-id"],
+        "reporter"
+    );
+    // An API key is not accepted on a JWT-only route.
+    let (key, _) = consumer_with_key(&w, "k", json!({}));
+    assert_eq!(
+        send(&w.gw, request(&key)).0.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[test]
+fn jwks_rotation_without_restart() {
+    let w = world();
+    let claims = claims("https://rotating.test", AUD, "rotated", now_s(&w));
+    *w.jwks.lock().unwrap() = jwks(&[(Algorithm::RS256, "k1", RSA1_PRIVATE)]);
+    let old = sign(Algorithm::RS256, RSA1_PRIVATE, Some("k1"), &claims);
+    assert_eq!(
+        send(&w.gw, chat(bearer(&old), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+
+    // A new key appears: its first token triggers a refetch (unknown kid).
+    *w.jwks.lock().unwrap() = jwks(&[
+        (Algorithm::RS256, "k1", RSA1_PRIVATE),
+        (Algorithm::RS256, "k2", RSA2_PRIVATE),
+    ]);
+    w.gw.platform().clock.advance(Duration::from_secs(2));
+    let new = sign(Algorithm::RS256, RSA2_PRIVATE, Some("k2"), &claims);
+    assert_eq!(
+        send(&w.gw, chat(bearer(&new), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+
+    // The old key is withdrawn: still trusted until the cache expires, then refused.
+    *w.jwks.lock().unwrap() = jwks(&[(Algorithm::RS256, "k2", RSA2_PRIVATE)]);
+    assert_eq!(
+        send(&w.gw, chat(bearer(&old), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    w.gw.platform().clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        send(&w.gw, chat(bearer(&old), "mock-gpt")).0.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&w.gw, chat(bearer(&new), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+
+    // Unknown kids do not hammer the IdP: one refetch per interval.
+    let fetches = || {
+        w.http
+            .requests()
+            .iter()
+            .filter(|r| r.uri().path() == "/jwks.json")
+            .count()
+    };
+    w.gw.platform().clock.advance(Duration::from_secs(2));
+    let before = fetches();
+    let stranger = sign(Algorithm::RS256, RSA1_PRIVATE, Some("k9"), &claims);
+    for _ in 0..5 {
+        assert_eq!(
+            send(&w.gw, chat(bearer(&stranger), "mock-gpt")).0.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(fetches() - before, 1);
+}
