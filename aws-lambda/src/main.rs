@@ -5,13 +5,15 @@
 //! Environment:
 //! - `GATEWAY_CONFIG_PATH`: YAML config file; unset → the embedded example
 //!   config (mock provider, no key needed).
-//! - `GATEWAY_STORE`: quota/key store, `memory` (default).
+//! - `GATEWAY_STORE`: `memory` (default) or `dynamodb` (consumers and API
+//!   keys in the table named by `GATEWAY_TABLE`).
 //! - `RUST_LOG`: log filter, default `info`. Logs are JSON lines.
 //! - Anything the config references as `${env:NAME}`.
 //!
 //! Config, upstream client and stores are built once per cold start.
 
 mod convert;
+mod dynamodb;
 mod platform;
 
 use std::convert::Infallible;
@@ -19,7 +21,7 @@ use std::convert::Infallible;
 use gateway_core::{Config, Gateway};
 use lambda_http::{service_fn, Error};
 
-use crate::platform::{LambdaPlatform, ReqwestClient, StoreChoice, ENV_STORE};
+use crate::platform::{LambdaPlatform, ReqwestClient, StoreChoice, ENV_STORE, ENV_TABLE};
 
 /// Environment variable naming the config file.
 pub const ENV_CONFIG_PATH: &str = "GATEWAY_CONFIG_PATH";
@@ -56,17 +58,21 @@ fn load_config() -> Result<Config, String> {
     Ok(config)
 }
 
-fn build_gateway() -> Result<Gateway<LambdaPlatform>, String> {
+async fn build_gateway() -> Result<Gateway<LambdaPlatform>, String> {
     let config = load_config()?;
-    let store = StoreChoice::from_env_value(std::env::var(ENV_STORE).ok().as_deref())?;
+    let store = StoreChoice::from_env(
+        std::env::var(ENV_STORE).ok().as_deref(),
+        std::env::var(ENV_TABLE).ok(),
+    )?;
+    tracing::info!(store = ?store, "store selected");
     let http = ReqwestClient::new().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    Ok(Gateway::new(config, LambdaPlatform::new(http, store)))
+    Ok(Gateway::new(config, LambdaPlatform::new(http, store).await))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let gateway = build_gateway().map_err(|message| {
+    let gateway = build_gateway().await.map_err(|message| {
         tracing::error!(%message, "gateway failed to start");
         Error::from(message)
     })?;

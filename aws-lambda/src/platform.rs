@@ -8,12 +8,17 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use gateway_core::platform::memory::{MemoryKv, MemoryQuotaStore};
 use gateway_core::platform::{
-    Clock, HttpClient, HttpClientError, HttpClientErrorKind, MaybeSend, Platform,
+    Clock, HttpClient, HttpClientError, HttpClientErrorKind, KvStore, MaybeSend, Platform,
+    StoreError,
 };
 use gateway_core::{Body, BodyError};
 
-/// Environment variable choosing the quota/key store.
+use crate::dynamodb::DynamoKv;
+
+/// Environment variable choosing the store: `memory` or `dynamodb`.
 pub const ENV_STORE: &str = "GATEWAY_STORE";
+/// Environment variable naming the DynamoDB table (with `dynamodb`).
+pub const ENV_TABLE: &str = "GATEWAY_TABLE";
 
 /// Wall clock from the OS, timers from tokio.
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,19 +99,57 @@ impl HttpClient for ReqwestClient {
 }
 
 /// The stores available on Lambda.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// Per-instance memory: for local runs and single-instance tests.
     Memory,
+    /// Consumers and keys in a DynamoDB table (shared by all instances).
+    DynamoDb { table: String },
 }
 
 impl StoreChoice {
-    pub fn from_env_value(value: Option<&str>) -> Result<Self, String> {
-        match value.unwrap_or("memory") {
+    pub fn from_env(store: Option<&str>, table: Option<String>) -> Result<Self, String> {
+        match store.unwrap_or("memory") {
             "memory" => Ok(Self::Memory),
+            "dynamodb" => match table.filter(|t| !t.is_empty()) {
+                Some(table) => Ok(Self::DynamoDb { table }),
+                None => Err(format!(
+                    "{ENV_STORE}=dynamodb needs {ENV_TABLE} (the table name)"
+                )),
+            },
             other => Err(format!(
-                "{ENV_STORE}={other} is not a known store (available: memory)"
+                "{ENV_STORE}={other} is not a known store (memory, dynamodb)"
             )),
+        }
+    }
+}
+
+/// The key-value store, picked at cold start.
+#[derive(Debug, Clone)]
+pub enum LambdaKv {
+    Memory(MemoryKv<TokioClock>),
+    DynamoDb(DynamoKv),
+}
+
+impl KvStore for LambdaKv {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            Self::Memory(kv) => kv.get(key).await,
+            Self::DynamoDb(kv) => kv.get(key).await,
+        }
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(kv) => kv.put(key, value, ttl).await,
+            Self::DynamoDb(kv) => kv.put(key, value, ttl).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(kv) => kv.delete(key).await,
+            Self::DynamoDb(kv) => kv.delete(key).await,
         }
     }
 }
@@ -115,18 +158,27 @@ pub struct LambdaPlatform {
     http: ReqwestClient,
     clock: TokioClock,
     quota: MemoryQuotaStore<TokioClock>,
-    kv: MemoryKv<TokioClock>,
+    kv: LambdaKv,
 }
 
 impl LambdaPlatform {
-    pub fn new(http: ReqwestClient, store: StoreChoice) -> Self {
-        match store {
-            StoreChoice::Memory => Self {
-                http,
-                clock: TokioClock,
-                quota: MemoryQuotaStore::new(TokioClock),
-                kv: MemoryKv::new(TokioClock),
-            },
+    pub async fn new(http: ReqwestClient, store: StoreChoice) -> Self {
+        let kv = match store {
+            StoreChoice::Memory => LambdaKv::Memory(MemoryKv::new(TokioClock)),
+            StoreChoice::DynamoDb { table } => {
+                // Credentials and region from the Lambda environment (the
+                // function's role); AWS_ENDPOINT_URL_DYNAMODB points tests at
+                // an emulator.
+                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                LambdaKv::DynamoDb(DynamoKv::new(aws_sdk_dynamodb::Client::new(&sdk), table))
+            }
+        };
+        Self {
+            http,
+            clock: TokioClock,
+            // Quota counters move to DynamoDB with the quota feature.
+            quota: MemoryQuotaStore::new(TokioClock),
+            kv,
         }
     }
 }
@@ -134,7 +186,7 @@ impl LambdaPlatform {
 impl Platform for LambdaPlatform {
     type Http = ReqwestClient;
     type Quota = MemoryQuotaStore<TokioClock>;
-    type Kv = MemoryKv<TokioClock>;
+    type Kv = LambdaKv;
     type Clock = TokioClock;
 
     fn http(&self) -> &ReqwestClient {

@@ -45,6 +45,8 @@ pub struct SeenRequest {
 
 #[derive(Default)]
 struct OpenAiState {
+    /// The JWKS document served at `/jwks.json` (the mock identity provider).
+    jwks: String,
     /// x-request-id → instants at which each SSE event was handed to hyper.
     sent_at: HashMap<String, Vec<Instant>>,
     /// x-request-id → the request as received.
@@ -75,6 +77,16 @@ impl OpenAiMock {
     pub fn seen(&self, request_id: &str) -> Option<SeenRequest> {
         lock(&self.state).seen.get(request_id).cloned()
     }
+
+    /// URL of the JWKS document this mock serves as an identity provider.
+    pub fn jwks_url(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+
+    /// Replaces the served JWKS document (key rotation).
+    pub fn set_jwks(&self, document: String) {
+        lock(&self.state).jwks = document;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,9 +106,20 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
     };
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/jwks.json", axum::routing::get(jwks))
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(mock)
+}
+
+async fn jwks(State(mock): State<OpenAiMock>) -> Response {
+    let document = lock(&mock.state).jwks.clone();
+    let document = if document.is_empty() {
+        r#"{"keys":[]}"#.to_owned()
+    } else {
+        document
+    };
+    ([("content-type", "application/json")], document).into_response()
 }
 
 fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Bytes {

@@ -76,6 +76,81 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// A DynamoDB emulator (moto) on 127.0.0.1 with the gateway's table created.
+pub struct DynamoEmulator {
+    pub process: GatewayProcess,
+    pub endpoint: String,
+    pub table: String,
+}
+
+/// Starts `moto_server` (from the venv on PATH) and creates `table` with the
+/// schema the Lambda adapter expects (`pk` string partition key, TTL on
+/// `expires_at`), using boto3 from the same venv.
+pub fn start_dynamodb_emulator(table: &str) -> Result<DynamoEmulator, String> {
+    use std::os::unix::process::CommandExt;
+
+    let moto = which("moto_server").ok_or(
+        "moto_server is not on PATH. Install it with `scripts/bootstrap` (a venv with `moto[server]`)          and put the venv's bin on PATH",
+    )?;
+    let python = moto.with_file_name("python");
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    std::fs::create_dir_all(&target_dir)
+        .map_err(|e| format!("create {}: {e}", target_dir.display()))?;
+    let log_path = target_dir.join(format!("conformance-moto-{port}.log"));
+    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start moto_server: {e}"))?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let process = GatewayProcess {
+        child,
+        base_url: endpoint.clone(),
+        log_path,
+    };
+    let script = r#"
+import sys, time, boto3
+endpoint, table = sys.argv[1], sys.argv[2]
+client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+for attempt in range(100):
+    try:
+        client.list_tables()
+        break
+    except Exception:
+        time.sleep(0.1)
+client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+client.update_time_to_live(TableName=table,
+                           TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+"#;
+    let output = Command::new(python)
+        .args(["-c", script, &endpoint, table])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .map_err(|e| format!("cannot run python for table setup: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "creating the DynamoDB table failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(DynamoEmulator {
+        process,
+        endpoint,
+        table: table.to_owned(),
+    })
+}
+
 /// Starts the Lambda adapter under `cargo lambda watch` on 127.0.0.1 with
 /// `env` added to its environment, and waits until it serves requests.
 pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, String> {

@@ -15,8 +15,20 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use gateway_core::testing::jwt_fixtures::{self, alg_none, claims, sign, tampered};
+use jsonwebtoken::Algorithm;
+
 use crate::mocks::{EchoServer, OpenAiMock, MOCK_WORDS, STREAM_CHUNK_DELAY, STREAM_CONTENT_CHUNKS};
 use crate::runtime::workspace_root;
+
+/// The admin key of the conformance config (its SHA-256 is what the gateway gets).
+pub const ADMIN_KEY: &str = "conformance-admin-key-not-a-secret";
+const ISSUER: &str = "https://issuer.conformance.test";
+const ROTATING_ISSUER: &str = "https://rotating.conformance.test";
+
+fn hex_sha256(text: &str) -> String {
+    gateway_core::ai::hex(&gateway_core::auth::api_key::sha256(text.as_bytes()))
+}
 
 /// The fake provider key the gateway must send upstream (never a real key).
 pub const FAKE_PROVIDER_KEY: &str = "sk-conformance-fake-key";
@@ -60,6 +72,21 @@ pub fn upstream_env(
             "CONFORMANCE_DOWN_URL",
             format!("http://127.0.0.1:{down_port}"),
         ),
+        ("CONFORMANCE_ADMIN_KEY_SHA256", hex_sha256(ADMIN_KEY)),
+        (
+            "CONFORMANCE_RSA1_PUBLIC",
+            jwt_fixtures::RSA1_PUBLIC.to_owned(),
+        ),
+        (
+            "CONFORMANCE_EC256_PUBLIC",
+            jwt_fixtures::EC256_PUBLIC.to_owned(),
+        ),
+        (
+            "CONFORMANCE_ED25519_PUBLIC",
+            jwt_fixtures::ED25519_PUBLIC.to_owned(),
+        ),
+        ("CONFORMANCE_HS_SECRET", jwt_fixtures::HS_SECRET.to_owned()),
+        ("CONFORMANCE_JWKS_URL", openai.jwks_url()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -122,6 +149,16 @@ pub fn cases() -> Vec<Case> {
         bad_json_is_400_openai_shape,
         unknown_model_is_404_openai_shape,
         openai_python_sdk,
+        auth_missing_credentials_is_401,
+        admin_api_requires_the_admin_key,
+        api_key_lifecycle,
+        api_key_expiry,
+        consumer_model_allow_list_is_403,
+        credentials_stay_at_the_gateway,
+        jwt_each_algorithm_family,
+        jwt_attacks_are_refused,
+        jwt_required_scopes,
+        jwks_rotation,
     ]
 }
 
@@ -735,5 +772,443 @@ async fn durable_object_admits_exactly_the_limit(ctx: &Ctx) -> CaseResult {
     }
     check_eq!(admitted, 50);
     check_eq!(max_used, 50);
+    Ok(())
+}
+
+// --- Authentication and authorization -------------------------------------
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn admin_call(
+    ctx: &Ctx,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), String> {
+    let mut request = ctx
+        .client
+        .request(method, ctx.url(&format!("/admin{path}")))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = send(request).await?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Creates a consumer (unique id from `prefix`) and a key; returns (id, key, key id).
+async fn consumer_with_key(
+    ctx: &Ctx,
+    prefix: &str,
+    extra: Value,
+) -> Result<(String, String, String), String> {
+    let id = unique_id(prefix);
+    let mut consumer = json!({"id": id});
+    if let (Some(c), Some(e)) = (consumer.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let (status, body) = admin_call(ctx, Method::POST, "/consumers", Some(consumer)).await?;
+    check_eq!(status, StatusCode::CREATED);
+    check_eq!(body["id"], json!(id));
+    let (status, key) = admin_call(
+        ctx,
+        Method::POST,
+        &format!("/consumers/{id}/keys"),
+        Some(json!({})),
+    )
+    .await?;
+    check_eq!(status, StatusCode::CREATED);
+    let secret = key["key"]
+        .as_str()
+        .ok_or(format!("no key in {key}"))?
+        .to_owned();
+    let key_id = key["id"].as_str().ok_or("no key id")?.to_owned();
+    Ok((id, secret, key_id))
+}
+
+fn keyed_chat(ctx: &Ctx, header: (&str, String), model: &str) -> reqwest::RequestBuilder {
+    ctx.client
+        .post(ctx.url("/keyed/v1/chat/completions"))
+        .header(header.0, header.1)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+}
+
+fn bearer(token: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {token}"))
+}
+
+async fn auth_missing_credentials_is_401(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/keyed/v1/chat/completions"))
+            .json(&chat_body("mock-gpt", false)),
+    )
+    .await?;
+    check_eq!(
+        header(&response, "www-authenticate"),
+        Some(r#"Bearer realm="gateway""#.to_owned())
+    );
+    let body = expect_error(response, StatusCode::UNAUTHORIZED, "invalid_api_key").await?;
+    check_eq!(body["error"]["type"], json!("invalid_request_error"));
+    Ok(())
+}
+
+async fn admin_api_requires_the_admin_key(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/admin/consumers"))
+            .json(&json!({"id": "x"})),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = send(
+        ctx.client
+            .post(ctx.url("/admin/consumers"))
+            .header("authorization", "Bearer not-the-admin-key")
+            .json(&json!({"id": "x"})),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+async fn api_key_lifecycle(ctx: &Ctx) -> CaseResult {
+    let (id, key, key_id) = consumer_with_key(
+        ctx,
+        "lifecycle",
+        json!({"metadata": {"team": "conformance"}}),
+    )
+    .await?;
+    check!(
+        key.starts_with(&format!("sk-gw-{key_id}_")),
+        "key {key} does not show its id"
+    );
+    for credential in [
+        bearer(&key),
+        ("x-api-key", key.clone()),
+        ("api-key", key.clone()),
+    ] {
+        let name = credential.0;
+        let response = send(keyed_chat(ctx, credential, "mock-gpt")).await?;
+        check!(
+            response.status() == StatusCode::OK,
+            "key in {name}: {}",
+            response.status()
+        );
+    }
+    let (status, consumer) =
+        admin_call(ctx, Method::GET, &format!("/consumers/{id}"), None).await?;
+    check_eq!(status, StatusCode::OK);
+    check_eq!(consumer["metadata"]["team"], json!("conformance"));
+    let (status, listed) =
+        admin_call(ctx, Method::GET, &format!("/consumers/{id}/keys"), None).await?;
+    check_eq!(status, StatusCode::OK);
+    let secret_part = key.rsplit('_').next().unwrap_or_default();
+    check!(
+        !listed.to_string().contains(secret_part),
+        "the key secret appears in the listing: {listed}"
+    );
+    check!(
+        !listed.to_string().contains(&hex_sha256(&key)),
+        "the key hash appears in the listing"
+    );
+    check_eq!(listed["data"][0]["id"], json!(key_id));
+
+    let (status, revoked) =
+        admin_call(ctx, Method::DELETE, &format!("/keys/{key_id}"), None).await?;
+    check_eq!(status, StatusCode::OK);
+    check_eq!(revoked["revoked"], json!(true));
+    // Every instance refuses it once its key cache (1 s here) has expired.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..4 {
+        let response = send(keyed_chat(ctx, bearer(&key), "mock-gpt")).await?;
+        check_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = admin_call(ctx, Method::POST, "/consumers", Some(json!({"id": id}))).await?;
+    check_eq!(status, StatusCode::CONFLICT);
+    Ok(())
+}
+
+async fn api_key_expiry(ctx: &Ctx) -> CaseResult {
+    let (id, _, _) = consumer_with_key(ctx, "expiry", json!({})).await?;
+    let (status, key) = admin_call(
+        ctx,
+        Method::POST,
+        &format!("/consumers/{id}/keys"),
+        Some(json!({"expires_at": now_s() + 2})),
+    )
+    .await?;
+    check_eq!(status, StatusCode::CREATED);
+    let key = key["key"].as_str().ok_or("no key")?.to_owned();
+    check_eq!(
+        send(keyed_chat(ctx, bearer(&key), "mock-gpt"))
+            .await?
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let response = send(keyed_chat(ctx, bearer(&key), "mock-gpt")).await?;
+    let body = expect_error(response, StatusCode::UNAUTHORIZED, "invalid_api_key").await?;
+    check!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{body}"
+    );
+    Ok(())
+}
+
+async fn consumer_model_allow_list_is_403(ctx: &Ctx) -> CaseResult {
+    let (_, key, _) =
+        consumer_with_key(ctx, "limited", json!({"allowed_models": ["mock-gpt"]})).await?;
+    check_eq!(
+        send(keyed_chat(ctx, bearer(&key), "mock-gpt"))
+            .await?
+            .status(),
+        StatusCode::OK
+    );
+    let response = send(keyed_chat(ctx, bearer(&key), "upstream-gpt")).await?;
+    let body = expect_error(response, StatusCode::FORBIDDEN, "permission_denied").await?;
+    check!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("upstream-gpt"),
+        "{body}"
+    );
+    Ok(())
+}
+
+async fn credentials_stay_at_the_gateway(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "forward", json!({})).await?;
+    let response = send(
+        ctx.client
+            .get(ctx.url("/keyed/rest/whoami"))
+            .header("x-api-key", &key)
+            .header("x-consumer-id", "spoofed"),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let echoed = json_body(response).await?;
+    let headers = &echoed["headers"];
+    check!(
+        headers.get("x-api-key").is_none(),
+        "the API key reached the upstream: {headers}"
+    );
+    check!(
+        headers.get("authorization").is_none(),
+        "a credential reached the upstream: {headers}"
+    );
+    check_eq!(headers["x-consumer-id"], json!(id));
+    Ok(())
+}
+
+async fn jwt_each_algorithm_family(ctx: &Ctx) -> CaseResult {
+    let claims = claims(ISSUER, "gateway", "jwt-user", now_s());
+    for (alg, key, kid) in [
+        (Algorithm::RS256, jwt_fixtures::RSA1_PRIVATE, "rsa1"),
+        (Algorithm::ES256, jwt_fixtures::EC256_PRIVATE, "ec1"),
+        (Algorithm::EdDSA, jwt_fixtures::ED25519_PRIVATE, "ed1"),
+        (Algorithm::HS256, jwt_fixtures::HS_SECRET, "hs1"),
+    ] {
+        let token = sign(alg, key, Some(kid), &claims);
+        let response = send(keyed_chat(ctx, bearer(&token), "mock-gpt")).await?;
+        check!(
+            response.status() == StatusCode::OK,
+            "{alg:?}: {}",
+            response.status()
+        );
+    }
+    // The config consumer's allow-list applies to its tokens.
+    let token = sign(
+        Algorithm::RS256,
+        jwt_fixtures::RSA1_PRIVATE,
+        Some("rsa1"),
+        &claims_for("config-team"),
+    );
+    check_eq!(
+        send(keyed_chat(ctx, bearer(&token), "upstream-gpt"))
+            .await?
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    Ok(())
+}
+
+fn claims_for(sub: &str) -> Value {
+    claims(ISSUER, "gateway", sub, now_s())
+}
+
+async fn jwt_attacks_are_refused(ctx: &Ctx) -> CaseResult {
+    let now = now_s();
+    let good = claims_for("attacker-target");
+    let rsa = |c: &Value| {
+        sign(
+            Algorithm::RS256,
+            jwt_fixtures::RSA1_PRIVATE,
+            Some("rsa1"),
+            c,
+        )
+    };
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let valid = rsa(&good);
+    let cases: Vec<(&str, String)> = vec![
+        ("alg none", alg_none("rsa1", &good)),
+        (
+            "HS256 signed with the RSA public key",
+            sign(
+                Algorithm::HS256,
+                jwt_fixtures::RSA1_PUBLIC,
+                Some("rsa1"),
+                &good,
+            ),
+        ),
+        ("expired", rsa(&with("exp", json!(now - 120)))),
+        ("nbf in the future", rsa(&with("nbf", json!(now + 600)))),
+        ("wrong iss", rsa(&with("iss", json!("https://evil.test")))),
+        ("wrong aud", rsa(&with("aud", json!("another-service")))),
+        (
+            "unknown kid",
+            sign(
+                Algorithm::RS256,
+                jwt_fixtures::RSA2_PRIVATE,
+                Some("rsa9"),
+                &good,
+            ),
+        ),
+        (
+            "tampered payload",
+            tampered(&valid, &with("sub", json!("admin"))),
+        ),
+        ("truncated", valid[..valid.len() - 12].to_owned()),
+        ("garbage", "garbage.token.value".to_owned()),
+    ];
+    for (name, token) in cases {
+        let response = send(keyed_chat(ctx, bearer(&token), "mock-gpt")).await?;
+        let status = response.status();
+        let body = json_body(response).await?;
+        check!(
+            status == StatusCode::UNAUTHORIZED,
+            "{name}: {status} {body}"
+        );
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        check!(
+            !message.contains("signature"),
+            "{name}: the reason leaked: {message}"
+        );
+    }
+    // A 64 KB credential is refused (by the gateway or the runtime), never served.
+    let huge = format!("{}.{}.sig", "a".repeat(32 * 1024), "b".repeat(32 * 1024));
+    let status = send(keyed_chat(ctx, bearer(&huge), "mock-gpt"))
+        .await?
+        .status();
+    check!(status.is_client_error(), "64 KB header: {status}");
+    check_eq!(
+        send(keyed_chat(ctx, bearer(&valid), "mock-gpt"))
+            .await?
+            .status(),
+        StatusCode::OK
+    );
+    Ok(())
+}
+
+async fn jwt_required_scopes(ctx: &Ctx) -> CaseResult {
+    let mut claims = claims_for("reporter");
+    let token = sign(
+        Algorithm::ES256,
+        jwt_fixtures::EC256_PRIVATE,
+        Some("ec1"),
+        &claims,
+    );
+    let response = send(
+        ctx.client
+            .get(ctx.url("/scoped/report"))
+            .header("authorization", format!("Bearer {token}")),
+    )
+    .await?;
+    expect_error(response, StatusCode::FORBIDDEN, "permission_denied").await?;
+    claims["scope"] = json!("openid reports:read");
+    let token = sign(
+        Algorithm::ES256,
+        jwt_fixtures::EC256_PRIVATE,
+        Some("ec1"),
+        &claims,
+    );
+    let response = send(
+        ctx.client
+            .get(ctx.url("/scoped/report"))
+            .header("authorization", format!("Bearer {token}")),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let echoed = json_body(response).await?;
+    check_eq!(echoed["headers"]["x-consumer-id"], json!("reporter"));
+    check!(
+        echoed["headers"].get("authorization").is_none(),
+        "the token reached the upstream"
+    );
+    Ok(())
+}
+
+/// Shared by both runtimes' runs: they use the same JWKS document, so the
+/// case holds a lock while it rotates keys.
+static JWKS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn jwks_rotation(ctx: &Ctx) -> CaseResult {
+    let _guard = JWKS_LOCK.lock().await;
+    let claims = claims(ROTATING_ISSUER, "gateway", "rotated", now_s());
+    let k1 = (Algorithm::RS256, "k1", jwt_fixtures::RSA1_PRIVATE);
+    let k2 = (Algorithm::RS256, "k2", jwt_fixtures::RSA2_PRIVATE);
+    let old = sign(
+        Algorithm::RS256,
+        jwt_fixtures::RSA1_PRIVATE,
+        Some("k1"),
+        &claims,
+    );
+    let new = sign(
+        Algorithm::RS256,
+        jwt_fixtures::RSA2_PRIVATE,
+        Some("k2"),
+        &claims,
+    );
+    let call = |token: String| {
+        ctx.client
+            .post(ctx.url("/rotating/v1/chat/completions"))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&chat_body("mock-gpt", false))
+    };
+    ctx.openai.set_jwks(jwt_fixtures::jwks(&[k1]));
+    tokio::time::sleep(Duration::from_millis(2100)).await; // older caches expire
+    check_eq!(send(call(old.clone())).await?.status(), StatusCode::OK);
+
+    // A new key is published: accepted without a restart (unknown kid → refetch).
+    ctx.openai.set_jwks(jwt_fixtures::jwks(&[k1, k2]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    check_eq!(send(call(new.clone())).await?.status(), StatusCode::OK);
+
+    // The old key is withdrawn: refused once the cache (2 s) has expired.
+    ctx.openai.set_jwks(jwt_fixtures::jwks(&[k2]));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..3 {
+        check_eq!(
+            send(call(old.clone())).await?.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    check_eq!(send(call(new)).await?.status(), StatusCode::OK);
     Ok(())
 }

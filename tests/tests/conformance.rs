@@ -15,7 +15,9 @@ use std::sync::Arc;
 use gateway_tests::mocks::{
     closed_port, start_echo_server, start_openai_mock, EchoServer, OpenAiMock,
 };
-use gateway_tests::runtime::{start_lambda_watch, start_wrangler_dev, GatewayProcess};
+use gateway_tests::runtime::{
+    start_dynamodb_emulator, start_lambda_watch, start_wrangler_dev, GatewayProcess,
+};
 use gateway_tests::suite::{
     cases, conformance_config_path, lambda_cases, upstream_env, worker_cases, Case, Ctx,
 };
@@ -51,20 +53,37 @@ fn selected_runtimes() -> Vec<String> {
         .unwrap_or_else(|_| RUNTIMES.iter().map(|s| (*s).to_owned()).collect())
 }
 
-/// Starts one runtime with the conformance config.
-fn start(runtime: &str, upstream: &[(String, String)]) -> Result<GatewayProcess, String> {
+/// Starts one runtime with the conformance config: the Lambda adapter with
+/// its key store on a DynamoDB emulator (moto), the Worker with local KV and
+/// Durable Objects. Returns the gateway and the helper processes it needs.
+fn start(
+    runtime: &str,
+    upstream: &[(String, String)],
+) -> Result<(GatewayProcess, Vec<GatewayProcess>), String> {
     let config = conformance_config_path();
     let mut env = upstream.to_vec();
     match runtime {
         "lambda" => {
-            env.push(("GATEWAY_CONFIG_PATH".into(), config.display().to_string()));
-            start_lambda_watch(&env)
+            let dynamo = start_dynamodb_emulator("gateway-conformance")?;
+            env.extend([
+                (
+                    "GATEWAY_CONFIG_PATH".to_owned(),
+                    config.display().to_string(),
+                ),
+                ("GATEWAY_STORE".to_owned(), "dynamodb".to_owned()),
+                ("GATEWAY_TABLE".to_owned(), dynamo.table.clone()),
+                (
+                    "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+                    dynamo.endpoint.clone(),
+                ),
+            ]);
+            Ok((start_lambda_watch(&env)?, vec![dynamo.process]))
         }
         "worker" => {
             let yaml = std::fs::read_to_string(&config)
                 .map_err(|e| format!("{}: {e}", config.display()))?;
             env.push(("GATEWAY_CONFIG".into(), yaml));
-            start_wrangler_dev(&env)
+            Ok((start_wrangler_dev(&env)?, Vec::new()))
         }
         other => Err(format!(
             "unknown runtime `{other}` (known: {})",
@@ -73,10 +92,12 @@ fn start(runtime: &str, upstream: &[(String, String)]) -> Result<GatewayProcess,
     }
 }
 
+type Started = (String, Option<GatewayProcess>, Vec<GatewayProcess>);
+
 struct Target {
     name: String,
     /// The gateway, or why it could not start (then every case fails with it).
-    started: Result<(String, Option<GatewayProcess>), String>,
+    started: Result<Started, String>,
 }
 
 fn main() -> ExitCode {
@@ -134,7 +155,7 @@ fn main() -> ExitCode {
             }
             vec![Target {
                 name: "external".into(),
-                started: Ok((url.trim_end_matches('/').to_owned(), None)),
+                started: Ok((url.trim_end_matches('/').to_owned(), None, Vec::new())),
             }]
         }
         None => std::thread::scope(|scope| {
@@ -144,13 +165,13 @@ fn main() -> ExitCode {
                     let upstream = &upstream;
                     scope.spawn(move || {
                         eprintln!("conformance: starting {name}…");
-                        let started = start(name, upstream).map(|p| {
+                        let started = start(name, upstream).map(|(p, helpers)| {
                             eprintln!(
                                 "conformance: {name} ready at {} (log: {})",
                                 p.base_url,
                                 p.log_path.display()
                             );
-                            (p.base_url.clone(), Some(p))
+                            (p.base_url.clone(), Some(p), helpers)
                         });
                         if let Err(e) = &started {
                             eprintln!("conformance: {name} failed to start: {e}");
@@ -181,7 +202,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     for target in &targets {
         let ctx = match &target.started {
-            Ok((base_url, _)) => Ok(Arc::new(Ctx {
+            Ok((base_url, _, _)) => Ok(Arc::new(Ctx {
                 base_url: base_url.clone(),
                 echo: echo.clone(),
                 openai: openai.clone(),
@@ -203,7 +224,7 @@ fn main() -> ExitCode {
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.has_failed() {
         for target in &targets {
-            if let Ok((_, Some(process))) = &target.started {
+            if let Ok((_, Some(process), _)) = &target.started {
                 eprintln!(
                     "--- {} log (last 60 lines) ---\n{}",
                     target.name,
