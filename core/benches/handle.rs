@@ -69,5 +69,117 @@ fn bench_handle(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_handle);
+const AUTH_CONFIG: &str = r#"
+auth:
+  jwt:
+    corp:
+      issuer: https://issuer.bench
+      audience: [gateway]
+      keys:
+        - { kid: rsa1, alg: RS256, pem: "${env:RSA1}" }
+        - { kid: ec1, alg: ES256, pem: "${env:EC1}" }
+        - { kid: ed1, alg: EdDSA, pem: "${env:ED1}" }
+admin:
+  path_prefix: /admin
+  key_sha256: "${env:ADMIN_SHA}"
+routes:
+  - name: keyed
+    match: { path_prefix: /api }
+    auth: { methods: [api_key, jwt] }
+    proxy: { url: 'http://upstream.internal' }
+"#;
+
+/// Per-request cost of authentication: the same proxy round trip as
+/// `proxy_get_round_trip`, with an API key (cache hit) or a JWT.
+fn bench_auth(c: &mut Criterion) {
+    use gateway_core::testing::jwt_fixtures::*;
+    use jsonwebtoken::Algorithm;
+
+    let admin_key = "bench-admin-key";
+    let env = |name: &str| -> Option<String> {
+        Some(match name {
+            "RSA1" => RSA1_PUBLIC.to_owned(),
+            "EC1" => EC256_PUBLIC.to_owned(),
+            "ED1" => ED25519_PUBLIC.to_owned(),
+            "ADMIN_SHA" => {
+                gateway_core::ai::hex(&gateway_core::auth::api_key::sha256(admin_key.as_bytes()))
+            }
+            _ => return None,
+        })
+    };
+    let config = Config::from_yaml(AUTH_CONFIG, env).expect("bench config");
+    let http =
+        FakeHttp::unrecorded(|_| FakeReply::Respond(Response::new(Body::from("{\"ok\":true}"))));
+    let gw = Gateway::new(config, TestPlatform::new(http));
+    let admin = |path: &str, body: &str| {
+        let request = Request::post(path)
+            .header("authorization", format!("Bearer {admin_key}"))
+            .body(Bytes::from(body.to_owned()))
+            .expect("request");
+        let response = block_on(gw.handle(request));
+        let body = block_on(response.into_body().collect(usize::MAX)).expect("body");
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")
+    };
+    admin("/admin/consumers", r#"{"id":"bench"}"#);
+    let key = admin("/admin/consumers/bench/keys", "{}")["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+
+    let run = |credential: &str| {
+        let request = Request::get("/api/items/42")
+            .header("authorization", format!("Bearer {credential}"))
+            .body(Bytes::new())
+            .expect("request");
+        let response = block_on(gw.handle(request));
+        assert_eq!(response.status(), 200);
+        drain(response)
+    };
+    c.bench_function("auth_api_key_cache_hit", |b| b.iter(|| run(&key)));
+    let now = 1_700_000_000;
+    let claims = claims("https://issuer.bench", "gateway", "bench", now);
+    let cached = sign(Algorithm::EdDSA, ED25519_PRIVATE, Some("ed1"), &claims);
+    c.bench_function("auth_jwt_cache_hit", |b| b.iter(|| run(&cached)));
+
+    // Signature verification alone (what a token's first request costs).
+    let issuer = gw.config().auth.issuers[0].clone();
+    let jwks = gateway_core::auth::jwt::JwksCache::default();
+    let platform = gw.platform();
+    for (name, alg, private, kid) in [
+        (
+            "auth_jwt_verify_rs256",
+            Algorithm::RS256,
+            RSA1_PRIVATE,
+            "rsa1",
+        ),
+        (
+            "auth_jwt_verify_es256",
+            Algorithm::ES256,
+            EC256_PRIVATE,
+            "ec1",
+        ),
+        (
+            "auth_jwt_verify_eddsa",
+            Algorithm::EdDSA,
+            ED25519_PRIVATE,
+            "ed1",
+        ),
+    ] {
+        let token = sign(alg, private, Some(kid), &claims);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                block_on(gateway_core::auth::jwt::verify_token(
+                    &issuer,
+                    &token,
+                    &platform.http,
+                    &platform.clock,
+                    &jwks,
+                ))
+                .expect("valid token")
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench_handle, bench_auth);
 criterion_main!(benches);

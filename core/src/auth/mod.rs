@@ -12,6 +12,10 @@
 //! (config first, then the store), and the token's scopes. Authorization
 //! then checks required scopes, the consumer's allowed routes and (on AI
 //! routes) allowed models. Failures: 401 with `WWW-Authenticate`, 403.
+//!
+//! A verified JWT is remembered (by its SHA-256) until its `exp`, at most
+//! 5 minutes, and for JWKS issuers at most the JWKS cache TTL, so repeated
+//! requests with one token skip the signature check.
 
 pub mod admin;
 pub mod api_key;
@@ -91,7 +95,14 @@ pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-ke
 pub(crate) struct AuthState {
     pub(crate) keys: TtlCache<Option<KeyRecord>>,
     pub(crate) jwks: JwksCache,
+    /// SHA-256 of a verified token → (issuer index, claims, trusted until ms).
+    tokens: TtlCache<(usize, jwt::Verified, u64)>,
 }
+
+/// Verified tokens are remembered at most this long (and never past their
+/// `exp`, nor, for JWKS issuers, past the JWKS cache TTL, so a withdrawn key
+/// stops being trusted as soon as uncached tokens stop being).
+const TOKEN_CACHE_MAX: Duration = Duration::from_secs(300);
 
 impl AuthState {
     pub(crate) fn new(config: &AuthConfig) -> Self {
@@ -101,6 +112,10 @@ impl AuthState {
                 config.key_cache_size,
             ),
             jwks: JwksCache::default(),
+            tokens: TtlCache::new(
+                u64::try_from(TOKEN_CACHE_MAX.as_millis()).unwrap_or(u64::MAX),
+                config.key_cache_size,
+            ),
         }
     }
 }
@@ -204,6 +219,17 @@ async fn verify_api_key<P: Platform>(
     })
 }
 
+/// Until when a verified token may be accepted without checking it again.
+fn trusted_until(issuer: &JwtIssuer, verified: &jwt::Verified, now_ms: u64) -> u64 {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut until = verified.expires_at_unix_s.saturating_mul(1000);
+    until = until.min(now_ms.saturating_add(ms(TOKEN_CACHE_MAX)));
+    if let Some(jwks) = &issuer.jwks {
+        until = until.min(now_ms.saturating_add(ms(jwks.cache_ttl)));
+    }
+    until
+}
+
 /// Phase 2: who is calling, under the route's policy.
 pub(crate) async fn authenticate<P: Platform>(
     config: &crate::config::Config,
@@ -217,6 +243,22 @@ pub(crate) async fn authenticate<P: Platform>(
         return verify_api_key(config, platform, state, key).await;
     }
     if let (false, Some(token)) = (policy.jwt_issuers.is_empty(), found.bearer_token) {
+        let now_ms = platform.clock().now_unix_ms();
+        let token_hash =
+            (token.len() <= jwt::MAX_TOKEN_LEN).then(|| hex(&sha256(token.as_bytes())));
+        let cached = token_hash
+            .as_deref()
+            .and_then(|hash| state.tokens.get(hash, now_ms))
+            .filter(|(index, _, until)| *until > now_ms && policy.jwt_issuers.contains(index));
+        if let Some((_, verified, _)) = cached {
+            let consumer = find_consumer(config, platform, &verified.consumer_id).await?;
+            return Ok(Identity {
+                consumer_id: verified.consumer_id,
+                consumer,
+                scopes: verified.scopes,
+                method: "jwt",
+            });
+        }
         let mut failure = None;
         for &index in &policy.jwt_issuers {
             let issuer = &config.auth.issuers[index];
@@ -230,6 +272,12 @@ pub(crate) async fn authenticate<P: Platform>(
             .await
             {
                 Ok(verified) => {
+                    if let Some(hash) = token_hash {
+                        let until = trusted_until(issuer, &verified, now_ms);
+                        state
+                            .tokens
+                            .insert(hash, (index, verified.clone(), until), now_ms);
+                    }
                     let consumer = find_consumer(config, platform, &verified.consumer_id).await?;
                     return Ok(Identity {
                         consumer_id: verified.consumer_id,
