@@ -76,9 +76,22 @@ async fn main() -> Result<(), Error> {
         tracing::error!(%message, "gateway failed to start");
         Error::from(message)
     })?;
-    let handler = service_fn(move |request: lambda_http::Request| {
+    // The runtime loop ends when a call to the Lambda runtime API fails (a
+    // dropped connection, say). Start it again instead of exiting: the
+    // config and clients survive, and no cold start is paid for a transient
+    // error. An invocation in flight at that moment is lost either way.
+    loop {
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(convert::into_core_request(request)).await) }
-    });
-    lambda_http::run_with_streaming_response_concurrent(handler).await
+        let handler = service_fn(move |request: lambda_http::Request| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(convert::into_core_request(request)).await) }
+        });
+        match lambda_http::run_with_streaming_response_concurrent(handler).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::error!(error = %error, "Lambda runtime loop failed; restarting it");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
