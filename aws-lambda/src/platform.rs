@@ -15,10 +15,7 @@ use gateway_core::{Body, BodyError};
 
 use crate::dynamodb::DynamoKv;
 
-/// Environment variable choosing the store: `memory` or `dynamodb`.
-pub const ENV_STORE: &str = "GATEWAY_STORE";
-/// Environment variable naming the DynamoDB table (with `dynamodb`).
-pub const ENV_TABLE: &str = "GATEWAY_TABLE";
+use crate::{ENV_STORE, ENV_TABLE};
 
 /// Wall clock from the OS, timers from tokio.
 #[derive(Debug, Clone, Copy, Default)]
@@ -162,16 +159,17 @@ pub struct LambdaPlatform {
 }
 
 impl LambdaPlatform {
-    pub async fn new(http: ReqwestClient, store: StoreChoice) -> Self {
-        let kv = match store {
-            StoreChoice::Memory => LambdaKv::Memory(MemoryKv::new(TokioClock)),
-            StoreChoice::DynamoDb { table } => {
-                // Credentials and region from the Lambda environment (the
-                // function's role); AWS_ENDPOINT_URL_DYNAMODB points tests at
-                // an emulator.
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                LambdaKv::DynamoDb(DynamoKv::new(aws_sdk_dynamodb::Client::new(&sdk), table))
+    /// `sdk` is required for the DynamoDB store.
+    pub fn new(
+        http: ReqwestClient,
+        store: StoreChoice,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Self {
+        let kv = match (store, sdk) {
+            (StoreChoice::DynamoDb { table }, Some(sdk)) => {
+                LambdaKv::DynamoDb(DynamoKv::new(aws_sdk_dynamodb::Client::new(sdk), table))
             }
+            _ => LambdaKv::Memory(MemoryKv::new(TokioClock)),
         };
         Self {
             http,

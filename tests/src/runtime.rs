@@ -85,8 +85,12 @@ pub struct DynamoEmulator {
 
 /// Starts `moto_server` (from the venv on PATH) and creates `table` with the
 /// schema the Lambda adapter expects (`pk` string partition key, TTL on
-/// `expires_at`), using boto3 from the same venv.
-pub fn start_dynamodb_emulator(table: &str) -> Result<DynamoEmulator, String> {
+/// `expires_at`) and the SSM SecureString `parameters` (name, value), using
+/// boto3 from the same venv.
+pub fn start_aws_emulator(
+    table: &str,
+    parameters: &[(String, String)],
+) -> Result<DynamoEmulator, String> {
     use std::os::unix::process::CommandExt;
 
     let moto = which("moto_server").ok_or(
@@ -132,9 +136,16 @@ client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
 client.update_time_to_live(TableName=table,
                            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+ssm = boto3.client("ssm", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+for pair in sys.argv[3:]:
+    name, value = pair.split("=", 1)
+    ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
 "#;
+    let pairs: Vec<String> = parameters.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let output = Command::new(python)
         .args(["-c", script, &endpoint, table])
+        .args(&pairs)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .map_err(|e| format!("cannot run python for table setup: {e}"))?;

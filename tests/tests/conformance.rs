@@ -16,7 +16,7 @@ use gateway_tests::mocks::{
     closed_port, start_echo_server, start_openai_mock, EchoServer, OpenAiMock,
 };
 use gateway_tests::runtime::{
-    start_dynamodb_emulator, start_lambda_watch, start_wrangler_dev, GatewayProcess,
+    start_aws_emulator, start_lambda_watch, start_wrangler_dev, GatewayProcess,
 };
 use gateway_tests::suite::{
     cases, conformance_config_path, lambda_cases, upstream_env, worker_cases, Case, Ctx,
@@ -64,7 +64,18 @@ fn start(
     let mut env = upstream.to_vec();
     match runtime {
         "lambda" => {
-            let dynamo = start_dynamodb_emulator("gateway-conformance")?;
+            // The provider key reaches the Lambda only through SSM, as in a
+            // deployment: the upstream cases then prove the cold-start load.
+            let key_name = "CONFORMANCE_OPENAI_KEY";
+            let key = env
+                .iter()
+                .find(|(name, _)| name == key_name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default();
+            env.retain(|(name, _)| name != key_name);
+            let parameters = [(format!("/gateway-conformance/{key_name}"), key)];
+            let dynamo = start_aws_emulator("gateway-conformance", &parameters)?;
+            let endpoint = dynamo.endpoint.clone();
             env.extend([
                 (
                     "GATEWAY_CONFIG_PATH".to_owned(),
@@ -73,9 +84,11 @@ fn start(
                 ("GATEWAY_STORE".to_owned(), "dynamodb".to_owned()),
                 ("GATEWAY_TABLE".to_owned(), dynamo.table.clone()),
                 (
-                    "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
-                    dynamo.endpoint.clone(),
+                    "GATEWAY_SSM_PREFIX".to_owned(),
+                    "/gateway-conformance/".to_owned(),
                 ),
+                ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), endpoint.clone()),
+                ("AWS_ENDPOINT_URL_SSM".to_owned(), endpoint),
             ]);
             Ok((start_lambda_watch(&env)?, vec![dynamo.process]))
         }
