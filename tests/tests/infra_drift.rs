@@ -1,0 +1,150 @@
+//! Infra and code cannot drift apart: the Terraform in `infra/` and
+//! `cloudflare-worker/wrangler.toml` must use the environment variables,
+//! bindings, Durable Object class, table schema, runtime and architecture
+//! that the adapters read (their constants are the source of truth).
+
+use std::path::{Path, PathBuf};
+
+use gateway_aws_lambda::dynamodb::{ATTR_EXPIRES_AT, ATTR_PK};
+use gateway_aws_lambda::{
+    ENV_CONFIG_PATH, ENV_SSM_PREFIX, ENV_STORE, ENV_TABLE, LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME,
+};
+use gateway_cloudflare_worker::{ENV_CONFIG, KV_BINDING, QUOTA_BINDING, QUOTA_CLASS};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A Terraform file as JSON-like data (blocks become nested objects;
+/// references stay as `${…}` strings).
+fn terraform(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let value: hcl::Value =
+        hcl::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid HCL: {e}"));
+    serde_json::to_value(value).expect("HCL value as JSON")
+}
+
+fn wrangler() -> Value {
+    let text = std::fs::read_to_string(root().join("cloudflare-worker/wrangler.toml"))
+        .expect("wrangler.toml");
+    let value: toml::Value = toml::from_str(&text).expect("wrangler.toml is valid TOML");
+    serde_json::to_value(value).expect("TOML as JSON")
+}
+
+/// Blocks that may appear once (object) or several times (array).
+fn all(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+#[test]
+fn lambda_function_matches_the_adapter() {
+    let main = terraform("infra/modules/aws-lambda/main.tf");
+    let function = &main["resource"]["aws_lambda_function"]["gateway"];
+    assert_eq!(function["runtime"], LAMBDA_RUNTIME, "runtime");
+    assert_eq!(function["handler"], "bootstrap", "handler");
+    let environment = all(&function["environment"]);
+    let variables = environment[0]["variables"]
+        .as_object()
+        .expect("environment.variables");
+    let mut names: Vec<&str> = variables.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut expected = vec![
+        ENV_CONFIG_PATH,
+        ENV_SSM_PREFIX,
+        ENV_STORE,
+        ENV_TABLE,
+        "RUST_LOG",
+    ];
+    expected.sort_unstable();
+    assert_eq!(
+        names, expected,
+        "the Lambda environment must set exactly the variables the adapter reads"
+    );
+    assert_eq!(variables[ENV_STORE], "dynamodb");
+
+    let variables_tf = terraform("infra/modules/aws-lambda/variables.tf");
+    assert_eq!(
+        variables_tf["variable"]["architecture"]["default"], LAMBDA_ARCHITECTURE,
+        "default architecture"
+    );
+
+    let url = &main["resource"]["aws_lambda_function_url"]["gateway"];
+    assert_eq!(
+        url["invoke_mode"], "RESPONSE_STREAM",
+        "SSE needs a streaming Function URL"
+    );
+}
+
+#[test]
+fn dynamodb_table_matches_the_store() {
+    let main = terraform("infra/modules/aws-lambda/main.tf");
+    let table = &main["resource"]["aws_dynamodb_table"]["gateway"];
+    assert_eq!(table["hash_key"], ATTR_PK);
+    let attributes = all(&table["attribute"]);
+    assert!(
+        attributes
+            .iter()
+            .any(|a| a["name"] == ATTR_PK && a["type"] == "S"),
+        "{attributes:?}"
+    );
+    assert_eq!(all(&table["ttl"])[0]["attribute_name"], ATTR_EXPIRES_AT);
+}
+
+/// Whether `text` (a JSON value, or HCL source kept as a `${…}` expression)
+/// sets `key` to `value`.
+fn sets(text: &str, key: &str, value: &str) -> bool {
+    text.contains(&format!("\"{key}\":\"{value}\""))
+        || text.contains(&format!("{key} = \\\"{value}\\\""))
+}
+
+#[test]
+fn worker_script_matches_the_adapter() {
+    let main = terraform("infra/modules/cloudflare-worker/main.tf");
+    let script = &main["resource"]["cloudflare_workers_script"]["gateway"];
+    assert_eq!(script["main_module"], "index.js");
+    let bindings = script["bindings"].to_string();
+    for (kind, name) in [
+        ("kv_namespace", KV_BINDING),
+        ("durable_object_namespace", QUOTA_BINDING),
+        ("plain_text", ENV_CONFIG),
+    ] {
+        assert!(
+            sets(&bindings, "name", name) && sets(&bindings, "type", kind),
+            "binding {name} ({kind}) missing from cloudflare_workers_script: {bindings}"
+        );
+    }
+    assert!(sets(&bindings, "class_name", QUOTA_CLASS), "{bindings}");
+    let sqlite = script["migrations"]["new_sqlite_classes"].to_string();
+    assert!(
+        sqlite.contains(QUOTA_CLASS),
+        "migration must create {QUOTA_CLASS}: {sqlite}"
+    );
+}
+
+#[test]
+fn wrangler_toml_matches_the_adapter_and_terraform() {
+    let config = wrangler();
+    let kv = config["kv_namespaces"].as_array().expect("kv_namespaces");
+    assert!(kv.iter().any(|k| k["binding"] == KV_BINDING), "{kv:?}");
+    let durable = config["durable_objects"]["bindings"]
+        .as_array()
+        .expect("durable_objects.bindings");
+    assert!(
+        durable
+            .iter()
+            .any(|b| b["name"] == QUOTA_BINDING && b["class_name"] == QUOTA_CLASS),
+        "{durable:?}"
+    );
+    let migrations = config["migrations"].to_string();
+    assert!(migrations.contains(QUOTA_CLASS), "{migrations}");
+    let variables = terraform("infra/modules/cloudflare-worker/variables.tf");
+    assert_eq!(
+        variables["variable"]["compatibility_date"]["default"], config["compatibility_date"],
+        "wrangler.toml and Terraform must deploy with the same compatibility date"
+    );
+}
