@@ -199,6 +199,10 @@ impl Platform for LambdaPlatform {
     fn clock(&self) -> &TokioClock {
         &self.clock
     }
+    fn spawn(&self, task: gateway_core::platform::BackgroundTask) {
+        tokio::spawn(task);
+    }
+
     fn fill_random(&self, dest: &mut [u8]) {
         if let Err(err) = getrandom::fill(dest) {
             // The OS RNG does not fail on Lambda's kernels; if it ever does,

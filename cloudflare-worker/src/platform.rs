@@ -232,6 +232,10 @@ impl Platform for WorkerPlatform {
     fn clock(&self) -> &JsClock {
         &self.clock
     }
+    fn spawn(&self, task: gateway_core::platform::BackgroundTask) {
+        worker::wasm_bindgen_futures::spawn_local(task);
+    }
+
     fn fill_random(&self, dest: &mut [u8]) {
         if let Err(err) = getrandom::fill(dest) {
             tracing::error!(error = %err, "crypto.getRandomValues failed");

@@ -57,6 +57,16 @@ pub enum GatewayError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("Rate limit reached for `{limit}`. Try again in {retry_after_s} s.")]
+    RateLimited {
+        limit: String,
+        retry_after_s: u64,
+        /// A token budget (long window) rather than a rate limit.
+        budget: bool,
+        snapshot: crate::quota::RateLimitSnapshot,
+    },
+    #[error("The quota service is unavailable. Try again shortly.")]
+    QuotaUnavailable,
     #[error("The upstream service is unreachable.")]
     UpstreamUnreachable { detail: String },
     #[error("The upstream service did not respond within {timeout_ms} ms.")]
@@ -104,7 +114,9 @@ impl GatewayError {
             | Self::Unauthorized { .. }
             | Self::Forbidden(_)
             | Self::NotFound(_)
-            | Self::Conflict(_) => ErrorOrigin::Client,
+            | Self::Conflict(_)
+            | Self::RateLimited { .. } => ErrorOrigin::Client,
+            Self::QuotaUnavailable => ErrorOrigin::Internal,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamInvalid { .. }
@@ -126,6 +138,8 @@ impl GatewayError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamInvalid { .. }
             | Self::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
@@ -148,6 +162,9 @@ impl GatewayError {
             Self::Forbidden(_) => "permission_denied",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::RateLimited { budget: true, .. } => "insufficient_quota",
+            Self::RateLimited { budget: false, .. } => "rate_limit_exceeded",
+            Self::QuotaUnavailable => "quota_unavailable",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamInvalid { .. } => "upstream_invalid_response",
@@ -158,6 +175,9 @@ impl GatewayError {
 
     /// The OpenAI `error.type` for this error.
     pub fn openai_type(&self) -> &'static str {
+        if let Self::RateLimited { .. } = self {
+            return self.code();
+        }
         match self.origin() {
             ErrorOrigin::Client => "invalid_request_error",
             ErrorOrigin::Upstream => "upstream_error",
@@ -224,6 +244,9 @@ impl GatewayError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
             );
+        }
+        if let Self::RateLimited { retry_after_s, .. } = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         if let Self::MethodNotAllowed { allow, .. } = &self {
             let allow = allow

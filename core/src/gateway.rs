@@ -20,13 +20,16 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
 use tracing::Instrument;
 
+use crate::ai::QuotaCall;
 use crate::ai::{self, hex};
 use crate::auth::{self, AuthState};
 use crate::body::Body;
 use crate::config::{Config, RouteAction};
 use crate::error::{ErrorOrigin, ErrorShape, GatewayError};
 use crate::platform::{Clock, MaybeSend, Platform};
+use crate::proxy::ClientInfo;
 use crate::proxy::{self, ProxyCall, X_REQUEST_ID};
+use crate::quota::{self, LimitStatus, Plan, QuotaState, RateLimitSnapshot, Subject, Unit};
 use crate::routing::{check_path, RouteMatch, Router};
 
 /// Longest client-supplied request id that is kept.
@@ -38,6 +41,7 @@ pub(crate) struct Shared<P> {
     pub(crate) config: Config,
     router: Router,
     pub(crate) auth: AuthState,
+    pub(crate) quota: QuotaState,
 }
 
 impl<P: Platform> Shared<P> {
@@ -88,6 +92,9 @@ struct Routed {
     name: String,
     shape: ErrorShape,
     consumer: Option<String>,
+    /// The route has quota plans: its responses carry rate-limit headers.
+    limited: bool,
+    snapshot: RateLimitSnapshot,
 }
 
 impl<P: Platform> Gateway<P> {
@@ -100,6 +107,7 @@ impl<P: Platform> Gateway<P> {
                 config,
                 router,
                 auth,
+                quota: QuotaState::default(),
             }),
         }
     }
@@ -129,15 +137,31 @@ impl<P: Platform> Gateway<P> {
                 name: String::new(),
                 shape: ErrorShape::Gateway,
                 consumer: None,
+                limited: false,
+                snapshot: RateLimitSnapshot::default(),
             };
             let result = self.dispatch(request, &request_id, &mut routed).await;
             let mut response = match result {
                 Ok(response) => response,
                 Err(error) => {
                     log_error(&error);
+                    if let GatewayError::RateLimited { snapshot, .. } = &error {
+                        routed.snapshot.merge(*snapshot);
+                    }
                     error.into_response(routed.shape, &request_id)
                 }
             };
+            if routed.limited {
+                if let Some(tokens) = response.extensions().get::<RateLimitSnapshot>().copied() {
+                    routed.snapshot.merge(tokens);
+                }
+                set_rate_limit_headers(
+                    response.headers_mut(),
+                    &routed.snapshot,
+                    clock.now_unix_ms(),
+                    routed.shape == ErrorShape::OpenAi,
+                );
+            }
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert(X_REQUEST_ID, value);
             }
@@ -237,6 +261,45 @@ impl<P: Platform> Gateway<P> {
             });
         }
 
+        // Phase 4: request limits of the route's and the consumer's plans.
+        let mut plans: Vec<&Plan> = Vec::new();
+        if let Some(plan) = route.plan.map(|i| &shared.config.plans[i]) {
+            plans.push(plan);
+        }
+        let consumer_plan = identity
+            .as_ref()
+            .and_then(|i| i.consumer.as_ref())
+            .and_then(|c| c.plan.as_deref())
+            .and_then(|name| shared.config.plan(name));
+        if let Some(plan) = consumer_plan.filter(|p| !plans.iter().any(|q| q.name == p.name)) {
+            plans.push(plan);
+        }
+        let subject = Subject {
+            consumer: identity.as_ref().map(|i| i.consumer_id.clone()),
+            route: route.name.clone(),
+            model: None,
+            ip: request.extensions().get::<ClientInfo>().and_then(|c| c.ip),
+        };
+        if !plans.is_empty() {
+            routed.limited = true;
+            let consumed = quota::consume(
+                &shared.platform,
+                &shared.quota,
+                &plans,
+                &subject,
+                |_, limit| (limit.unit == Unit::Requests).then_some(1),
+            )
+            .await;
+            match consumed {
+                Ok((_, snapshot)) => routed.snapshot.merge(snapshot),
+                Err(GatewayError::RateLimited { ref snapshot, .. }) => {
+                    routed.snapshot.merge(*snapshot);
+                    return Err(consumed.err().unwrap_or(GatewayError::QuotaUnavailable));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+
         match &route.action {
             RouteAction::Proxy(proxy_route) => {
                 let call = ProxyCall {
@@ -265,6 +328,7 @@ impl<P: Platform> Gateway<P> {
                     request,
                     request_id,
                     identity.as_ref(),
+                    &QuotaCall { plans, subject },
                 )
                 .await
             }
@@ -289,6 +353,47 @@ impl<P: Platform> Gateway<P> {
         let mut bytes = [0u8; 16];
         self.shared.platform.fill_random(&mut bytes);
         hex(&bytes)
+    }
+}
+
+/// `RateLimit-Limit`/`-Remaining`/`-Reset` (the IETF draft's fields, for
+/// the most constrained request limit, else token limit) and, on AI routes,
+/// OpenAI's `x-ratelimit-*-requests` / `-tokens` (they replace any the
+/// upstream sent: clients see the gateway's limits, not the provider's).
+fn set_rate_limit_headers(
+    headers: &mut http::HeaderMap,
+    snapshot: &RateLimitSnapshot,
+    now_ms: u64,
+    openai: bool,
+) {
+    let reset_s = |s: &LimitStatus| s.reset_ms.saturating_sub(now_ms).div_ceil(1000);
+    if let Some(primary) = snapshot.requests.or(snapshot.tokens) {
+        headers.insert("ratelimit-limit", HeaderValue::from(primary.max));
+        headers.insert("ratelimit-remaining", HeaderValue::from(primary.remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(reset_s(&primary)));
+    }
+    if !openai {
+        return;
+    }
+    for (kind, status) in [("requests", snapshot.requests), ("tokens", snapshot.tokens)] {
+        for name in ["limit", "remaining", "reset"] {
+            headers.remove(format!("x-ratelimit-{name}-{kind}"));
+        }
+        if let Some(status) = status {
+            let pairs = [
+                ("limit", status.max.to_string()),
+                ("remaining", status.remaining.to_string()),
+                ("reset", format!("{}s", reset_s(&status))),
+            ];
+            for (name, value) in pairs {
+                if let (Ok(name), Ok(value)) = (
+                    http::HeaderName::try_from(format!("x-ratelimit-{name}-{kind}")),
+                    HeaderValue::try_from(value),
+                ) {
+                    headers.insert(name, value);
+                }
+            }
+        }
     }
 }
 

@@ -22,6 +22,9 @@ mod gateway;
 mod gateway_tests;
 pub mod platform;
 pub mod proxy;
+pub mod quota;
+#[cfg(test)]
+mod quota_tests;
 pub mod routing;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -82,13 +82,66 @@ impl HttpClient for FakeHttp {
     }
 }
 
+/// The in-memory quota store with an outage switch (fail-open/closed tests).
+pub struct SwitchableQuota {
+    pub inner: MemoryQuotaStore<ManualClock>,
+    pub failing: std::sync::atomic::AtomicBool,
+}
+
+impl crate::platform::QuotaStore for SwitchableQuota {
+    async fn consume(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        expires_at_unix_ms: u64,
+    ) -> Result<crate::platform::Consumed, crate::platform::StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(crate::platform::StoreError(
+                "store is down (test switch)".into(),
+            ));
+        }
+        self.inner
+            .consume(key, amount, limit, expires_at_unix_ms)
+            .await
+    }
+
+    async fn refund(&self, key: &str, amount: u64) -> Result<u64, crate::platform::StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(crate::platform::StoreError(
+                "store is down (test switch)".into(),
+            ));
+        }
+        self.inner.refund(key, amount).await
+    }
+}
+
 /// In-memory ports around a [`FakeHttp`].
 pub struct TestPlatform {
     pub http: FakeHttp,
     pub clock: ManualClock,
-    pub quota: MemoryQuotaStore<ManualClock>,
+    pub quota: SwitchableQuota,
     pub kv: MemoryKv<ManualClock>,
     random_counter: AtomicU64,
+    background: Mutex<Vec<crate::platform::BackgroundTask>>,
+}
+
+impl TestPlatform {
+    /// Runs the tasks spawned so far (tests drive background work
+    /// explicitly, outside any other executor).
+    pub fn run_background(&self) -> usize {
+        let tasks: Vec<_> = std::mem::take(
+            &mut *self
+                .background
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let count = tasks.len();
+        for task in tasks {
+            futures_executor::block_on(task);
+        }
+        count
+    }
 }
 
 impl TestPlatform {
@@ -96,17 +149,21 @@ impl TestPlatform {
         let clock = ManualClock::new(1_700_000_000_000);
         Self {
             http,
-            quota: MemoryQuotaStore::new(clock.clone()),
+            quota: SwitchableQuota {
+                inner: MemoryQuotaStore::new(clock.clone()),
+                failing: std::sync::atomic::AtomicBool::new(false),
+            },
             kv: MemoryKv::new(clock.clone()),
             clock,
             random_counter: AtomicU64::new(1),
+            background: Mutex::default(),
         }
     }
 }
 
 impl Platform for TestPlatform {
     type Http = FakeHttp;
-    type Quota = MemoryQuotaStore<ManualClock>;
+    type Quota = SwitchableQuota;
     type Kv = MemoryKv<ManualClock>;
     type Clock = ManualClock;
 
@@ -122,6 +179,13 @@ impl Platform for TestPlatform {
     fn clock(&self) -> &ManualClock {
         &self.clock
     }
+    fn spawn(&self, task: crate::platform::BackgroundTask) {
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
     /// Deterministic, distinct bytes per call (not random: tests only).
     fn fill_random(&self, dest: &mut [u8]) {
         let n = self.random_counter.fetch_add(1, Ordering::SeqCst);

@@ -14,7 +14,7 @@ pub mod providers;
 pub mod sse;
 pub mod usage;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
@@ -28,7 +28,14 @@ use crate::body::Body;
 use crate::config::{AiRoute, Config, ProviderKind};
 use crate::error::GatewayError;
 use crate::gateway::Shared;
-use crate::platform::{Clock, Platform};
+use crate::platform::{BackgroundTask, Clock, Platform};
+use crate::quota::{self, Grant, Plan, RateLimitSnapshot, Scope, Subject, Unit};
+
+/// What the AI phase needs for quotas: the applicable plans and who asks.
+pub(crate) struct QuotaCall<'a> {
+    pub(crate) plans: Vec<&'a Plan>,
+    pub(crate) subject: Subject,
+}
 
 /// The parts of an OpenAI chat completion request the gateway reads; the
 /// full object is kept in `body` and passed through to OpenAI-compatible
@@ -179,6 +186,7 @@ pub(crate) async fn handle_ai<P: Platform>(
     request: Request<Bytes>,
     request_id: &str,
     identity: Option<&Identity>,
+    quota: &QuotaCall<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let method = request.method().clone();
     let allow = |allowed: Method| GatewayError::MethodNotAllowed {
@@ -190,7 +198,7 @@ pub(crate) async fn handle_ai<P: Platform>(
         "/chat/completions" if method == Method::POST => {
             let chat = ChatRequest::parse(request.body())?;
             authorize_model(identity, &chat.model)?;
-            chat_completions(shared, route_name, route, chat, request_id).await
+            chat_completions(shared, route_name, route, chat, request_id, quota).await
         }
         "/chat/completions" => Err(allow(Method::POST)),
         "/models" if method == Method::GET => Ok(list_models(&shared.config, identity)),
@@ -233,6 +241,7 @@ async fn chat_completions<P: Platform>(
     route: &AiRoute,
     chat: ChatRequest,
     request_id: &str,
+    quota: &QuotaCall<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let config = &shared.config;
     let model = config
@@ -247,6 +256,10 @@ async fn chat_completions<P: Platform>(
         prompt_estimate: estimate_prompt_tokens(&chat.messages),
     };
     let platform = &shared.platform;
+
+    // Phase 4 for tokens: reserve the worst case now, settle at the end.
+    let (grants, token_snapshot) =
+        reserve_tokens(shared, quota, &chat, &model.name, usage_ctx.prompt_estimate).await?;
 
     let reply = match &provider.kind {
         ProviderKind::Mock { stream_delay } => {
@@ -278,30 +291,32 @@ async fn chat_completions<P: Platform>(
             .await;
             if let Err(err) = &result {
                 record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
+                quota::settle(platform, &grants, Usage::default()).await;
             }
             result?
         }
     };
 
-    Ok(match reply {
+    let mut response = match reply {
         ProviderReply::Complete { response, usage } => {
-            if response.status().is_success() {
-                match usage {
-                    Some(usage) => record_usage(&usage_ctx, usage, "reported", "completed"),
-                    None => record_usage(
-                        &usage_ctx,
-                        Usage::new(usage_ctx.prompt_estimate, 0),
-                        "estimated",
-                        "completed",
-                    ),
-                }
+            let accounted = if response.status().is_success() {
+                let (usage, source) = match usage {
+                    Some(usage) => (usage, "reported"),
+                    None => (Usage::new(usage_ctx.prompt_estimate, 0), "estimated"),
+                };
+                record_usage(&usage_ctx, usage, source, "completed");
+                usage
             } else {
                 record_usage(&usage_ctx, Usage::new(0, 0), "none", "upstream_rejected");
-            }
+                Usage::default()
+            };
+            quota::settle(platform, &grants, accounted).await;
             response
         }
         ProviderReply::Stream { response } => {
             let (parts, body) = response.into_parts();
+            let accounted: Arc<Mutex<Option<Usage>>> = Arc::default();
+            let slot = accounted.clone();
             let observed = ObservedSse::new(body, move |summary| {
                 let (usage, source) = match summary.reported_usage {
                     Some(usage) => (usage, "reported"),
@@ -319,10 +334,128 @@ async fn chat_completions<P: Platform>(
                     StreamOutcome::UpstreamFailed => "upstream_failed",
                 };
                 record_usage(&usage_ctx, usage, source, outcome);
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(usage);
             });
-            Response::from_parts(parts, observed.into_body())
+            let body = if grants.is_empty() {
+                observed.into_body()
+            } else {
+                Body::from_stream(SettleOnEnd {
+                    inner: observed.into_body(),
+                    shared: Arc::clone(shared),
+                    grants,
+                    usage: accounted,
+                    pending: None,
+                    settled: false,
+                })
+            };
+            Response::from_parts(parts, body)
         }
-    })
+    };
+    if !token_snapshot.is_empty() {
+        response.extensions_mut().insert(token_snapshot);
+    }
+    Ok(response)
+}
+
+/// Token limits of the applicable plans: reserve the estimated prompt plus
+/// `max_tokens` (or the plan's default reservation). Request limits scoped
+/// per model are also counted here, where the model is known.
+async fn reserve_tokens<P: Platform>(
+    shared: &Arc<Shared<P>>,
+    quota: &QuotaCall<'_>,
+    chat: &ChatRequest,
+    model: &str,
+    prompt_estimate: u64,
+) -> Result<(Vec<Grant>, RateLimitSnapshot), GatewayError> {
+    if quota.plans.is_empty() {
+        return Ok((Vec::new(), RateLimitSnapshot::default()));
+    }
+    let mut subject = quota.subject.clone();
+    subject.model = Some(model.to_owned());
+    quota::consume(
+        &shared.platform,
+        &shared.quota,
+        &quota.plans,
+        &subject,
+        |plan, limit| {
+            let completion = chat.max_tokens.unwrap_or(plan.reserve_completion_tokens);
+            match limit.unit {
+                Unit::Requests => (limit.scope == Scope::ConsumerModel).then_some(1),
+                Unit::Tokens => Some(prompt_estimate + completion),
+                Unit::PromptTokens => Some(prompt_estimate),
+                Unit::CompletionTokens => Some(completion),
+            }
+        },
+    )
+    .await
+}
+
+/// Relays a stream, then settles its token reservations before ending it;
+/// if dropped first (client gone), settles in the background.
+struct SettleOnEnd<P: Platform> {
+    inner: Body,
+    shared: Arc<Shared<P>>,
+    grants: Vec<Grant>,
+    usage: Arc<Mutex<Option<Usage>>>,
+    pending: Option<BackgroundTask>,
+    settled: bool,
+}
+
+impl<P: Platform> SettleOnEnd<P> {
+    fn settle_task(&mut self) -> BackgroundTask {
+        let grants = std::mem::take(&mut self.grants);
+        let usage = self
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { quota::settle(&shared.platform, &grants, usage).await })
+    }
+}
+
+impl<P: Platform> futures_util::Stream for SettleOnEnd<P> {
+    type Item = Result<Bytes, crate::body::BodyError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(task) = this.pending.as_mut() {
+                return match task.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.pending = None;
+                        this.settled = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            if this.settled {
+                return Poll::Ready(None);
+            }
+            match std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(None) => this.pending = Some(this.settle_task()),
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<P: Platform> Drop for SettleOnEnd<P> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // Dropping the observed stream first records what was streamed.
+        drop(std::mem::take(&mut self.inner));
+        let task = self.pending.take().unwrap_or_else(|| self.settle_task());
+        self.shared.platform.spawn(task);
+    }
 }
 
 fn upstream_outcome(err: &GatewayError) -> &'static str {

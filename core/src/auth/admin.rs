@@ -11,6 +11,7 @@
 //! | `POST {prefix}/consumers/{id}/keys` | create a key (`expires_at` optional, Unix seconds); the key is in this answer only |
 //! | `GET {prefix}/consumers/{id}/keys` | list keys: id, prefix, dates, revoked; never the secret or its hash |
 //! | `DELETE {prefix}/keys/{key_id}` | revoke a key |
+//! | `GET {prefix}/consumers/{id}/usage` | current counters of the consumer's plan limits |
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -25,6 +26,7 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::platform::{Clock, Platform};
+use crate::quota::{self, Scope, Subject};
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(Body::from(value.to_string()));
@@ -100,7 +102,7 @@ fn validate_consumer(config: &Config, consumer: &Consumer) -> Result<(), Gateway
         ));
     }
     if let Some(plan) = &consumer.plan {
-        if !config.plans.contains(plan) {
+        if config.plan(plan).is_none() {
             return Err(GatewayError::invalid_request(
                 format!("Unknown plan `{plan}`."),
                 Some("plan"),
@@ -209,6 +211,49 @@ pub(crate) async fn handle_admin<P: Platform>(
             Ok(json_response(StatusCode::OK, &json!({ "data": data })))
         }
         ["consumers", _, "keys"] => Err(not_allowed(vec![Method::GET, Method::POST])),
+        ["consumers", id, "usage"] if method == Method::GET => {
+            let Some(consumer) = find_consumer(config, platform, id).await? else {
+                return Err(GatewayError::NotFound(format!("No consumer `{id}`.")));
+            };
+            let mut limits = Vec::new();
+            if let Some(plan) = consumer.plan.as_deref().and_then(|p| config.plan(p)) {
+                let subject = |route: &str, model: Option<&str>| Subject {
+                    consumer: Some(consumer.id.clone()),
+                    route: route.to_owned(),
+                    model: model.map(str::to_owned),
+                    ip: None,
+                };
+                limits.extend(
+                    quota::current_usage(platform, plan, &subject("", None), Scope::Consumer).await,
+                );
+                for route in &config.routes {
+                    limits.extend(
+                        quota::current_usage(
+                            platform,
+                            plan,
+                            &subject(&route.name, None),
+                            Scope::ConsumerRoute,
+                        )
+                        .await,
+                    );
+                }
+                for model in &config.models {
+                    limits.extend(
+                        quota::current_usage(
+                            platform,
+                            plan,
+                            &subject("", Some(&model.name)),
+                            Scope::ConsumerModel,
+                        )
+                        .await,
+                    );
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "consumer_id": consumer.id, "plan": consumer.plan, "limits": limits }),
+            ))
+        }
         ["keys", key_id] if method == Method::DELETE => {
             let Some(mut record) = store::get_key_by_id(kv, key_id)
                 .await

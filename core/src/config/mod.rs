@@ -19,6 +19,7 @@ use http::{Method, Uri};
 use crate::auth::jwt::{self, JwksSource, JwtIssuer, VerifyKey};
 use crate::auth::store::{valid_consumer_id, Consumer};
 use crate::auth::{AdminConfig, AuthConfig, RouteAuth};
+use crate::quota::{Algorithm, FailMode, Limit, Plan, Scope, Unit};
 use crate::routing::{HostPattern, PathPattern, PathTemplate, RouteMatcher};
 pub use raw::RawConfig;
 
@@ -40,8 +41,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Consumers declared in the config (more can be created at run time).
     pub consumers: Vec<Consumer>,
-    /// Names of the quota plans.
-    pub plans: Vec<String>,
+    /// Quota plans.
+    pub plans: Vec<Plan>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct Route {
     pub max_body_bytes: usize,
     /// `None`: the route is public.
     pub auth: Option<RouteAuth>,
+    /// The route's own plan (index into [`Config::plans`]).
+    pub plan: Option<usize>,
     pub action: RouteAction,
 }
 
@@ -257,6 +260,10 @@ impl Config {
     pub fn model(&self, name: &str) -> Option<&Model> {
         self.models.iter().find(|m| m.name == name)
     }
+
+    pub fn plan(&self, name: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.name == name)
+    }
 }
 
 struct Validator<'e> {
@@ -326,7 +333,13 @@ impl Validator<'_> {
 
         let auth = self.auth(raw.auth);
         let admin = raw.admin.and_then(|admin| self.admin(admin));
-        let plans: Vec<String> = raw.plans.into_keys().collect();
+        let mut plans: Vec<Plan> = Vec::new();
+        for (name, raw_plan) in raw.plans {
+            if let Some(plan) = self.plan(&format!("plans.{name}"), name, raw_plan) {
+                plans.push(plan);
+            }
+        }
+        let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
 
         let mut routes: Vec<Route> = Vec::new();
         for (i, raw_route) in raw.routes.into_iter().enumerate() {
@@ -341,7 +354,9 @@ impl Validator<'_> {
                     format!("duplicate route name `{name}`"),
                 );
             }
-            if let Some(route) = self.route(&path, name, raw_route, default_body, &auth) {
+            if let Some(route) =
+                self.route(&path, name, raw_route, default_body, &auth, &plan_names)
+            {
                 routes.push(route);
             }
         }
@@ -366,8 +381,8 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if let Some(plan) = raw.plan.as_ref().filter(|p| !plans.contains(p)) {
-                let defined: Vec<&str> = plans.iter().map(String::as_str).collect();
+            if let Some(plan) = raw.plan.as_ref().filter(|p| !plan_names.contains(p)) {
+                let defined: Vec<&str> = plan_names.iter().map(String::as_str).collect();
                 self.issue(
                     format!("{path}.plan"),
                     format!(
@@ -553,6 +568,109 @@ impl Validator<'_> {
         })
     }
 
+    fn plan(&mut self, path: &str, name: String, raw: raw::RawPlan) -> Option<Plan> {
+        let on_store_error = match raw.on_store_error.as_deref() {
+            None | Some("fail_closed") => FailMode::Closed,
+            Some("fail_open") => FailMode::Open,
+            Some(other) => {
+                self.issue(
+                    format!("{path}.on_store_error"),
+                    format!("`{other}`: use fail_open or fail_closed"),
+                );
+                FailMode::Closed
+            }
+        };
+        let store_timeout = self.timeout(
+            &format!("{path}.store_timeout_ms"),
+            raw.store_timeout_ms,
+            Duration::from_millis(1000),
+        );
+        let mut limits: Vec<Limit> = Vec::new();
+        for (i, raw_limit) in raw.limits.into_iter().enumerate() {
+            let limit_path = format!("{path}.limits[{i}]");
+            let name = raw_limit
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("limit-{i}"));
+            if limits.iter().any(|l| l.name == name) {
+                self.issue(
+                    format!("{limit_path}.name"),
+                    format!("duplicate limit `{name}`"),
+                );
+                continue;
+            }
+            if let Some(limit) = self.limit(&limit_path, name, raw_limit) {
+                limits.push(limit);
+            }
+        }
+        Some(Plan {
+            name,
+            limits,
+            on_store_error,
+            store_timeout,
+            reserve_completion_tokens: raw.reserve_completion_tokens.unwrap_or(4096),
+        })
+    }
+
+    fn limit(&mut self, path: &str, name: String, raw: raw::RawLimit) -> Option<Limit> {
+        if raw.spend_usd.is_some() {
+            self.issue(format!("{path}.spend_usd"), "spend limits need model pricing, which arrives with the AI providers; use `tokens` for now");
+            return None;
+        }
+        let units: Vec<(Unit, u64)> = [
+            (Unit::Requests, raw.requests),
+            (Unit::Tokens, raw.tokens),
+            (Unit::PromptTokens, raw.prompt_tokens),
+            (Unit::CompletionTokens, raw.completion_tokens),
+        ]
+        .into_iter()
+        .filter_map(|(unit, max)| max.map(|m| (unit, m)))
+        .collect();
+        let [(unit, max)] = units.as_slice() else {
+            self.issue(
+                path,
+                "set exactly one of `requests`, `tokens`, `prompt_tokens`, `completion_tokens`",
+            );
+            return None;
+        };
+        if raw.window_s == 0 {
+            self.issue(format!("{path}.window_s"), "must be greater than 0");
+            return None;
+        }
+        let scope = match raw.scope.as_deref().unwrap_or("consumer") {
+            "consumer" => Scope::Consumer,
+            "consumer_route" => Scope::ConsumerRoute,
+            "consumer_model" => Scope::ConsumerModel,
+            "ip" => Scope::Ip,
+            other => {
+                self.issue(
+                    format!("{path}.scope"),
+                    format!("`{other}`: use consumer, consumer_route, consumer_model or ip"),
+                );
+                return None;
+            }
+        };
+        let algorithm = match raw.algorithm.as_deref().unwrap_or("sliding_window") {
+            "sliding_window" => Algorithm::SlidingWindow,
+            "fixed_window" => Algorithm::FixedWindow,
+            other => {
+                self.issue(
+                    format!("{path}.algorithm"),
+                    format!("`{other}`: use sliding_window or fixed_window"),
+                );
+                return None;
+            }
+        };
+        Some(Limit {
+            name,
+            scope,
+            unit: *unit,
+            window_ms: raw.window_s.saturating_mul(1000),
+            max: *max,
+            algorithm,
+        })
+    }
+
     fn admin(&mut self, raw: raw::RawAdmin) -> Option<AdminConfig> {
         let prefix = PathPattern::prefix(&raw.path_prefix)
             .map_err(|m| self.issue("admin.path_prefix", m))
@@ -653,7 +771,18 @@ impl Validator<'_> {
         raw: raw::RawRoute,
         default_body: usize,
         auth: &AuthConfig,
+        plan_names: &[String],
     ) -> Option<Route> {
+        let plan = match &raw.plan {
+            Some(name) => match plan_names.iter().position(|p| p == name) {
+                Some(index) => Some(index),
+                None => {
+                    self.issue(format!("{path}.plan"), format!("unknown plan `{name}`"));
+                    return None;
+                }
+            },
+            None => None,
+        };
         let route_auth = match raw.auth {
             Some(raw_auth) => Some(self.route_auth(&format!("{path}.auth"), raw_auth, auth)?),
             None => None,
@@ -715,6 +844,7 @@ impl Validator<'_> {
             matcher: matcher?,
             max_body_bytes,
             auth: route_auth,
+            plan,
             action: action?,
         })
     }

@@ -97,6 +97,29 @@ pub struct RawConsumer {
 #[serde(deny_unknown_fields)]
 pub struct RawPlan {
     pub description: Option<String>,
+    #[serde(default)]
+    pub limits: Vec<RawLimit>,
+    /// `fail_closed` (default) or `fail_open`.
+    pub on_store_error: Option<String>,
+    pub store_timeout_ms: Option<u64>,
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    pub reserve_completion_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub name: Option<String>,
+    /// `consumer` (default), `consumer_route`, `consumer_model`, `ip`.
+    pub scope: Option<String>,
+    pub window_s: u64,
+    /// `sliding_window` (default) or `fixed_window`.
+    pub algorithm: Option<String>,
+    pub requests: Option<u64>,
+    pub tokens: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub spend_usd: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +172,9 @@ pub struct RawRoute {
     pub matcher: RawMatch,
     pub max_body_bytes: Option<usize>,
     pub auth: Option<RawRouteAuth>,
+    /// A plan applied to every request of the route (e.g. per-IP limits
+    /// for anonymous callers), on top of the consumer's plan.
+    pub plan: Option<String>,
     pub proxy: Option<RawProxy>,
     pub ai: Option<RawAi>,
 }

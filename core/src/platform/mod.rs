@@ -41,6 +41,15 @@ pub trait MaybeSync {}
 #[cfg(target_arch = "wasm32")]
 impl<T: ?Sized> MaybeSync for T {}
 
+/// Work that outlives the request that started it (settling a quota
+/// reservation after the client went away).
+#[cfg(not(target_arch = "wasm32"))]
+pub type BackgroundTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// Work that outlives the request that started it (settling a quota
+/// reservation after the client went away).
+#[cfg(target_arch = "wasm32")]
+pub type BackgroundTask = std::pin::Pin<Box<dyn Future<Output = ()> + 'static>>;
+
 /// The bundle of ports one runtime provides. `Gateway<P>` is generic over it.
 pub trait Platform: MaybeSend + MaybeSync + 'static {
     type Http: HttpClient;
@@ -55,6 +64,9 @@ pub trait Platform: MaybeSend + MaybeSync + 'static {
     /// Fills `dest` with cryptographically secure random bytes (request ids,
     /// generated API keys).
     fn fill_random(&self, dest: &mut [u8]);
+    /// Runs `task` to completion in the background (tokio task, Workers
+    /// `waitUntil`-style local task).
+    fn spawn(&self, task: BackgroundTask);
 }
 
 /// Sends one request upstream and returns the response with a streaming body.

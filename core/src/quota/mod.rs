@@ -1,0 +1,535 @@
+//! Phase 4: quotas, rate limits and token budgets.
+//!
+//! A plan has limits; a limit counts one unit (requests, tokens, prompt or
+//! completion tokens) per window for one scope (consumer, consumer+route,
+//! consumer+model, client IP). The consumer's plan and the route's plan
+//! both apply.
+//!
+//! Exactness comes from the store: every check is one atomic
+//! [`QuotaStore::consume`] on a counter whose key names the window, so
+//! instances never multiply a limit and concurrent requests never overshoot
+//! it. Request limits consume 1 up front. Token limits **reserve** the worst
+//! case before the upstream call (estimated prompt + `max_tokens`, or the
+//! plan's `reserve_completion_tokens`) and **settle** when the response or
+//! stream ends — also when the client disconnects or the upstream fails —
+//! refunding what was not used (or adding what was used beyond the
+//! reservation).
+//!
+//! Algorithms:
+//! - `fixed_window`: counters per calendar window (`floor(now / window)`).
+//!   Error bound: a client can get up to 2× the limit across one window
+//!   boundary (the end of one window and the start of the next).
+//! - `sliding_window` (default): the fixed-window counter plus the previous
+//!   window's final count weighted by how much of it still overlaps the
+//!   sliding window (`limit - ceil(prev × remaining_fraction)` is what the
+//!   current window may take). It assumes the previous window's requests
+//!   were evenly spread; the previous count is read once per window and
+//!   instance and cached, so a check stays one store round trip.
+//!
+//! Store cost per request: one `consume` per applicable limit (plus one read
+//! of the previous window per sliding limit, key and instance, once per
+//! window); one refund or top-up per token limit at settlement. Each call is
+//! bounded by the plan's `store_timeout`; on a store failure the plan's
+//! `on_store_error` decides: `fail_open` admits (logged, counted),
+//! `fail_closed` answers 503.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::ai::usage::Usage;
+use crate::error::GatewayError;
+use crate::platform::{Clock, Platform, QuotaStore, StoreError};
+use crate::proxy::with_timeout;
+
+/// Token limits over windows this long or longer are budgets (429
+/// `insufficient_quota`); shorter ones are rate limits (`rate_limit_exceeded`).
+pub const BUDGET_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Consumer,
+    ConsumerRoute,
+    ConsumerModel,
+    Ip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Requests,
+    Tokens,
+    PromptTokens,
+    CompletionTokens,
+}
+
+impl Unit {
+    pub fn is_tokens(self) -> bool {
+        self != Self::Requests
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    FixedWindow,
+    SlidingWindow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub name: String,
+    pub scope: Scope,
+    pub unit: Unit,
+    pub window_ms: u64,
+    pub max: u64,
+    pub algorithm: Algorithm,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub limits: Vec<Limit>,
+    pub on_store_error: FailMode,
+    pub store_timeout: Duration,
+    pub reserve_completion_tokens: u64,
+}
+
+/// What a request is, for scope keys.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub consumer: Option<String>,
+    pub route: String,
+    pub model: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
+/// A window of `window_ms` containing `now_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub index: u64,
+    pub start_ms: u64,
+    pub reset_ms: u64,
+}
+
+pub fn window(now_ms: u64, window_ms: u64) -> Window {
+    let window_ms = window_ms.max(1);
+    let index = now_ms / window_ms;
+    Window {
+        index,
+        start_ms: index * window_ms,
+        reset_ms: (index + 1) * window_ms,
+    }
+}
+
+/// How much of `max` the current window may use under the sliding
+/// algorithm, given the previous window's final count.
+pub fn sliding_allowance(max: u64, previous_used: u64, now_ms: u64, window: Window) -> u64 {
+    let length = window.reset_ms - window.start_ms;
+    let remaining = window.reset_ms.saturating_sub(now_ms);
+    // ceil(previous_used * remaining / length), in integers.
+    let carried =
+        (u128::from(previous_used) * u128::from(remaining)).div_ceil(u128::from(length.max(1)));
+    max.saturating_sub(u64::try_from(carried).unwrap_or(u64::MAX))
+}
+
+/// The counter key of `limit` for `subject` in window `index`; `None` when
+/// the scope does not apply (no model on a consumer+model limit).
+pub fn counter_key(plan: &str, limit: &Limit, subject: &Subject, index: u64) -> Option<String> {
+    let consumer = subject.consumer.as_deref().unwrap_or("-");
+    let scope = match limit.scope {
+        Scope::Consumer => format!("c:{consumer}"),
+        Scope::ConsumerRoute => format!("c:{consumer}/r:{}", subject.route),
+        Scope::ConsumerModel => format!("c:{consumer}/m:{}", subject.model.as_deref()?),
+        Scope::Ip => format!(
+            "ip:{}",
+            subject
+                .ip
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        ),
+    };
+    Some(format!("quota/{plan}/{}/{scope}/{index}", limit.name))
+}
+
+/// One admitted consumption, to settle or roll back.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub plan: String,
+    pub limit: String,
+    pub unit: Unit,
+    pub key: String,
+    pub amount: u64,
+    pub used: u64,
+    pub max: u64,
+    pub reset_ms: u64,
+    pub expires_at_ms: u64,
+    pub store_timeout: Duration,
+}
+
+/// Rate-limit state for response headers: the most constrained limit of
+/// each kind (requests, tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitStatus {
+    pub max: u64,
+    pub remaining: u64,
+    pub reset_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitSnapshot {
+    pub requests: Option<LimitStatus>,
+    pub tokens: Option<LimitStatus>,
+}
+
+impl RateLimitSnapshot {
+    fn note(&mut self, unit: Unit, status: LimitStatus) {
+        let slot = if unit.is_tokens() {
+            &mut self.tokens
+        } else {
+            &mut self.requests
+        };
+        if slot.is_none_or(|s| status.remaining < s.remaining) {
+            *slot = Some(status);
+        }
+    }
+
+    pub fn merge(&mut self, other: RateLimitSnapshot) {
+        if let Some(s) = other.requests {
+            self.note(Unit::Requests, s);
+        }
+        if let Some(s) = other.tokens {
+            self.note(Unit::Tokens, s);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_none() && self.tokens.is_none()
+    }
+}
+
+/// Per-instance quota state: previous-window counts for sliding limits,
+/// and the store-failure counter.
+#[derive(Default)]
+pub struct QuotaState {
+    previous: Mutex<HashMap<String, (u64, u64)>>,
+    pub store_failures: AtomicU64,
+}
+
+impl QuotaState {
+    fn cached_previous(&self, key: &str, now_ms: u64) -> Option<u64> {
+        let map = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key)
+            .filter(|(_, until)| *until > now_ms)
+            .map(|(n, _)| *n)
+    }
+
+    fn remember_previous(&self, key: String, used: u64, until_ms: u64, now_ms: u64) {
+        let mut map = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() > 10_000 {
+            map.retain(|_, (_, until)| *until > now_ms);
+        }
+        map.insert(key, (used, until_ms));
+    }
+}
+
+async fn store_call<T>(
+    clock: &impl Clock,
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    with_timeout(clock, timeout, call).await.unwrap_or_else(|| {
+        Err(StoreError(format!(
+            "timed out after {} ms",
+            timeout.as_millis()
+        )))
+    })
+}
+
+fn note_store_failure(state: &QuotaState, plan: &Plan, error: &StoreError) {
+    let failures = state.store_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::warn!(plan = %plan.name, %error, store_failures = failures, mode = ?plan.on_store_error, "quota store failed");
+}
+
+/// Consumes every limit of `plans` that `amount_for` prices (`None` skips a
+/// limit). All or nothing: a refusal refunds what was already granted.
+pub(crate) async fn consume<P: Platform>(
+    platform: &P,
+    state: &QuotaState,
+    plans: &[&Plan],
+    subject: &Subject,
+    amount_for: impl Fn(&Plan, &Limit) -> Option<u64>,
+) -> Result<(Vec<Grant>, RateLimitSnapshot), GatewayError> {
+    let clock = platform.clock();
+    let store = platform.quota();
+    let mut grants: Vec<Grant> = Vec::new();
+    let mut snapshot = RateLimitSnapshot::default();
+    for plan in plans {
+        for limit in &plan.limits {
+            let Some(amount) = amount_for(plan, limit) else {
+                continue;
+            };
+            let now = clock.now_unix_ms();
+            let current = window(now, limit.window_ms);
+            let Some(key) = counter_key(&plan.name, limit, subject, current.index) else {
+                continue;
+            };
+            // Kept one extra window so the sliding algorithm can read it.
+            let expires_at_ms = current.reset_ms + limit.window_ms;
+            let mut max = limit.max;
+            if limit.algorithm == Algorithm::SlidingWindow && current.index > 0 {
+                if let Some(previous_key) =
+                    counter_key(&plan.name, limit, subject, current.index - 1)
+                {
+                    let previous = match state.cached_previous(&previous_key, now) {
+                        Some(n) => Ok(n),
+                        // A zero-amount consume reads the counter atomically.
+                        None => store_call(
+                            clock,
+                            plan.store_timeout,
+                            store.consume(&previous_key, 0, u64::MAX, current.reset_ms),
+                        )
+                        .await
+                        .map(|c| {
+                            state.remember_previous(
+                                previous_key.clone(),
+                                c.used,
+                                current.reset_ms,
+                                now,
+                            );
+                            c.used
+                        }),
+                    };
+                    match previous {
+                        Ok(previous) => max = sliding_allowance(limit.max, previous, now, current),
+                        Err(error) => {
+                            note_store_failure(state, plan, &error);
+                            if plan.on_store_error == FailMode::Closed {
+                                rollback(platform, &grants).await;
+                                return Err(GatewayError::QuotaUnavailable);
+                            }
+                        }
+                    }
+                }
+            }
+            let result = store_call(
+                clock,
+                plan.store_timeout,
+                store.consume(&key, amount, max, expires_at_ms),
+            )
+            .await;
+            match result {
+                Ok(consumed) if consumed.admitted => {
+                    snapshot.note(
+                        limit.unit,
+                        LimitStatus {
+                            max: limit.max,
+                            remaining: max.saturating_sub(consumed.used),
+                            reset_ms: current.reset_ms,
+                        },
+                    );
+                    grants.push(Grant {
+                        plan: plan.name.clone(),
+                        limit: limit.name.clone(),
+                        unit: limit.unit,
+                        key,
+                        amount,
+                        used: consumed.used,
+                        max,
+                        reset_ms: current.reset_ms,
+                        expires_at_ms,
+                        store_timeout: plan.store_timeout,
+                    });
+                }
+                Ok(_) => {
+                    rollback(platform, &grants).await;
+                    let retry_after_s = current.reset_ms.saturating_sub(now).div_ceil(1000).max(1);
+                    snapshot.note(
+                        limit.unit,
+                        LimitStatus {
+                            max: limit.max,
+                            remaining: 0,
+                            reset_ms: current.reset_ms,
+                        },
+                    );
+                    return Err(GatewayError::RateLimited {
+                        limit: format!("{}/{}", plan.name, limit.name),
+                        retry_after_s,
+                        budget: limit.unit.is_tokens() && limit.window_ms >= BUDGET_WINDOW_MS,
+                        snapshot,
+                    });
+                }
+                Err(error) => {
+                    note_store_failure(state, plan, &error);
+                    if plan.on_store_error == FailMode::Closed {
+                        rollback(platform, &grants).await;
+                        return Err(GatewayError::QuotaUnavailable);
+                    }
+                }
+            }
+        }
+    }
+    Ok((grants, snapshot))
+}
+
+/// Gives back everything in `grants` (a later limit refused the request).
+pub(crate) async fn rollback<P: Platform>(platform: &P, grants: &[Grant]) {
+    for grant in grants {
+        let result = store_call(
+            platform.clock(),
+            grant.store_timeout,
+            platform.quota().refund(&grant.key, grant.amount),
+        )
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(key = %grant.key, %error, "quota rollback failed");
+        }
+    }
+}
+
+/// Settles token reservations against the real `usage`: refunds the unused
+/// part, or records what was used beyond the reservation.
+pub(crate) async fn settle<P: Platform>(platform: &P, grants: &[Grant], usage: Usage) {
+    for grant in grants.iter().filter(|g| g.unit.is_tokens()) {
+        let actual = match grant.unit {
+            Unit::Tokens => usage.total_tokens,
+            Unit::PromptTokens => usage.prompt_tokens,
+            Unit::CompletionTokens => usage.completion_tokens,
+            Unit::Requests => continue,
+        };
+        let clock = platform.clock();
+        let store = platform.quota();
+        let result = if actual < grant.amount {
+            store_call(
+                clock,
+                grant.store_timeout,
+                store.refund(&grant.key, grant.amount - actual),
+            )
+            .await
+            .map(|_| ())
+        } else if actual > grant.amount {
+            store_call(
+                clock,
+                grant.store_timeout,
+                store.consume(
+                    &grant.key,
+                    actual - grant.amount,
+                    u64::MAX,
+                    grant.expires_at_ms,
+                ),
+            )
+            .await
+            .map(|_| ())
+        } else {
+            Ok(())
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(key = %grant.key, reserved = grant.amount, actual, "quota settled")
+            }
+            Err(error) => {
+                tracing::warn!(key = %grant.key, reserved = grant.amount, actual, %error, "quota settlement failed")
+            }
+        }
+    }
+}
+
+/// Current counters of the `scope` limits of `plan` for `subject` (admin
+/// usage view): one read per limit.
+pub(crate) async fn current_usage<P: Platform>(
+    platform: &P,
+    plan: &Plan,
+    subject: &Subject,
+    scope: Scope,
+) -> Vec<serde_json::Value> {
+    let now = platform.clock().now_unix_ms();
+    let mut out = Vec::new();
+    for limit in plan.limits.iter().filter(|l| l.scope == scope) {
+        let current = window(now, limit.window_ms);
+        let Some(key) = counter_key(&plan.name, limit, subject, current.index) else {
+            continue;
+        };
+        let used = store_call(
+            platform.clock(),
+            plan.store_timeout,
+            platform
+                .quota()
+                .consume(&key, 0, u64::MAX, current.reset_ms + limit.window_ms),
+        )
+        .await
+        .map(|c| c.used);
+        out.push(serde_json::json!({
+            "plan": plan.name,
+            "limit": limit.name,
+            "unit": format!("{:?}", limit.unit).to_lowercase(),
+            "scope": format!("{:?}", limit.scope).to_lowercase(),
+            "route": (scope == Scope::ConsumerRoute).then_some(&subject.route),
+            "model": subject.model.as_ref().filter(|_| scope == Scope::ConsumerModel),
+            "max": limit.max,
+            "used": used.as_ref().ok(),
+            "error": used.as_ref().err().map(ToString::to_string),
+            "window_ms": limit.window_ms,
+            "reset_at_ms": current.reset_ms,
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned() {
+        assert_eq!(
+            window(125_000, 60_000),
+            Window {
+                index: 2,
+                start_ms: 120_000,
+                reset_ms: 180_000
+            }
+        );
+        assert_eq!(window(0, 1000).reset_ms, 1000);
+    }
+
+    #[test]
+    fn sliding_allowance_carries_the_previous_window() {
+        let w = window(120_000, 60_000);
+        // At the very start of a window the whole previous count still counts.
+        assert_eq!(sliding_allowance(100, 60, 120_000, w), 40);
+        // Half way through, half of it.
+        assert_eq!(sliding_allowance(100, 60, 150_000, w), 70);
+        // At the end, none.
+        assert_eq!(sliding_allowance(100, 60, 179_999, w), 99);
+        assert_eq!(sliding_allowance(10, 1000, 120_000, w), 0);
+    }
+
+    #[test]
+    fn keys_name_scope_and_window() {
+        let limit = Limit {
+            name: "rpm".into(),
+            scope: Scope::ConsumerModel,
+            unit: Unit::Requests,
+            window_ms: 60_000,
+            max: 1,
+            algorithm: Algorithm::FixedWindow,
+        };
+        let mut subject = Subject {
+            consumer: Some("a".into()),
+            route: "r".into(),
+            model: None,
+            ip: None,
+        };
+        assert_eq!(counter_key("free", &limit, &subject, 7), None);
+        subject.model = Some("m".into());
+        assert_eq!(
+            counter_key("free", &limit, &subject, 7).unwrap(),
+            "quota/free/rpm/c:a/m:m/7"
+        );
+    }
+}

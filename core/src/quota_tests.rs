@@ -1,0 +1,323 @@
+//! Quotas through `Gateway::handle`, in memory: exactness under
+//! concurrency, windows, headers, store failures, token settlement.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_executor::block_on;
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::ai::hex;
+use crate::auth::api_key::sha256;
+use crate::platform::Clock;
+use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::{Body, Config, Gateway};
+
+const ADMIN_KEY: &str = "quota-admin";
+
+const CONFIG: &str = r#"
+providers:
+  mock: { kind: mock }
+models:
+  - { name: mock-gpt, provider: mock }
+admin:
+  path_prefix: /admin
+  key_sha256: "${env:ADMIN_SHA}"
+plans:
+  fixed:
+    limits:
+      - { name: rpm, window_s: 60, requests: 2, algorithm: fixed_window }
+  hot:
+    limits:
+      - { name: burst, window_s: 3600, requests: 50, algorithm: fixed_window }
+  sliding:
+    limits:
+      - { name: rpm, window_s: 60, requests: 10 }
+  tokens:
+    reserve_completion_tokens: 50
+    limits:
+      - { name: tpm, window_s: 60, tokens: 300, algorithm: fixed_window }
+  open:
+    on_store_error: fail_open
+    limits:
+      - { name: rpm, window_s: 60, requests: 1 }
+  closed:
+    limits:
+      - { name: rpm, window_s: 60, requests: 100 }
+routes:
+  - name: fixed
+    match: { path_prefix: /fixed }
+    plan: fixed
+    proxy: { url: "http://rest.internal" }
+  - name: hot
+    match: { path_prefix: /hot }
+    plan: hot
+    proxy: { url: "http://rest.internal" }
+  - name: sliding
+    match: { path_prefix: /sliding }
+    plan: sliding
+    proxy: { url: "http://rest.internal" }
+  - name: open
+    match: { path_prefix: /open }
+    plan: open
+    proxy: { url: "http://rest.internal" }
+  - name: closed
+    match: { path_prefix: /closed }
+    plan: closed
+    proxy: { url: "http://rest.internal" }
+  - name: ai
+    match: { path_prefix: /v1 }
+    auth: { methods: [api_key] }
+    ai: {}
+"#;
+
+fn gateway() -> Gateway<TestPlatform> {
+    let sha = hex(&sha256(ADMIN_KEY.as_bytes()));
+    let config = Config::from_yaml(CONFIG, |n| (n == "ADMIN_SHA").then(|| sha.clone())).unwrap();
+    let http = FakeHttp::unrecorded(|_| FakeReply::Respond(Response::new(Body::from("ok"))));
+    Gateway::new(config, TestPlatform::new(http))
+}
+
+fn get(gw: &Gateway<TestPlatform>, path: &str) -> http::response::Parts {
+    let response = block_on(gw.handle(Request::get(path).body(Bytes::new()).unwrap()));
+    let (parts, body) = response.into_parts();
+    drop(block_on(body.collect(usize::MAX)));
+    parts
+}
+
+fn admin(gw: &Gateway<TestPlatform>, method: &str, path: &str, body: Value) -> Value {
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("/admin{path}"))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(Bytes::from(body.to_string()))
+        .unwrap();
+    let (_, body) = block_on(gw.handle(request)).into_parts();
+    serde_json::from_slice(&block_on(body.collect(usize::MAX)).unwrap()).unwrap_or(Value::Null)
+}
+
+/// A consumer on `plan` with a key; the plan must exist in CONFIG.
+fn consumer(gw: &Gateway<TestPlatform>, id: &str, plan: &str) -> String {
+    admin(gw, "POST", "/consumers", json!({"id": id, "plan": plan}));
+    admin(gw, "POST", &format!("/consumers/{id}/keys"), json!({}))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn concurrent_requests_never_exceed_the_limit() {
+    let gw = gateway();
+    let admitted = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|_| {
+                let gw = gw.clone();
+                scope.spawn(move || get(&gw, "/hot/x").status)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|s| *s == StatusCode::OK)
+            .count()
+    });
+    assert_eq!(admitted, 50);
+}
+
+#[test]
+fn fixed_window_resets_and_retry_after_points_at_the_reset() {
+    let gw = gateway();
+    let clock = &gw.platform().clock;
+    // Start 45 s into a minute: the window resets in 15 s.
+    let now = clock.now_unix_ms();
+    clock.advance(Duration::from_millis(60_000 - now % 60_000 + 45_000));
+    let first = get(&gw, "/fixed/a");
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["ratelimit-limit"], "2");
+    assert_eq!(first.headers["ratelimit-remaining"], "1");
+    assert_eq!(first.headers["ratelimit-reset"], "15");
+    assert_eq!(get(&gw, "/fixed/a").headers["ratelimit-remaining"], "0");
+    let refused = get(&gw, "/fixed/a");
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers["retry-after"], "15");
+    assert_eq!(refused.headers["ratelimit-remaining"], "0");
+    clock.advance(Duration::from_secs(15));
+    assert_eq!(
+        get(&gw, "/fixed/a").status,
+        StatusCode::OK,
+        "a new window admits again"
+    );
+}
+
+#[test]
+fn sliding_window_carries_the_previous_window() {
+    let gw = gateway();
+    let clock = &gw.platform().clock;
+    let now = clock.now_unix_ms();
+    clock.advance(Duration::from_millis(60_000 - now % 60_000 + 59_000));
+    for _ in 0..10 {
+        assert_eq!(get(&gw, "/sliding/a").status, StatusCode::OK);
+    }
+    // 1 s later a new window starts, but 59/60 of the last 10 still count.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(get(&gw, "/sliding/a").status, StatusCode::TOO_MANY_REQUESTS);
+    // Half way through: 5 of them still count, so 5 more fit.
+    clock.advance(Duration::from_secs(30));
+    let admitted = (0..10)
+        .filter(|_| get(&gw, "/sliding/a").status == StatusCode::OK)
+        .count();
+    assert_eq!(admitted, 5);
+}
+
+#[test]
+fn store_outage_fails_open_or_closed_per_plan() {
+    let gw = gateway();
+    gw.platform().quota.failing.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw, "/open/a").status,
+            StatusCode::OK,
+            "fail_open admits past the limit of 1"
+        );
+    }
+    assert_eq!(
+        get(&gw, "/closed/a").status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    gw.platform().quota.failing.store(false, Ordering::SeqCst);
+    assert_eq!(get(&gw, "/closed/a").status, StatusCode::OK);
+}
+
+fn chat(key: &str, stream: bool, max_tokens: u64) -> Request<Bytes> {
+    let body = json!({
+        "model": "mock-gpt", "stream": stream, "max_tokens": max_tokens,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "Count my tokens please"}],
+    });
+    Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Bytes::from(body.to_string()))
+        .unwrap()
+}
+
+fn used_tokens(gw: &Gateway<TestPlatform>, consumer: &str) -> u64 {
+    let usage = admin(
+        gw,
+        "GET",
+        &format!("/consumers/{consumer}/usage"),
+        Value::Null,
+    );
+    usage["limits"][0]["used"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no usage: {usage}"))
+}
+
+#[test]
+fn token_reservation_settles_to_real_usage() {
+    let gw = gateway();
+    let key = consumer(&gw, "tok", "tokens");
+    let (parts, body) = block_on(gw.handle(chat(&key, false, 40))).into_parts();
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["x-ratelimit-limit-tokens"], "300");
+    let body: Value = serde_json::from_slice(&block_on(body.collect(usize::MAX)).unwrap()).unwrap();
+    let total = body["usage"]["total_tokens"].as_u64().unwrap();
+    assert_eq!(
+        used_tokens(&gw, "tok"),
+        total,
+        "the counter holds real usage, not the reservation"
+    );
+
+    // A stream settles when it ends.
+    let response = block_on(gw.handle(chat(&key, true, 40)));
+    let chunks: Vec<Bytes> = block_on(response.into_body().map(Result::unwrap).collect());
+    let text: String = chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let usage_event = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v["usage"].is_object())
+        .unwrap();
+    let streamed_total = usage_event["usage"]["total_tokens"].as_u64().unwrap();
+    assert_eq!(used_tokens(&gw, "tok"), total + streamed_total);
+}
+
+/// Total tokens reported by a streamed completion's usage chunk.
+fn streamed_usage(response: Response<Body>) -> (StatusCode, u64) {
+    let status = response.status();
+    let chunks: Vec<Bytes> = block_on(StreamExt::collect::<Vec<_>>(response.into_body()))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let text: String = chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let total = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find_map(|v| v["usage"]["total_tokens"].as_u64())
+        .unwrap_or(0);
+    (status, total)
+}
+
+#[test]
+fn concurrent_streams_never_overspend_and_settle_exactly() {
+    let gw = gateway();
+    let key = consumer(&gw, "burst", "tokens");
+    // Each request reserves its prompt estimate + 100 of a 300 budget.
+    let results: Vec<(StatusCode, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let (gw, key) = (gw.clone(), key.clone());
+                scope.spawn(move || streamed_usage(block_on(gw.handle(chat(&key, true, 100)))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let admitted: Vec<u64> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, t)| *t)
+        .collect();
+    assert!(!admitted.is_empty());
+    assert!(
+        results
+            .iter()
+            .any(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS),
+        "the budget must run out: {results:?}"
+    );
+    let real: u64 = admitted.iter().sum();
+    assert!(real <= 300, "admitted usage {real} exceeds the budget");
+    assert_eq!(
+        used_tokens(&gw, "burst"),
+        real,
+        "after settlement the counter equals real usage"
+    );
+}
+
+#[test]
+fn client_disconnect_still_settles() {
+    let gw = gateway();
+    let key = consumer(&gw, "gone", "tokens");
+    let mut body = block_on(gw.handle(chat(&key, true, 40))).into_body();
+    let first = block_on(body.next()).unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(body);
+    assert_eq!(
+        gw.platform().run_background(),
+        1,
+        "settlement runs in the background"
+    );
+    let used = used_tokens(&gw, "gone");
+    assert!(
+        used > 0 && used < 40,
+        "only what was streamed is kept, got {used}"
+    );
+}
