@@ -102,3 +102,163 @@ impl KvStore for DynamoKv {
             })
     }
 }
+
+/// Attribute holding a quota counter.
+pub const ATTR_COUNT: &str = "n";
+
+/// The `QuotaStore` port on the same table: one item per counter key
+/// (`pk` = the core's key, which names plan, limit, scope and window).
+///
+/// `consume` is one conditional `UpdateItem`:
+/// `ADD n :amount` if `attribute_not_exists(n) OR n <= :limit - :amount`,
+/// so concurrent calls from any number of instances never admit more than
+/// the limit. A refusal costs a second read (`GetItem`) to report the
+/// counter. Items expire through the table's TTL on `expires_at`.
+#[derive(Debug, Clone)]
+pub struct DynamoQuota {
+    client: Client,
+    table: String,
+}
+
+impl DynamoQuota {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    async fn read(&self, key: &str) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        Ok(output
+            .item
+            .as_ref()
+            .and_then(|item| item.get(ATTR_COUNT))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i128>().ok())
+            .map_or(0, |n| u64::try_from(n.max(0)).unwrap_or(u64::MAX)))
+    }
+}
+
+fn count_of(
+    attributes: Option<&std::collections::HashMap<String, AttributeValue>>,
+) -> Option<i128> {
+    attributes?.get(ATTR_COUNT)?.as_n().ok()?.parse().ok()
+}
+
+impl gateway_core::platform::QuotaStore for DynamoQuota {
+    async fn consume(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        expires_at_unix_ms: u64,
+    ) -> Result<gateway_core::platform::Consumed, StoreError> {
+        use gateway_core::platform::Consumed;
+        if amount > limit {
+            return Ok(Consumed {
+                admitted: false,
+                used: self.read(key).await?,
+            });
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, AttributeValue::S(key.to_owned()))
+            .update_expression("ADD #n :amount SET #exp = if_not_exists(#exp, :exp)")
+            .condition_expression("attribute_not_exists(#n) OR #n <= :max_before")
+            .expression_attribute_names("#n", ATTR_COUNT)
+            .expression_attribute_names("#exp", ATTR_EXPIRES_AT)
+            .expression_attribute_values(":amount", AttributeValue::N(amount.to_string()))
+            .expression_attribute_values(
+                ":max_before",
+                AttributeValue::N((limit - amount).to_string()),
+            )
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N(expires_at_unix_ms.div_ceil(1000).to_string()),
+            )
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let used = match count_of(output.attributes.as_ref()) {
+                    Some(used) => used,
+                    None => i128::from(self.read(key).await?),
+                };
+                Ok(Consumed {
+                    admitted: true,
+                    used: u64::try_from(used.max(0)).unwrap_or(u64::MAX),
+                })
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Consumed {
+                    admitted: false,
+                    used: self.read(key).await?,
+                })
+            }
+            Err(error) => Err(store_error(
+                "UpdateItem",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
+    }
+
+    async fn refund(&self, key: &str, amount: u64) -> Result<u64, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_PK, AttributeValue::S(key.to_owned()))
+            .update_expression("ADD #n :negative")
+            .condition_expression("attribute_exists(#n)")
+            .expression_attribute_names("#n", ATTR_COUNT)
+            .expression_attribute_values(":negative", AttributeValue::N(format!("-{amount}")))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let after = match result {
+            Ok(output) => count_of(output.attributes.as_ref()).unwrap_or(0),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(0);
+            }
+            Err(error) => {
+                return Err(store_error(
+                    "UpdateItem",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                ))
+            }
+        };
+        if after < 0 {
+            // Refunds saturate at zero (a counter that expired and restarted).
+            let _ = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(ATTR_PK, AttributeValue::S(key.to_owned()))
+                .update_expression("SET #n = :zero")
+                .condition_expression("#n < :zero")
+                .expression_attribute_names("#n", ATTR_COUNT)
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .send()
+                .await;
+            return Ok(0);
+        }
+        Ok(u64::try_from(after).unwrap_or(u64::MAX))
+    }
+}

@@ -8,12 +8,12 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use gateway_core::platform::memory::{MemoryKv, MemoryQuotaStore};
 use gateway_core::platform::{
-    Clock, HttpClient, HttpClientError, HttpClientErrorKind, KvStore, MaybeSend, Platform,
-    StoreError,
+    Clock, Consumed, HttpClient, HttpClientError, HttpClientErrorKind, KvStore, MaybeSend,
+    Platform, QuotaStore, StoreError,
 };
 use gateway_core::{Body, BodyError};
 
-use crate::dynamodb::DynamoKv;
+use crate::dynamodb::{DynamoKv, DynamoQuota};
 
 use crate::{ENV_STORE, ENV_TABLE};
 
@@ -100,7 +100,8 @@ impl HttpClient for ReqwestClient {
 pub enum StoreChoice {
     /// Per-instance memory: for local runs and single-instance tests.
     Memory,
-    /// Consumers and keys in a DynamoDB table (shared by all instances).
+    /// Consumers, keys and quota counters in a DynamoDB table (shared by
+    /// all instances).
     DynamoDb { table: String },
 }
 
@@ -151,10 +152,39 @@ impl KvStore for LambdaKv {
     }
 }
 
+/// The quota store, picked at cold start.
+#[derive(Debug, Clone)]
+pub enum LambdaQuota {
+    Memory(MemoryQuotaStore<TokioClock>),
+    DynamoDb(DynamoQuota),
+}
+
+impl QuotaStore for LambdaQuota {
+    async fn consume(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        expires_at_unix_ms: u64,
+    ) -> Result<Consumed, StoreError> {
+        match self {
+            Self::Memory(store) => store.consume(key, amount, limit, expires_at_unix_ms).await,
+            Self::DynamoDb(store) => store.consume(key, amount, limit, expires_at_unix_ms).await,
+        }
+    }
+
+    async fn refund(&self, key: &str, amount: u64) -> Result<u64, StoreError> {
+        match self {
+            Self::Memory(store) => store.refund(key, amount).await,
+            Self::DynamoDb(store) => store.refund(key, amount).await,
+        }
+    }
+}
+
 pub struct LambdaPlatform {
     http: ReqwestClient,
     clock: TokioClock,
-    quota: MemoryQuotaStore<TokioClock>,
+    quota: LambdaQuota,
     kv: LambdaKv,
 }
 
@@ -165,17 +195,23 @@ impl LambdaPlatform {
         store: StoreChoice,
         sdk: Option<&aws_config::SdkConfig>,
     ) -> Self {
-        let kv = match (store, sdk) {
+        let (kv, quota) = match (store, sdk) {
             (StoreChoice::DynamoDb { table }, Some(sdk)) => {
-                LambdaKv::DynamoDb(DynamoKv::new(aws_sdk_dynamodb::Client::new(sdk), table))
+                let client = aws_sdk_dynamodb::Client::new(sdk);
+                (
+                    LambdaKv::DynamoDb(DynamoKv::new(client.clone(), table.clone())),
+                    LambdaQuota::DynamoDb(DynamoQuota::new(client, table)),
+                )
             }
-            _ => LambdaKv::Memory(MemoryKv::new(TokioClock)),
+            _ => (
+                LambdaKv::Memory(MemoryKv::new(TokioClock)),
+                LambdaQuota::Memory(MemoryQuotaStore::new(TokioClock)),
+            ),
         };
         Self {
             http,
             clock: TokioClock,
-            // Quota counters move to DynamoDB with the quota feature.
-            quota: MemoryQuotaStore::new(TokioClock),
+            quota,
             kv,
         }
     }
@@ -183,7 +219,7 @@ impl LambdaPlatform {
 
 impl Platform for LambdaPlatform {
     type Http = ReqwestClient;
-    type Quota = MemoryQuotaStore<TokioClock>;
+    type Quota = LambdaQuota;
     type Kv = LambdaKv;
     type Clock = TokioClock;
 

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
 use tracing::Instrument;
 
-use crate::ai::QuotaCall;
 use crate::ai::{self, hex};
+use crate::ai::{AiCall, QuotaCall};
 use crate::auth::{self, AuthState};
 use crate::body::Body;
 use crate::config::{Config, RouteAction};
@@ -320,17 +320,14 @@ impl<P: Platform> Gateway<P> {
             }
             RouteAction::Ai(ai_route) => {
                 let subpath = path.get(matched_len..).unwrap_or_default().to_owned();
-                ai::handle_ai(
-                    shared,
-                    &route.name,
-                    ai_route,
-                    &subpath,
-                    request,
+                let call = AiCall {
+                    route_name: &route.name,
+                    route: ai_route,
                     request_id,
-                    identity.as_ref(),
-                    &QuotaCall { plans, subject },
-                )
-                .await
+                    identity: identity.as_ref(),
+                    quota: QuotaCall { plans, subject },
+                };
+                ai::handle_ai(shared, call, &subpath, request).await
             }
         }
     }

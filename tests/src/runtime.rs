@@ -94,7 +94,8 @@ pub fn start_aws_emulator(
     use std::os::unix::process::CommandExt;
 
     let moto = which("moto_server").ok_or(
-        "moto_server is not on PATH. Install it with `scripts/bootstrap` (a venv with `moto[server]`)          and put the venv's bin on PATH",
+        "moto_server is not on PATH. Install it with `scripts/bootstrap` (a venv with `moto[server]`) \
+         and put the venv's bin on PATH",
     )?;
     let python = moto.with_file_name("python");
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
@@ -105,15 +106,17 @@ pub fn start_aws_emulator(
     let log_path = target_dir.join(format!("conformance-moto-{port}.log"));
     let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
-    let child = Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p"])
+    // Serial request handling: see tests/python/moto_serial_server.py.
+    let child = Command::new(&python)
+        .arg(workspace_root().join("tests/python/moto_serial_server.py"))
+        .arg("127.0.0.1")
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
+        .map_err(|e| format!("cannot start moto: {e}"))?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let process = GatewayProcess {
         child,

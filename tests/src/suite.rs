@@ -159,6 +159,8 @@ pub fn cases() -> Vec<Case> {
         jwt_attacks_are_refused,
         jwt_required_scopes,
         jwks_rotation,
+        quota_requests_exact_under_concurrency,
+        quota_token_budget_with_concurrent_streams,
     ]
 }
 
@@ -750,7 +752,8 @@ async fn kv_store_suite(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
-/// 200 concurrent consumes of 1 on one key with a limit of 50 admit exactly 50.
+/// 200 concurrent consumes of 1 on one key with a limit of 50 admit exactly 50
+/// (all 200 in flight at once: workerd takes them).
 async fn durable_object_admits_exactly_the_limit(ctx: &Ctx) -> CaseResult {
     let key = unique_id("hot-key");
     let calls = (0..200).map(|_| {
@@ -1212,5 +1215,104 @@ async fn jwks_rotation(ctx: &Ctx) -> CaseResult {
         );
     }
     check_eq!(send(call(new)).await?.status(), StatusCode::OK);
+    Ok(())
+}
+
+// --- Quotas -------------------------------------------------------------------
+
+async fn quota_requests_exact_under_concurrency(ctx: &Ctx) -> CaseResult {
+    let (_, key, _) = consumer_with_key(ctx, "burst", json!({"plan": "burst"})).await?;
+    let calls = (0..200).map(|_| {
+        let key = key.clone();
+        async move {
+            let response = send(
+                ctx.client
+                    .get(ctx.url("/limited/ping"))
+                    .header("x-api-key", key),
+            )
+            .await?;
+            Ok::<_, String>((
+                response.status(),
+                header(&response, "ratelimit-limit"),
+                header(&response, "retry-after"),
+            ))
+        }
+    });
+    // 200 requests, at most 20 in flight: cargo lambda watch fails every
+    // connection once too many wait on its 4 function instances.
+    let results: Vec<_> = futures_util::stream::iter(calls)
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let mut admitted = 0;
+    for result in results {
+        let (status, limit, retry_after) = result?;
+        match status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let seconds: u64 = retry_after
+                    .ok_or("429 without Retry-After")?
+                    .parse()
+                    .map_err(|e| format!("{e}"))?;
+                check!((1..=3600).contains(&seconds), "Retry-After {seconds}");
+            }
+            other => return Err(format!("unexpected status {other}")),
+        }
+        check_eq!(limit, Some("50".to_owned()));
+    }
+    check_eq!(admitted, 50);
+    Ok(())
+}
+
+async fn quota_token_budget_with_concurrent_streams(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "budget", json!({"plan": "budget"})).await?;
+    let calls = (0..12).map(|_| {
+        let key = key.clone();
+        async move {
+            let mut body = chat_body("mock-gpt", true);
+            body["max_tokens"] = json!(60);
+            body["stream_options"] = json!({"include_usage": true});
+            let response = send(
+                ctx.client
+                    .post(ctx.url("/keyed/v1/chat/completions"))
+                    .header("authorization", format!("Bearer {key}"))
+                    .json(&body),
+            )
+            .await?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                return Ok::<_, String>((status, 0));
+            }
+            let events = read_events(response).await?;
+            let total = events
+                .iter()
+                .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+                .find_map(|v| v["usage"]["total_tokens"].as_u64())
+                .ok_or("a completed stream without a usage chunk")?;
+            Ok((status, total))
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut real = 0;
+    let mut refused = 0;
+    for result in results {
+        match result? {
+            (StatusCode::OK, total) => real += total,
+            (StatusCode::TOO_MANY_REQUESTS, _) => refused += 1,
+            (other, _) => return Err(format!("unexpected status {other}")),
+        }
+    }
+    check!(
+        refused > 0,
+        "12 reservations of ~80 tokens must exhaust a 400-token budget"
+    );
+    check!(
+        real <= 400,
+        "admitted usage {real} exceeds the budget of 400"
+    );
+    let (status, usage) =
+        admin_call(ctx, Method::GET, &format!("/consumers/{id}/usage"), None).await?;
+    check_eq!(status, StatusCode::OK);
+    check_eq!(usage["limits"][0]["used"], json!(real));
     Ok(())
 }

@@ -37,6 +37,15 @@ pub(crate) struct QuotaCall<'a> {
     pub(crate) subject: Subject,
 }
 
+/// The routed request's context for the AI phase.
+pub(crate) struct AiCall<'a> {
+    pub(crate) route_name: &'a str,
+    pub(crate) route: &'a AiRoute,
+    pub(crate) request_id: &'a str,
+    pub(crate) identity: Option<&'a Identity>,
+    pub(crate) quota: QuotaCall<'a>,
+}
+
 /// The parts of an OpenAI chat completion request the gateway reads; the
 /// full object is kept in `body` and passed through to OpenAI-compatible
 /// providers unchanged but for `model`.
@@ -180,14 +189,11 @@ fn record_usage(ctx: &UsageContext, usage: Usage, source: &'static str, outcome:
 /// route's prefix.
 pub(crate) async fn handle_ai<P: Platform>(
     shared: &Arc<Shared<P>>,
-    route_name: &str,
-    route: &AiRoute,
+    call: AiCall<'_>,
     subpath: &str,
     request: Request<Bytes>,
-    request_id: &str,
-    identity: Option<&Identity>,
-    quota: &QuotaCall<'_>,
 ) -> Result<Response<Body>, GatewayError> {
+    let identity = call.identity;
     let method = request.method().clone();
     let allow = |allowed: Method| GatewayError::MethodNotAllowed {
         method: method.clone(),
@@ -198,7 +204,7 @@ pub(crate) async fn handle_ai<P: Platform>(
         "/chat/completions" if method == Method::POST => {
             let chat = ChatRequest::parse(request.body())?;
             authorize_model(identity, &chat.model)?;
-            chat_completions(shared, route_name, route, chat, request_id, quota).await
+            chat_completions(shared, &call, chat).await
         }
         "/chat/completions" => Err(allow(Method::POST)),
         "/models" if method == Method::GET => Ok(list_models(&shared.config, identity)),
@@ -237,12 +243,11 @@ fn list_models(config: &Config, identity: Option<&Identity>) -> Response<Body> {
 
 async fn chat_completions<P: Platform>(
     shared: &Arc<Shared<P>>,
-    route_name: &str,
-    route: &AiRoute,
+    call: &AiCall<'_>,
     chat: ChatRequest,
-    request_id: &str,
-    quota: &QuotaCall<'_>,
 ) -> Result<Response<Body>, GatewayError> {
+    let (route_name, route, request_id, quota) =
+        (call.route_name, call.route, call.request_id, &call.quota);
     let config = &shared.config;
     let model = config
         .model(&chat.model)
