@@ -181,5 +181,45 @@ fn bench_auth(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_handle, bench_auth);
+const QUOTA_CONFIG: &str = r"
+plans:
+  sliding:
+    limits:
+      - { name: rps, window_s: 1, requests: 1000000000000 }
+  fixed:
+    limits:
+      - { name: rps, window_s: 1, requests: 1000000000000, algorithm: fixed_window }
+routes:
+  - name: sliding
+    match: { path_prefix: /sliding }
+    plan: sliding
+    proxy: { url: 'http://upstream.internal' }
+  - name: fixed
+    match: { path_prefix: /fixed }
+    plan: fixed
+    proxy: { url: 'http://upstream.internal' }
+";
+
+/// The quota phase on the in-memory store: the proxy round trip of
+/// `proxy_get_round_trip` plus one request limit (and its headers).
+fn bench_quota(c: &mut Criterion) {
+    let config = Config::from_yaml(QUOTA_CONFIG, |_| None).expect("bench config");
+    let http = FakeHttp::unrecorded(|_| FakeReply::Respond(Response::new(Body::from("ok"))));
+    let gw = Gateway::new(config, TestPlatform::new(http));
+    for (name, path) in [
+        ("quota_fixed_window_request_limit", "/fixed/x"),
+        ("quota_sliding_window_request_limit", "/sliding/x"),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let request = Request::get(path).body(Bytes::new()).expect("request");
+                let response = block_on(gw.handle(request));
+                assert_eq!(response.status(), 200);
+                drain(response)
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench_handle, bench_auth, bench_quota);
 criterion_main!(benches);
