@@ -37,18 +37,24 @@ impl DynamoKv {
     }
 }
 
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+/// A strongly consistent `GetItem` of `key`.
+async fn get_item(client: &Client, table: &str, key: &str) -> Result<Option<Item>, StoreError> {
+    client
+        .get_item()
+        .table_name(table)
+        .key(ATTR_PK, AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map(|output| output.item)
+        .map_err(|e| store_error("GetItem", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+}
+
 impl KvStore for DynamoKv {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(ATTR_PK, AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        let Some(item) = output.item else {
+        let Some(item) = get_item(&self.client, &self.table, key).await? else {
             return Ok(None);
         };
         let now_s = TokioClock.now_unix_ms() / 1000;
@@ -126,22 +132,8 @@ impl DynamoQuota {
     }
 
     async fn read(&self, key: &str) -> Result<u64, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(ATTR_PK, AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        Ok(output
-            .item
-            .as_ref()
-            .and_then(|item| item.get(ATTR_COUNT))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i128>().ok())
-            .map_or(0, |n| u64::try_from(n.max(0)).unwrap_or(u64::MAX)))
+        let item = get_item(&self.client, &self.table, key).await?;
+        Ok(count_of(item.as_ref()).map_or(0, |n| u64::try_from(n.max(0)).unwrap_or(u64::MAX)))
     }
 }
 

@@ -61,6 +61,22 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// Where logs and emulator state go: `$CARGO_TARGET_DIR`, else `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), PathBuf::from)
+}
+
+/// A log file for process `name` on `port`, opened twice (stdout, stderr).
+fn log_files(name: &str, port: u16) -> Result<(PathBuf, File, File), String> {
+    let dir = target_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("conformance-{name}-{port}.log"));
+    let log = File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    Ok((path, log, log_err))
+}
+
 /// A free port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -99,13 +115,7 @@ pub fn start_aws_emulator(
     )?;
     let python = moto.with_file_name("python");
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
-    std::fs::create_dir_all(&target_dir)
-        .map_err(|e| format!("create {}: {e}", target_dir.display()))?;
-    let log_path = target_dir.join(format!("conformance-moto-{port}.log"));
-    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
-    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let (log_path, log, log_err) = log_files("moto", port)?;
     // Serial request handling: see tests/python/moto_serial_server.py.
     let child = Command::new(&python)
         .arg(workspace_root().join("tests/python/moto_serial_server.py"))
@@ -175,13 +185,7 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
          (a venv with `pip install cargo-lambda==1.9.2`) and put the venv's bin on PATH",
     )?;
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
-    std::fs::create_dir_all(&target_dir)
-        .map_err(|e| format!("create {}: {e}", target_dir.display()))?;
-    let log_path = target_dir.join(format!("conformance-lambda-{port}.log"));
-    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
-    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let (log_path, log, log_err) = log_files("lambda", port)?;
 
     let mut command = Command::new(cargo_lambda);
     command
@@ -240,15 +244,9 @@ pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, St
     }
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
     let inspector_port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
-    let state_dir = target_dir.join(format!("wrangler-state-{port}"));
+    let state_dir = target_dir().join(format!("wrangler-state-{port}"));
     let _ = std::fs::remove_dir_all(&state_dir);
-    std::fs::create_dir_all(&target_dir)
-        .map_err(|e| format!("create {}: {e}", target_dir.display()))?;
-    let log_path = target_dir.join(format!("conformance-worker-{port}.log"));
-    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
-    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let (log_path, log, log_err) = log_files("worker", port)?;
 
     let mut command = Command::new(wrangler);
     command
