@@ -95,6 +95,9 @@ pub struct ObservedSse<F: FnOnce(StreamSummary)> {
     usage: Option<Usage>,
     completion_text_bytes: u64,
     saw_done: bool,
+    /// An OpenAI-shaped error event went by (a translated provider error):
+    /// the stream already ends explicitly.
+    saw_error: bool,
     bytes: u64,
     done: bool,
     on_finish: Option<F>,
@@ -108,6 +111,7 @@ impl<F: FnOnce(StreamSummary) + MaybeSend + Unpin + 'static> ObservedSse<F> {
             usage: None,
             completion_text_bytes: 0,
             saw_done: false,
+            saw_error: false,
             bytes: 0,
             done: false,
             on_finish: Some(on_finish),
@@ -121,10 +125,11 @@ impl<F: FnOnce(StreamSummary) + MaybeSend + Unpin + 'static> ObservedSse<F> {
 
 impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
     fn observe(&mut self, chunk: &[u8]) {
-        let (usage, text, done) = (
+        let (usage, text, done, failed) = (
             &mut self.usage,
             &mut self.completion_text_bytes,
             &mut self.saw_done,
+            &mut self.saw_error,
         );
         self.decoder.push(chunk, |data| {
             if data == "[DONE]" {
@@ -134,6 +139,9 @@ impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
             let Ok(event) = serde_json::from_str::<Value>(data) else {
                 return;
             };
+            if event.get("error").is_some_and(Value::is_object) {
+                *failed = true;
+            }
             if let Some(reported) = event.get("usage").and_then(Usage::from_openai) {
                 *usage = Some(reported);
             }
@@ -202,6 +210,10 @@ impl<F: FnOnce(StreamSummary) + Unpin> Stream for ObservedSse<F> {
             }
             Poll::Ready(None) if this.saw_done => {
                 this.finish(StreamOutcome::Completed);
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) if this.saw_error => {
+                this.finish(StreamOutcome::UpstreamFailed);
                 Poll::Ready(None)
             }
             Poll::Ready(None) => {

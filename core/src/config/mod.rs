@@ -162,6 +162,11 @@ pub enum ProviderKind {
         base: UpstreamBase,
         api_key: Option<Secret>,
     },
+    Anthropic {
+        base: UpstreamBase,
+        api_key: Secret,
+        version: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -759,6 +764,27 @@ impl Validator<'_> {
                 Some(ProviderKind::OpenAi {
                     base: base?,
                     api_key,
+                })
+            }
+            raw::RawProvider::Anthropic {
+                base_url,
+                api_key,
+                anthropic_version,
+            } => {
+                let base_path = format!("{path}.base_url");
+                let url = base_url.unwrap_or_else(|| "https://api.anthropic.com/v1".to_owned());
+                let base = self.interpolate(&base_path, &url).and_then(|url| {
+                    UpstreamBase::parse(&url)
+                        .map_err(|m| self.issue(&base_path, m))
+                        .ok()
+                });
+                let api_key = self.secret(&format!("{path}.api_key"), &api_key);
+                Some(ProviderKind::Anthropic {
+                    base: base?,
+                    api_key: api_key?,
+                    version: anthropic_version.unwrap_or_else(|| {
+                        crate::ai::providers::anthropic::ANTHROPIC_VERSION.to_owned()
+                    }),
                 })
             }
         }

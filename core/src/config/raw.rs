@@ -154,6 +154,13 @@ pub enum RawProvider {
         base_url: String,
         api_key: Option<String>,
     },
+    /// Anthropic's Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic {
+        base_url: Option<String>,
+        api_key: String,
+        anthropic_version: Option<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! response and stream mapping, error mapping, tests. Providers are picked
 //! with the closed [`crate::config::ProviderKind`] enum, not `dyn`.
 
+pub mod anthropic;
 pub mod mock;
 pub mod openai;
 
