@@ -4,6 +4,7 @@ Run by the conformance suite with OPENAI_BASE_URL pointing at the gateway's
 /v1 and a dummy OPENAI_API_KEY. Exits non-zero with a message on any mismatch.
 """
 
+import json
 import sys
 
 import openai
@@ -23,7 +24,7 @@ def main():
     models = [m.id for m in client.models.list()]
     check("mock-gpt" in models, f"mock-gpt not in {models}")
 
-    for model in ("mock-gpt", "upstream-gpt"):
+    for model in ("mock-gpt", "upstream-gpt", "claude-mock"):
         completion = client.chat.completions.create(model=model, messages=messages)
         text = completion.choices[0].message.content
         check(bool(text), f"{model}: empty completion")
@@ -50,6 +51,17 @@ def main():
             check(streamed == text, f"{model}: stream {streamed!r} != non-stream {text!r}")
             check(text.endswith("You said: Hello SDK"), f"mock reply {text!r}")
         print(f"ok: {model} non-stream and stream ({chunks} chunks)")
+
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+    }}]
+    completion = client.chat.completions.create(model="claude-mock", messages=messages, tools=tools)
+    call = completion.choices[0].message.tool_calls[0]
+    check(call.function.name == "get_weather", f"tool call {call}")
+    check(json.loads(call.function.arguments) == {"location": "Paris"}, f"arguments {call.function.arguments}")
+    check(completion.choices[0].finish_reason == "tool_calls", "finish_reason")
+    print("ok: claude-mock tool call")
 
     try:
         client.chat.completions.create(model="no-such-model", messages=messages)

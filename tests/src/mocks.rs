@@ -107,9 +107,127 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/jwks.json", axum::routing::get(jwks))
+        .route("/v1/messages", post(anthropic_messages))
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(mock)
+}
+
+/// Words of the Anthropic mock's text reply.
+pub const ANTHROPIC_WORDS: [&str; 4] = ["Hello ", "from ", "Anthropic ", "mock."];
+
+/// Anthropic Messages API mock (<https://docs.anthropic.com/en/api/messages>,
+/// streaming per <https://docs.anthropic.com/en/api/messages-streaming>).
+/// Answers with a `tool_use` block when tools are offered and the last turn
+/// is not a tool result; model `anthropic-529` answers 529 overloaded.
+async fn anthropic_messages(
+    State(mock): State<OpenAiMock>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(request): Result<Value, _> = serde_json::from_slice(&body) else {
+        return (StatusCode::BAD_REQUEST, "mock: body is not JSON").into_response();
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    lock(&mock.state).seen.insert(
+        request_id,
+        SeenRequest {
+            headers: headers.clone(),
+            body: request.clone(),
+        },
+    );
+    let error = |status: u16, kind: &str, message: &str| {
+        let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    };
+    if headers.get("anthropic-version").is_none() || headers.get("x-api-key").is_none() {
+        return error(
+            401,
+            "authentication_error",
+            "missing x-api-key or anthropic-version",
+        );
+    }
+    if request["max_tokens"].as_u64().is_none() {
+        return error(400, "invalid_request_error", "max_tokens: Field required");
+    }
+    let model = request["model"].as_str().unwrap_or_default().to_owned();
+    if model == "anthropic-529" {
+        return error(529, "overloaded_error", "Overloaded");
+    }
+    let last_is_tool_result = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .is_some_and(|m| {
+            m["content"]
+                .as_array()
+                .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+        });
+    let tool = request["tools"][0]["name"]
+        .as_str()
+        .filter(|_| !last_is_tool_result)
+        .map(str::to_owned);
+    let usage = json!({"input_tokens": 20, "output_tokens": 12, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 0});
+    let id = "msg_mock01";
+    if request["stream"] != Value::Bool(true) {
+        let mut content = vec![json!({"type": "text", "text": ANTHROPIC_WORDS.concat()})];
+        if let Some(name) = &tool {
+            content.push(json!({"type": "tool_use", "id": "toolu_mock01", "name": name, "input": {"location": "Paris"}}));
+        }
+        let body = json!({
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null, "usage": usage,
+        });
+        return ([("content-type", "application/json")], body.to_string()).into_response();
+    }
+    let event = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 20, "output_tokens": 1, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 0}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    for word in ANTHROPIC_WORDS {
+        events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}})));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    if let Some(name) = &tool {
+        events.push(event("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_mock01", "name": name, "input": {}}})));
+        for part in ["{\"locat", "ion\": \"Par", "is\"}"] {
+            events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": part}})));
+        }
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
+    events.push(event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null}, "usage": {"output_tokens": 12}})));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    let body = stream::unfold(events.into_iter(), |mut events| async move {
+        let next = events.next()?;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        Some((Ok::<_, std::io::Error>(next), events))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 async fn jwks(State(mock): State<OpenAiMock>) -> Response {

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use gateway_core::testing::jwt_fixtures::{self, alg_none, claims, sign, tampered};
 use jsonwebtoken::Algorithm;
 
+use crate::mocks::ANTHROPIC_WORDS;
 use crate::mocks::{EchoServer, OpenAiMock, MOCK_WORDS, STREAM_CHUNK_DELAY, STREAM_CONTENT_CHUNKS};
 use crate::runtime::workspace_root;
 
@@ -161,6 +162,10 @@ pub fn cases() -> Vec<Case> {
         jwks_rotation,
         quota_requests_exact_under_concurrency,
         quota_token_budget_with_concurrent_streams,
+        anthropic_completion,
+        anthropic_stream,
+        anthropic_tool_call_stream,
+        anthropic_overloaded_is_503,
     ]
 }
 
@@ -1314,5 +1319,115 @@ async fn quota_token_budget_with_concurrent_streams(ctx: &Ctx) -> CaseResult {
         admin_call(ctx, Method::GET, &format!("/consumers/{id}/usage"), None).await?;
     check_eq!(status, StatusCode::OK);
     check_eq!(usage["limits"][0]["used"], json!(real));
+    Ok(())
+}
+
+// --- Provider translation: Anthropic ----------------------------------------
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}])
+}
+
+async fn anthropic_completion(ctx: &Ctx) -> CaseResult {
+    let request_id = unique_id("claude");
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .header("x-request-id", &request_id)
+            .json(&chat_body("claude-mock", false)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await?;
+    check_eq!(body["object"], json!("chat.completion"));
+    check_eq!(body["model"], json!("claude-mock"));
+    check_eq!(
+        body["choices"][0]["message"]["content"],
+        json!(ANTHROPIC_WORDS.concat())
+    );
+    check_eq!(body["choices"][0]["finish_reason"], json!("stop"));
+    check_eq!(body["usage"]["prompt_tokens"], json!(25));
+    check_eq!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"],
+        json!(5)
+    );
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the Anthropic mock never saw the request")?;
+    check_eq!(seen.body["model"], json!("claude-sonnet-4-5"));
+    check_eq!(seen.body["system"], json!("You are terse."));
+    check!(
+        seen.body["max_tokens"].as_u64().is_some(),
+        "max_tokens must always be sent"
+    );
+    check_eq!(seen.body["messages"][0]["role"], json!("user"));
+    let key = seen.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    check_eq!(key, Some(FAKE_PROVIDER_KEY));
+    check!(
+        seen.headers.get("anthropic-version").is_some(),
+        "anthropic-version header missing"
+    );
+    Ok(())
+}
+
+async fn anthropic_stream(ctx: &Ctx) -> CaseResult {
+    let mut body = chat_body("claude-mock", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&body)).await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = read_events(response).await?;
+    check_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
+    check_eq!(content_of(&events), ANTHROPIC_WORDS.concat());
+    let usage: Value =
+        serde_json::from_str(&events[events.len() - 2].1).map_err(|e| e.to_string())?;
+    check_eq!(usage["usage"]["total_tokens"], json!(37));
+    // Paced upstream events arrive paced: translated, not buffered.
+    let spread = events[events.len() - 1].0.duration_since(events[0].0);
+    check!(
+        spread >= Duration::from_millis(150),
+        "events arrived within {spread:?}: buffered"
+    );
+    Ok(())
+}
+
+async fn anthropic_tool_call_stream(ctx: &Ctx) -> CaseResult {
+    let mut body = chat_body("claude-mock", true);
+    body["tools"] = weather_tool();
+    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&body)).await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = read_events(response).await?;
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str(d).ok())
+        .collect();
+    let name = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"].as_str());
+    check_eq!(name, Some("get_weather"));
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    let arguments: Value =
+        serde_json::from_str(&arguments).map_err(|e| format!("arguments {arguments:?}: {e}"))?;
+    check_eq!(arguments, json!({"location": "Paris"}));
+    let finish = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str());
+    check_eq!(finish, Some("tool_calls"));
+    Ok(())
+}
+
+async fn anthropic_overloaded_is_503(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("claude-overloaded", false)),
+    )
+    .await?;
+    let body = expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await?;
+    check_eq!(body["error"]["message"], json!("Overloaded"));
     Ok(())
 }
