@@ -221,5 +221,51 @@ fn bench_quota(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_handle, bench_auth, bench_quota);
+/// OpenAI → Anthropic translation: a request with a system prompt, two
+/// turns and a tool; the response with text and a tool call; one streamed
+/// text delta.
+fn bench_translation(c: &mut Criterion) {
+    use gateway_core::ai::providers::anthropic::{
+        anthropic_request, anthropic_response_to_openai, AnthropicStreamTranslator,
+    };
+    use gateway_core::ai::ChatRequest;
+    use serde_json::json;
+
+    let body = json!({
+        "model": "claude", "max_tokens": 512,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": "Let me check."},
+            {"role": "user", "content": "Please use the tool."}
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]
+    })
+    .to_string();
+    let chat = ChatRequest::parse(body.as_bytes()).expect("chat");
+    c.bench_function("anthropic_request_translation", |b| {
+        b.iter(|| anthropic_request(&chat, "claude-sonnet-4-5").expect("mapped"))
+    });
+    let message = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Let me check the weather."}, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 412, "output_tokens": 48, "cache_read_input_tokens": 300}
+    });
+    c.bench_function("anthropic_response_translation", |b| {
+        b.iter(|| anthropic_response_to_openai(&message, "claude", 1))
+    });
+    let mut translator = AnthropicStreamTranslator::new("claude", 1, true);
+    let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello there"}});
+    c.bench_function("anthropic_stream_text_delta", |b| {
+        b.iter(|| translator.on_event(&delta))
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_handle,
+    bench_auth,
+    bench_quota,
+    bench_translation
+);
 criterion_main!(benches);

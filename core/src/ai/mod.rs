@@ -10,6 +10,7 @@
 //! as the provider reported it, or estimated locally when it did not, and
 //! also when the client disconnects mid-stream or the upstream fails.
 
+pub mod pricing;
 pub mod providers;
 pub mod sse;
 pub mod usage;
@@ -166,9 +167,12 @@ struct UsageContext {
     model: String,
     provider: String,
     prompt_estimate: u64,
+    price: Option<pricing::Price>,
 }
 
 fn record_usage(ctx: &UsageContext, usage: Usage, source: &'static str, outcome: &'static str) {
+    // Unpriced models log a cost of -1 (unknown), never a silent 0.
+    let cost_usd = ctx.price.map_or(-1.0, |price| price.cost_usd(&usage));
     tracing::info!(
         target: "gateway::usage",
         request_id = %ctx.request_id,
@@ -180,6 +184,7 @@ fn record_usage(ctx: &UsageContext, usage: Usage, source: &'static str, outcome:
         total_tokens = usage.total_tokens,
         cached_tokens = usage.cached_tokens,
         usage_source = source,
+        cost_usd,
         outcome,
         "usage"
     );
@@ -259,6 +264,9 @@ async fn chat_completions<P: Platform>(
         model: model.name.clone(),
         provider: provider.name.clone(),
         prompt_estimate: estimate_prompt_tokens(&chat.messages),
+        price: model
+            .price
+            .or_else(|| pricing::builtin_price(&model.upstream_model)),
     };
     let platform = &shared.platform;
 

@@ -177,6 +177,8 @@ pub struct Model {
     pub provider: usize,
     /// The model id sent upstream.
     pub upstream_model: String,
+    /// Price override; else the built-in price of `upstream_model`.
+    pub price: Option<crate::ai::pricing::Price>,
 }
 
 /// A resolved secret. `Debug` and `Display` never print it.
@@ -328,6 +330,7 @@ impl Validator<'_> {
                 continue;
             };
             models.push(Model {
+                price: raw_model.pricing,
                 upstream_model: raw_model
                     .upstream_model
                     .unwrap_or_else(|| raw_model.name.clone()),

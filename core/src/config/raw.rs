@@ -169,6 +169,8 @@ pub struct RawModel {
     pub name: String,
     pub provider: String,
     pub upstream_model: Option<String>,
+    /// USD per million tokens: `{input, cached_input, output}`.
+    pub pricing: Option<crate::ai::pricing::Price>,
 }
 
 #[derive(Debug, Deserialize)]
