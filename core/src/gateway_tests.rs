@@ -14,9 +14,11 @@ const CONFIG: &str = r"
 providers:
   mock: { kind: mock }
   upstream: { kind: openai, base_url: 'http://llm.internal/v1', api_key: '${env:LLM_KEY}' }
+  azure: { kind: azure, base_url: 'https://res.openai.azure.com', api_key: '${env:LLM_KEY}', api_version: '2024-10-21' }
 models:
   - { name: mock-gpt, provider: mock }
   - { name: big, provider: upstream, upstream_model: big-2025-01 }
+  - { name: azure-gpt, provider: azure, upstream_model: my-deployment }
 routes:
   - name: ai
     match: { path_prefix: /v1 }
@@ -237,7 +239,7 @@ fn models_lists_configured_names() {
         .iter()
         .map(|m| m["id"].clone())
         .collect();
-    assert_eq!(ids, ["mock-gpt", "big"]);
+    assert_eq!(ids, ["mock-gpt", "big", "azure-gpt"]);
 }
 
 #[test]
@@ -463,4 +465,38 @@ fn no_panic_on_odd_input() {
     }
     let (parts, _) = send(&gw, Request::get("*").body(Bytes::new()).unwrap());
     assert_eq!(parts.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn azure_uses_the_deployment_url_api_version_and_api_key_header() {
+    let http = FakeHttp::new(|_| {
+        FakeReply::Respond(Response::new(Body::from(
+            r#"{"id":"c","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+        )))
+    });
+    let gw = gateway(http.clone());
+    let (parts, _) = send(
+        &gw,
+        chat(r#"{"model":"azure-gpt","messages":[{"role":"user","content":"x"}]}"#),
+    );
+    assert_eq!(parts.status, StatusCode::OK);
+    let sent = &http.requests()[0];
+    assert_eq!(
+        sent.uri().to_string(),
+        "https://res.openai.azure.com/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(sent.headers()["api-key"], "sk-test-key");
+    assert!(!sent.headers().contains_key("authorization"));
+}
+
+#[test]
+fn streams_always_ask_the_upstream_for_usage() {
+    let http = FakeHttp::new(|_| FakeReply::Respond(Response::new(Body::from("data: [DONE]\n\n"))));
+    let gw = gateway(http.clone());
+    let response = block_on(gw.handle(chat(
+        r#"{"model":"big","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+    )));
+    drop(block_on(StreamExt::collect::<Vec<_>>(response.into_body())));
+    let sent = json(http.requests()[0].body());
+    assert_eq!(sent["stream_options"]["include_usage"], true);
 }

@@ -313,12 +313,28 @@ async fn chat_completions<P: Platform>(
             }
             result?
         }
-        ProviderKind::OpenAi { base, api_key } => {
+        ProviderKind::OpenAi { .. } | ProviderKind::Azure { .. } => {
+            let (base, api_key, flavor) = match &provider.kind {
+                ProviderKind::Azure {
+                    base,
+                    api_key,
+                    api_version,
+                } => (base, Some(api_key), openai::Flavor::Azure { api_version }),
+                ProviderKind::OpenAi { base, api_key } => {
+                    (base, api_key.as_ref(), openai::Flavor::OpenAi)
+                }
+                _ => {
+                    return Err(GatewayError::internal(
+                        "provider kind changed under dispatch",
+                    ))
+                }
+            };
             let deployment = openai::OpenAiDeployment {
                 base,
-                api_key: api_key.as_ref(),
+                api_key,
                 upstream_model: &model.upstream_model,
                 timeout: route.timeout,
+                flavor,
             };
             let result = openai::openai_chat(
                 platform.http(),

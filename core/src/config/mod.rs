@@ -162,12 +162,20 @@ pub enum ProviderKind {
         base: UpstreamBase,
         api_key: Option<Secret>,
     },
+    Azure {
+        base: UpstreamBase,
+        api_key: Secret,
+        api_version: String,
+    },
     Anthropic {
         base: UpstreamBase,
         api_key: Secret,
         version: String,
     },
 }
+
+/// The Azure OpenAI API version used when a provider sets none (GA).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -767,6 +775,25 @@ impl Validator<'_> {
                 Some(ProviderKind::OpenAi {
                     base: base?,
                     api_key,
+                })
+            }
+            raw::RawProvider::Azure {
+                base_url,
+                api_key,
+                api_version,
+            } => {
+                let base_path = format!("{path}.base_url");
+                let base = self.interpolate(&base_path, &base_url).and_then(|url| {
+                    UpstreamBase::parse(&url)
+                        .map_err(|m| self.issue(&base_path, m))
+                        .ok()
+                });
+                let api_key = self.secret(&format!("{path}.api_key"), &api_key);
+                Some(ProviderKind::Azure {
+                    base: base?,
+                    api_key: api_key?,
+                    api_version: api_version
+                        .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
                 })
             }
             raw::RawProvider::Anthropic {

@@ -154,6 +154,15 @@ pub enum RawProvider {
         base_url: String,
         api_key: Option<String>,
     },
+    /// Azure OpenAI: `base_url` is the resource endpoint
+    /// (`https://<resource>.openai.azure.com`); a model's `upstream_model`
+    /// is the deployment name.
+    #[serde(rename = "azure")]
+    Azure {
+        base_url: String,
+        api_key: String,
+        api_version: Option<String>,
+    },
     /// Anthropic's Messages API.
     #[serde(rename = "anthropic")]
     Anthropic {

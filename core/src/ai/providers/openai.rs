@@ -31,11 +31,23 @@ fn passes_through(name: &str) -> bool {
     name == "retry-after" || name.starts_with("x-ratelimit-") || name == "openai-processing-ms"
 }
 
+/// OpenAI itself (and compatible servers) or Azure OpenAI, which differ in
+/// URL shape and key header only.
+#[derive(Debug, Clone, Copy)]
+pub enum Flavor<'a> {
+    /// `{base}/chat/completions`, `Authorization: Bearer <key>`.
+    OpenAi,
+    /// `{base}/openai/deployments/{deployment}/chat/completions?api-version=…`,
+    /// `api-key: <key>`; the deployment is the model's `upstream_model`.
+    Azure { api_version: &'a str },
+}
+
 pub struct OpenAiDeployment<'a> {
     pub base: &'a UpstreamBase,
     pub api_key: Option<&'a Secret>,
     pub upstream_model: &'a str,
     pub timeout: Duration,
+    pub flavor: Flavor<'a>,
 }
 
 pub async fn openai_chat(
@@ -50,13 +62,28 @@ pub async fn openai_chat(
         "model".into(),
         Value::String(deployment.upstream_model.to_owned()),
     );
+    if request.stream {
+        // Always ask for usage so accounting is exact; the client sees the
+        // usage chunk only if it asked (see `UsageFolding`).
+        body.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+    }
     let body = serde_json::to_vec(&body)
         .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
 
-    let uri = deployment
-        .base
-        .uri("/chat/completions", None)
-        .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
+    let uri = match deployment.flavor {
+        Flavor::OpenAi => deployment.base.uri("/chat/completions", None),
+        Flavor::Azure { api_version } => deployment.base.uri(
+            &format!(
+                "/openai/deployments/{}/chat/completions",
+                deployment.upstream_model
+            ),
+            Some(&format!("api-version={api_version}")),
+        ),
+    }
+    .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
     let mut upstream = Request::new(Bytes::from(body));
     *upstream.method_mut() = Method::POST;
     *upstream.uri_mut() = uri;
@@ -74,9 +101,20 @@ pub async fn openai_chat(
         }),
     );
     if let Some(key) = deployment.api_key {
-        let value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
-            .map_err(|_| GatewayError::internal("provider api key is not a valid header value"))?;
-        headers.insert(header::AUTHORIZATION, value);
+        let bad_key = |_| GatewayError::internal("provider api key is not a valid header value");
+        match deployment.flavor {
+            Flavor::OpenAi => {
+                let value =
+                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(bad_key)?;
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            Flavor::Azure { .. } => {
+                headers.insert(
+                    "api-key",
+                    HeaderValue::try_from(key.expose()).map_err(bad_key)?,
+                );
+            }
+        }
     }
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(X_REQUEST_ID, id);
@@ -99,7 +137,11 @@ pub async fn openai_chat(
             HeaderValue::from_static("text/event-stream"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        *reply.body_mut() = body;
+        *reply.body_mut() = if request.include_usage {
+            body
+        } else {
+            Body::from_stream(UsageFolding::new(body))
+        };
         return Ok(ProviderReply::Stream { response: reply });
     }
 
@@ -123,6 +165,109 @@ pub async fn openai_chat(
         response: reply,
         usage,
     })
+}
+
+/// For clients that did not ask for `stream_options.include_usage`: the
+/// gateway asked anyway; this folds the usage-only chunk (`choices: []`)
+/// into the chunk that carries `finish_reason`, held back until then, so the
+/// client sees OpenAI's usual chunks and the gateway still counts exactly.
+struct UsageFolding {
+    upstream: Body,
+    decoder: crate::ai::sse::SseDecoder,
+    held: Option<Value>,
+    out: std::collections::VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl UsageFolding {
+    fn new(upstream: Body) -> Self {
+        Self {
+            upstream,
+            decoder: crate::ai::sse::SseDecoder::default(),
+            held: None,
+            out: std::collections::VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    fn on_event(held: &mut Option<Value>, out: &mut std::collections::VecDeque<Bytes>, data: &str) {
+        let emit = |out: &mut std::collections::VecDeque<Bytes>, data: &str| {
+            out.push_back(Bytes::from(format!("data: {data}\n\n")));
+        };
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            if let Some(chunk) = held.take() {
+                emit(out, &chunk.to_string());
+            }
+            emit(out, data);
+            return;
+        };
+        let usage_only =
+            event["choices"].as_array().is_some_and(Vec::is_empty) && event["usage"].is_object();
+        if usage_only {
+            match held.take() {
+                Some(mut chunk) => {
+                    chunk["usage"] = event["usage"].clone();
+                    emit(out, &chunk.to_string());
+                }
+                None => emit(out, data),
+            }
+            return;
+        }
+        if let Some(chunk) = held.take() {
+            emit(out, &chunk.to_string());
+        }
+        let finishing = event["choices"]
+            .as_array()
+            .is_some_and(|choices| choices.iter().any(|c| !c["finish_reason"].is_null()));
+        if finishing {
+            *held = Some(event);
+        } else {
+            emit(out, data);
+        }
+    }
+}
+
+impl futures_util::Stream for UsageFolding {
+    type Item = Result<Bytes, crate::body::BodyError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match std::pin::Pin::new(&mut this.upstream).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let (held, out) = (&mut this.held, &mut this.out);
+                    this.decoder
+                        .push(&chunk, |data| Self::on_event(held, out, data));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.ended = true;
+                    if let Some(chunk) = this.held.take() {
+                        this.out
+                            .push_back(Bytes::from(format!("data: {chunk}\n\n")));
+                    }
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    if let Some(chunk) = this.held.take() {
+                        this.out
+                            .push_back(Bytes::from(format!("data: {chunk}\n\n")));
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
@@ -162,4 +307,34 @@ async fn handle_openai_error(
         status,
         detail: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+    use futures_util::StreamExt;
+
+    #[test]
+    fn usage_chunk_is_folded_into_the_finish_chunk() {
+        let upstream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let folded = UsageFolding::new(Body::from(upstream));
+        let chunks: Vec<Bytes> = block_on(folded.map(Result::unwrap).collect());
+        let text: String = chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        let finish: Value =
+            serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+        assert_eq!(finish["usage"]["total_tokens"], 4);
+        assert_eq!(events[2], "data: [DONE]");
+    }
 }
