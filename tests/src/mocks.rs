@@ -108,9 +108,38 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/jwks.json", axum::routing::get(jwks))
         .route("/v1/messages", post(anthropic_messages))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat_completions),
+        )
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(mock)
+}
+
+/// Azure OpenAI's deployment URL form
+/// (<https://learn.microsoft.com/azure/ai-services/openai/reference>): needs
+/// `api-key` and `api-version`, then answers like OpenAI.
+async fn azure_chat_completions(
+    state: State<OpenAiMock>,
+    axum::extract::Path(deployment): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let has_version = query.as_deref().is_some_and(|q| q.contains("api-version="));
+    if !has_version || headers.get("api-key").is_none() || headers.get("authorization").is_some() {
+        let error = json!({"error": {"code": "401", "message": "Access denied: api-key and api-version are required"}});
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            error.to_string(),
+        )
+            .into_response();
+    }
+    let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    request["model"] = Value::String(format!("azure:{deployment}"));
+    chat_completions(state, headers, Bytes::from(request.to_string())).await
 }
 
 /// Words of the Anthropic mock's text reply.

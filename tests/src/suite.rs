@@ -88,6 +88,7 @@ pub fn upstream_env(
         ),
         ("CONFORMANCE_HS_SECRET", jwt_fixtures::HS_SECRET.to_owned()),
         ("CONFORMANCE_JWKS_URL", openai.jwks_url()),
+        ("CONFORMANCE_AZURE_URL", format!("http://{}", openai.addr)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -166,6 +167,7 @@ pub fn cases() -> Vec<Case> {
         anthropic_stream,
         anthropic_tool_call_stream,
         anthropic_overloaded_is_503,
+        azure_completion_and_stream,
     ]
 }
 
@@ -571,6 +573,27 @@ async fn chat_stream_through_upstream_is_incremental(ctx: &Ctx) -> CaseResult {
         .seen(&request_id)
         .ok_or("upstream never saw the request")?;
     check_eq!(seen.body["stream"], json!(true));
+    // The gateway always asks for usage; a client that did not gets it on
+    // the finish chunk, never as an extra chunk with no choices.
+    check_eq!(seen.body["stream_options"]["include_usage"], json!(true));
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str(d).ok())
+        .collect();
+    check!(
+        chunks
+            .iter()
+            .all(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty())),
+        "a chunk without choices reached the client"
+    );
+    let finish = chunks
+        .iter()
+        .find(|c| !c["choices"][0]["finish_reason"].is_null())
+        .ok_or("no finish chunk")?;
+    check_eq!(
+        finish["usage"]["total_tokens"],
+        json!(11 + STREAM_CONTENT_CHUNKS)
+    );
     Ok(())
 }
 
@@ -1429,5 +1452,43 @@ async fn anthropic_overloaded_is_503(ctx: &Ctx) -> CaseResult {
     .await?;
     let body = expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await?;
     check_eq!(body["error"]["message"], json!("Overloaded"));
+    Ok(())
+}
+
+async fn azure_completion_and_stream(ctx: &Ctx) -> CaseResult {
+    let request_id = unique_id("azure");
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .header("x-request-id", &request_id)
+            .json(&chat_body("azure-gpt", false)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await?;
+    check_eq!(
+        body["choices"][0]["message"]["content"],
+        json!(MOCK_WORDS.concat())
+    );
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the Azure mock never saw the request")?;
+    let key = seen.headers.get("api-key").and_then(|v| v.to_str().ok());
+    check_eq!(key, Some(FAKE_PROVIDER_KEY));
+    check_eq!(seen.body["model"], json!("azure:gpt4o-deployment"));
+
+    let mut body = chat_body("azure-gpt", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let response = send(ctx.client.post(ctx.url("/v1/chat/completions")).json(&body)).await?;
+    let events = read_events(response).await?;
+    check_eq!(content_of(&events), MOCK_WORDS.concat());
+    let usage: Value =
+        serde_json::from_str(&events[events.len() - 2].1).map_err(|e| e.to_string())?;
+    check_eq!(usage["choices"], json!([]));
+    check_eq!(
+        usage["usage"]["total_tokens"],
+        json!(11 + STREAM_CONTENT_CHUNKS)
+    );
     Ok(())
 }
