@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use serde_json::{json, Map, Value};
 
-use self::providers::{anthropic, mock::mock_chat, openai, ProviderReply};
+use self::providers::{anthropic, gemini, mock::mock_chat, openai, ProviderReply};
 use self::sse::{ObservedSse, StreamOutcome};
 use self::usage::{estimate_prompt_tokens, Usage};
 use crate::auth::{authorize_model, Identity};
@@ -286,6 +286,27 @@ async fn chat_completions<P: Platform>(
                 format!("chatcmpl-{}", hex(&id)),
                 created,
             )
+        }
+        ProviderKind::Gemini { base, api_key } => {
+            let deployment = gemini::GeminiDeployment {
+                base,
+                api_key,
+                upstream_model: &model.upstream_model,
+                timeout: route.timeout,
+            };
+            let result = gemini::gemini_chat(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                &chat,
+                request_id,
+            )
+            .await;
+            if let Err(err) = &result {
+                record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
+                quota::settle(platform, &grants, Usage::default()).await;
+            }
+            result?
         }
         ProviderKind::Anthropic {
             base,

@@ -172,6 +172,10 @@ pub enum ProviderKind {
         api_key: Secret,
         version: String,
     },
+    Gemini {
+        base: UpstreamBase,
+        api_key: Secret,
+    },
 }
 
 /// The Azure OpenAI API version used when a provider sets none (GA).
@@ -794,6 +798,22 @@ impl Validator<'_> {
                     api_key: api_key?,
                     api_version: api_version
                         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
+                })
+            }
+            raw::RawProvider::Gemini { base_url, api_key } => {
+                let base_path = format!("{path}.base_url");
+                let url = base_url.unwrap_or_else(|| {
+                    "https://generativelanguage.googleapis.com/v1beta".to_owned()
+                });
+                let base = self.interpolate(&base_path, &url).and_then(|url| {
+                    UpstreamBase::parse(&url)
+                        .map_err(|m| self.issue(&base_path, m))
+                        .ok()
+                });
+                let api_key = self.secret(&format!("{path}.api_key"), &api_key);
+                Some(ProviderKind::Gemini {
+                    base: base?,
+                    api_key: api_key?,
                 })
             }
             raw::RawProvider::Anthropic {

@@ -163,6 +163,12 @@ pub enum RawProvider {
         api_key: String,
         api_version: Option<String>,
     },
+    /// Google's Gemini API (generateContent).
+    #[serde(rename = "gemini")]
+    Gemini {
+        base_url: Option<String>,
+        api_key: String,
+    },
     /// Anthropic's Messages API.
     #[serde(rename = "anthropic")]
     Anthropic {

@@ -3,6 +3,7 @@
 //! with the closed [`crate::config::ProviderKind`] enum, not `dyn`.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 
