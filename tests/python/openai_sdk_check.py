@@ -24,7 +24,7 @@ def main():
     models = [m.id for m in client.models.list()]
     check("mock-gpt" in models, f"mock-gpt not in {models}")
 
-    for model in ("mock-gpt", "upstream-gpt", "claude-mock"):
+    for model in ("mock-gpt", "upstream-gpt", "claude-mock", "gemini-mock", "azure-gpt"):
         completion = client.chat.completions.create(model=model, messages=messages)
         text = completion.choices[0].message.content
         check(bool(text), f"{model}: empty completion")
@@ -56,12 +56,13 @@ def main():
         "name": "get_weather", "description": "Current weather",
         "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
     }}]
-    completion = client.chat.completions.create(model="claude-mock", messages=messages, tools=tools)
-    call = completion.choices[0].message.tool_calls[0]
-    check(call.function.name == "get_weather", f"tool call {call}")
-    check(json.loads(call.function.arguments) == {"location": "Paris"}, f"arguments {call.function.arguments}")
-    check(completion.choices[0].finish_reason == "tool_calls", "finish_reason")
-    print("ok: claude-mock tool call")
+    for model in ("claude-mock", "gemini-mock"):
+        completion = client.chat.completions.create(model=model, messages=messages, tools=tools)
+        call = completion.choices[0].message.tool_calls[0]
+        check(call.function.name == "get_weather", f"{model}: tool call {call}")
+        check(json.loads(call.function.arguments) == {"location": "Paris"}, f"{model}: arguments {call.function.arguments}")
+        check(completion.choices[0].finish_reason == "tool_calls", f"{model}: finish_reason")
+        print(f"ok: {model} tool call")
 
     try:
         client.chat.completions.create(model="no-such-model", messages=messages)

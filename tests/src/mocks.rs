@@ -108,6 +108,7 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/jwks.json", axum::routing::get(jwks))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1beta/models/{*model_and_method}", post(gemini_generate))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat_completions),
@@ -140,6 +141,130 @@ async fn azure_chat_completions(
     let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     request["model"] = Value::String(format!("azure:{deployment}"));
     chat_completions(state, headers, Bytes::from(request.to_string())).await
+}
+
+/// Words of the Gemini mock's text reply.
+pub const GEMINI_WORDS: [&str; 3] = ["Hello ", "from ", "Gemini mock."];
+
+/// Gemini API mock (<https://ai.google.dev/api/generate-content>):
+/// `models/{model}:generateContent` and `:streamGenerateContent?alt=sse`,
+/// key in `x-goog-api-key`. Answers with a `functionCall` when tools are
+/// offered and the last part is not a function response; model `gemini-429`
+/// answers 429 RESOURCE_EXHAUSTED.
+async fn gemini_generate(
+    State(mock): State<OpenAiMock>,
+    axum::extract::Path(model_and_method): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let error = |status: StatusCode, code: &str, message: &str| {
+        let body = json!({"error": {"code": status.as_u16(), "message": message, "status": code}});
+        (
+            status,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    };
+    let Some((model, method)) = model_and_method.split_once(':') else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "unknown method");
+    };
+    if headers.get("x-goog-api-key").is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "API key not valid",
+        );
+    }
+    let Ok(request): Result<Value, _> = serde_json::from_slice(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload",
+        );
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut seen = request.clone();
+    seen["_model"] = json!(model);
+    lock(&mock.state).seen.insert(
+        request_id,
+        SeenRequest {
+            headers: headers.clone(),
+            body: seen,
+        },
+    );
+    if model == "gemini-429" {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "Resource has been exhausted",
+        );
+    }
+    let last_is_response = request["contents"]
+        .as_array()
+        .and_then(|c| c.last())
+        .is_some_and(|c| {
+            c["parts"]
+                .as_array()
+                .is_some_and(|parts| parts.iter().any(|p| p.get("functionResponse").is_some()))
+        });
+    let tool = request["tools"][0]["functionDeclarations"][0]["name"]
+        .as_str()
+        .filter(|_| !last_is_response)
+        .map(str::to_owned);
+    let usage = json!({"promptTokenCount": 14, "candidatesTokenCount": 6, "totalTokenCount": 20, "cachedContentTokenCount": 4});
+    let response = |parts: Value, finish: Option<&str>, usage: &Value| {
+        let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+        if let Some(finish) = finish {
+            candidate["finishReason"] = json!(finish);
+        }
+        json!({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": "resp-mock"})
+    };
+    let call = tool
+        .as_ref()
+        .map(|name| json!({"functionCall": {"name": name, "args": {"location": "Paris"}}}));
+    if method == "generateContent" {
+        let mut parts = vec![json!({"text": GEMINI_WORDS.concat()})];
+        parts.extend(call);
+        return (
+            [("content-type", "application/json")],
+            response(json!(parts), Some("STOP"), &usage).to_string(),
+        )
+            .into_response();
+    }
+    if method != "streamGenerateContent" || !query.as_deref().is_some_and(|q| q.contains("alt=sse"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "streaming needs alt=sse",
+        );
+    }
+    let partial = json!({"promptTokenCount": 14, "totalTokenCount": 14});
+    let mut events: Vec<Value> = GEMINI_WORDS
+        .iter()
+        .map(|w| response(json!([{"text": w}]), None, &partial))
+        .collect();
+    let mut last_parts = vec![json!({"text": ""})];
+    last_parts.extend(call);
+    events.push(response(json!(last_parts), Some("STOP"), &usage));
+    let body = stream::unfold(events.into_iter(), |mut events| async move {
+        let next = events.next()?;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(format!("data: {next}\r\n\r\n"))),
+            events,
+        ))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// Words of the Anthropic mock's text reply.

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use gateway_core::testing::jwt_fixtures::{self, alg_none, claims, sign, tampered};
 use jsonwebtoken::Algorithm;
 
-use crate::mocks::ANTHROPIC_WORDS;
 use crate::mocks::{EchoServer, OpenAiMock, MOCK_WORDS, STREAM_CHUNK_DELAY, STREAM_CONTENT_CHUNKS};
+use crate::mocks::{ANTHROPIC_WORDS, GEMINI_WORDS};
 use crate::runtime::workspace_root;
 
 /// The admin key of the conformance config (its SHA-256 is what the gateway gets).
@@ -89,6 +89,10 @@ pub fn upstream_env(
         ("CONFORMANCE_HS_SECRET", jwt_fixtures::HS_SECRET.to_owned()),
         ("CONFORMANCE_JWKS_URL", openai.jwks_url()),
         ("CONFORMANCE_AZURE_URL", format!("http://{}", openai.addr)),
+        (
+            "CONFORMANCE_GEMINI_URL",
+            format!("http://{}/v1beta", openai.addr),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -168,6 +172,9 @@ pub fn cases() -> Vec<Case> {
         anthropic_tool_call_stream,
         anthropic_overloaded_is_503,
         azure_completion_and_stream,
+        gemini_completion_and_tool_call,
+        gemini_stream,
+        gemini_rate_limit_is_429,
     ]
 }
 
@@ -1490,5 +1497,92 @@ async fn azure_completion_and_stream(ctx: &Ctx) -> CaseResult {
         usage["usage"]["total_tokens"],
         json!(11 + STREAM_CONTENT_CHUNKS)
     );
+    Ok(())
+}
+
+// --- Provider translation: Gemini -------------------------------------------
+
+async fn gemini_completion_and_tool_call(ctx: &Ctx) -> CaseResult {
+    let request_id = unique_id("gemini");
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .header("x-request-id", &request_id)
+            .json(&chat_body("gemini-mock", false)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await?;
+    check_eq!(
+        body["choices"][0]["message"]["content"],
+        json!(GEMINI_WORDS.concat())
+    );
+    check_eq!(body["usage"]["total_tokens"], json!(20));
+    check_eq!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"],
+        json!(4)
+    );
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the Gemini mock never saw the request")?;
+    check_eq!(seen.body["_model"], json!("gemini-2.5-flash"));
+    check_eq!(
+        seen.body["systemInstruction"]["parts"][0]["text"],
+        json!("You are terse.")
+    );
+    check_eq!(seen.body["contents"][0]["role"], json!("user"));
+
+    let mut with_tools = chat_body("gemini-mock", false);
+    with_tools["tools"] = weather_tool();
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&with_tools),
+    )
+    .await?;
+    let body = json_body(response).await?;
+    check_eq!(body["choices"][0]["finish_reason"], json!("tool_calls"));
+    let call = &body["choices"][0]["message"]["tool_calls"][0];
+    check_eq!(call["function"]["name"], json!("get_weather"));
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or(""))
+            .map_err(|e| e.to_string())?;
+    check_eq!(arguments, json!({"location": "Paris"}));
+    Ok(())
+}
+
+async fn gemini_stream(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("gemini-mock", true)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = read_events(response).await?;
+    check_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
+    check_eq!(content_of(&events), GEMINI_WORDS.concat());
+    let finish: Value =
+        serde_json::from_str(&events[events.len() - 2].1).map_err(|e| e.to_string())?;
+    check_eq!(finish["choices"][0]["finish_reason"], json!("stop"));
+    check_eq!(finish["usage"]["total_tokens"], json!(20));
+    Ok(())
+}
+
+async fn gemini_rate_limit_is_429(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("gemini-limited", false)),
+    )
+    .await?;
+    let body = expect_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "resource_exhausted",
+    )
+    .await?;
+    check_eq!(body["error"]["type"], json!("rate_limit_exceeded"));
     Ok(())
 }
