@@ -259,6 +259,25 @@ fn bench_translation(c: &mut Criterion) {
     c.bench_function("anthropic_stream_text_delta", |b| {
         b.iter(|| translator.on_event(&delta))
     });
+
+    use gateway_core::ai::providers::gemini::{
+        gemini_request, gemini_response_to_openai, GeminiStreamTranslator,
+    };
+    c.bench_function("gemini_request_translation", |b| {
+        b.iter(|| gemini_request(&chat).expect("mapped"))
+    });
+    let response = json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Let me check the weather."}, {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}}]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 15, "totalTokenCount": 135}
+    });
+    c.bench_function("gemini_response_translation", |b| {
+        b.iter(|| gemini_response_to_openai(&response, "gemini", 1))
+    });
+    let mut gemini_translator = GeminiStreamTranslator::new("gemini", 1, true);
+    let chunk = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello there"}]}, "index": 0}]});
+    c.bench_function("gemini_stream_chunk", |b| {
+        b.iter(|| gemini_translator.on_response(&chunk))
+    });
 }
 
 criterion_group!(
