@@ -68,6 +68,28 @@ impl Unit {
     pub fn is_tokens(self) -> bool {
         self != Self::Requests
     }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+            Self::PromptTokens => "prompt_tokens",
+            Self::CompletionTokens => "completion_tokens",
+        }
+    }
+}
+
+impl Scope {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consumer => "consumer",
+            Self::ConsumerRoute => "consumer_route",
+            Self::ConsumerModel => "consumer_model",
+            Self::Ip => "ip",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,8 +488,8 @@ pub(crate) async fn current_usage<P: Platform>(
         out.push(serde_json::json!({
             "plan": plan.name,
             "limit": limit.name,
-            "unit": format!("{:?}", limit.unit).to_lowercase(),
-            "scope": format!("{:?}", limit.scope).to_lowercase(),
+            "unit": limit.unit.as_str(),
+            "scope": limit.scope.as_str(),
             "route": (scope == Scope::ConsumerRoute).then_some(&subject.route),
             "model": subject.model.as_ref().filter(|_| scope == Scope::ConsumerModel),
             "max": limit.max,
