@@ -800,6 +800,20 @@ impl Validator<'_> {
                         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
                 })
             }
+            raw::RawProvider::Mistral { base_url, api_key } => {
+                let base_path = format!("{path}.base_url");
+                let url = base_url.unwrap_or_else(|| "https://api.mistral.ai/v1".to_owned());
+                let base = self.interpolate(&base_path, &url).and_then(|url| {
+                    UpstreamBase::parse(&url)
+                        .map_err(|m| self.issue(&base_path, m))
+                        .ok()
+                });
+                let api_key = self.secret(&format!("{path}.api_key"), &api_key);
+                Some(ProviderKind::OpenAi {
+                    base: base?,
+                    api_key: Some(api_key?),
+                })
+            }
             raw::RawProvider::Gemini { base_url, api_key } => {
                 let base_path = format!("{path}.base_url");
                 let url = base_url.unwrap_or_else(|| {
@@ -1271,6 +1285,20 @@ routes:
                 "routes[0].proxy.timeout_ms: must be greater than 0",
             ]
         );
+    }
+
+    #[test]
+    fn mistral_is_openai_compatible_with_its_default_url() {
+        let yaml = "providers:\n  m: { kind: mistral, api_key: '${env:K}' }\nroutes:\n  - match: { path_prefix: /v1 }\n    ai: {}\n";
+        let config = Config::from_yaml(yaml, |_| Some("k".into())).unwrap();
+        let ProviderKind::OpenAi { base, api_key } = &config.providers[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            base.uri("/chat/completions", None).unwrap().to_string(),
+            "https://api.mistral.ai/v1/chat/completions"
+        );
+        assert_eq!(api_key.as_ref().unwrap().expose(), "k");
     }
 
     #[test]

@@ -154,6 +154,13 @@ pub enum RawProvider {
         base_url: String,
         api_key: Option<String>,
     },
+    /// Mistral's API (OpenAI-compatible); `base_url` defaults to
+    /// `https://api.mistral.ai/v1`.
+    #[serde(rename = "mistral")]
+    Mistral {
+        base_url: Option<String>,
+        api_key: String,
+    },
     /// Azure OpenAI: `base_url` is the resource endpoint
     /// (`https://<resource>.openai.azure.com`); a model's `upstream_model`
     /// is the deployment name.
