@@ -19,6 +19,12 @@ models:
   - { name: mock-gpt, provider: mock }
   - { name: big, provider: upstream, upstream_model: big-2025-01 }
   - { name: azure-gpt, provider: azure, upstream_model: my-deployment }
+  - name: resilient
+    provider: upstream
+    upstream_model: primary
+    fallbacks:
+      - { provider: azure, upstream_model: backup-deployment }
+      - { provider: mock }
 routes:
   - name: ai
     match: { path_prefix: /v1 }
@@ -239,7 +245,7 @@ fn models_lists_configured_names() {
         .iter()
         .map(|m| m["id"].clone())
         .collect();
-    assert_eq!(ids, ["mock-gpt", "big", "azure-gpt"]);
+    assert_eq!(ids, ["mock-gpt", "big", "azure-gpt", "resilient"]);
 }
 
 #[test]
@@ -499,4 +505,58 @@ fn streams_always_ask_the_upstream_for_usage() {
     drop(block_on(StreamExt::collect::<Vec<_>>(response.into_body())));
     let sent = json(http.requests()[0].body());
     assert_eq!(sent["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn unavailable_deployments_fall_back_in_order_before_the_first_byte() {
+    // The primary is unreachable, the Azure backup answers 429: the mock serves it.
+    let http = FakeHttp::new(|request| {
+        if request.uri().host() == Some("llm.internal") {
+            return FakeReply::Fail(HttpClientError::new(
+                HttpClientErrorKind::Connect,
+                "refused",
+            ));
+        }
+        let mut response = Response::new(Body::from(
+            r#"{"error":{"message":"slow down","type":"requests","code":"429"}}"#,
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        FakeReply::Respond(response)
+    });
+    let gw = gateway(http.clone());
+    let (parts, body) = send(
+        &gw,
+        chat(r#"{"model":"resilient","messages":[{"role":"user","content":"hi"}]}"#),
+    );
+    assert_eq!(
+        parts.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(json(&body)["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .ends_with("You said: hi"));
+    assert_eq!(
+        http.requests().len(),
+        2,
+        "primary, then the Azure backup, then the mock"
+    );
+
+    // A client error is not an outage: no fallback.
+    let http = FakeHttp::new(|_| {
+        let mut response = Response::new(Body::from(
+            r#"{"error":{"message":"bad","type":"invalid_request_error","code":null}}"#,
+        ));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        FakeReply::Respond(response)
+    });
+    let gw = gateway(http.clone());
+    let (parts, _) = send(
+        &gw,
+        chat(r#"{"model":"resilient","messages":[{"role":"user","content":"hi"}]}"#),
+    );
+    assert_eq!(parts.status, StatusCode::BAD_REQUEST);
+    assert_eq!(http.requests().len(), 1);
 }

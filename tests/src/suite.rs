@@ -175,6 +175,7 @@ pub fn cases() -> Vec<Case> {
         gemini_completion_and_tool_call,
         gemini_stream,
         gemini_rate_limit_is_429,
+        unavailable_deployment_falls_back,
     ]
 }
 
@@ -1584,5 +1585,25 @@ async fn gemini_rate_limit_is_429(ctx: &Ctx) -> CaseResult {
     )
     .await?;
     check_eq!(body["error"]["type"], json!("rate_limit_exceeded"));
+    Ok(())
+}
+
+async fn unavailable_deployment_falls_back(ctx: &Ctx) -> CaseResult {
+    let request_id = unique_id("fallback");
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .header("x-request-id", &request_id)
+            .json(&chat_body("fallback-gpt", true)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = read_events(response).await?;
+    check_eq!(content_of(&events), MOCK_WORDS.concat());
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the fallback deployment never saw the request")?;
+    check_eq!(seen.body["model"], json!("gpt-4o-mini-2024-07-18"));
     Ok(())
 }

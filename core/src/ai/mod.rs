@@ -26,8 +26,8 @@ use self::sse::{ObservedSse, StreamOutcome};
 use self::usage::{estimate_prompt_tokens, Usage};
 use crate::auth::{authorize_model, Identity};
 use crate::body::Body;
-use crate::config::{AiRoute, Config, ProviderKind};
-use crate::error::GatewayError;
+use crate::config::{AiRoute, Config, Provider, ProviderKind};
+use crate::error::{ErrorOrigin, GatewayError};
 use crate::gateway::Shared;
 use crate::platform::{BackgroundTask, Clock, Platform};
 use crate::quota::{self, Grant, Plan, RateLimitSnapshot, Scope, Subject, Unit};
@@ -258,7 +258,7 @@ async fn chat_completions<P: Platform>(
         .model(&chat.model)
         .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
     let provider = &config.providers[model.provider];
-    let usage_ctx = UsageContext {
+    let mut usage_ctx = UsageContext {
         request_id: request_id.to_owned(),
         route: route_name.to_owned(),
         model: model.name.clone(),
@@ -274,102 +274,56 @@ async fn chat_completions<P: Platform>(
     let (grants, token_snapshot) =
         reserve_tokens(shared, quota, &chat, &model.name, usage_ctx.prompt_estimate).await?;
 
-    let reply = match &provider.kind {
-        ProviderKind::Mock { stream_delay } => {
-            let mut id = [0u8; 12];
-            platform.fill_random(&mut id);
-            let created = platform.clock().now_unix_ms() / 1000;
-            mock_chat(
-                shared.clock(),
-                &chat,
-                *stream_delay,
-                format!("chatcmpl-{}", hex(&id)),
-                created,
+    // The primary deployment, then the fallbacks, as plain data (nothing
+    // borrowed by a closure lives across the awaits below).
+    let deployments: Vec<(usize, String, Option<pricing::Price>)> =
+        std::iter::once((model.provider, model.upstream_model.clone(), model.price))
+            .chain(
+                model
+                    .fallbacks
+                    .iter()
+                    .map(|d| (d.provider, d.upstream_model.clone(), d.price)),
             )
-        }
-        ProviderKind::Gemini { base, api_key } => {
-            let deployment = gemini::GeminiDeployment {
-                base,
-                api_key,
-                upstream_model: &model.upstream_model,
-                timeout: route.timeout,
-            };
-            let result = gemini::gemini_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                &chat,
-                request_id,
-            )
-            .await;
-            if let Err(err) = &result {
-                record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
-                quota::settle(platform, &grants, Usage::default()).await;
+            .collect();
+    let mut next_deployment = 0;
+    let reply = loop {
+        let Some((provider_index, upstream_model, price)) = deployments.get(next_deployment) else {
+            return Err(GatewayError::internal("a model without deployments"));
+        };
+        next_deployment += 1;
+        let (provider_index, price, upstream_model) =
+            (*provider_index, *price, upstream_model.as_str());
+        let provider = &config.providers[provider_index];
+        usage_ctx.provider.clone_from(&provider.name);
+        usage_ctx.price = price.or_else(|| pricing::builtin_price(upstream_model));
+        let result =
+            call_provider(shared, provider, upstream_model, route, &chat, request_id).await;
+        // Before any byte reached the client, an unavailable deployment
+        // hands the request to the next one.
+        let unavailable = match &result {
+            Err(error) => error.origin() == ErrorOrigin::Upstream,
+            Ok(ProviderReply::Complete { response, .. }) => {
+                matches!(response.status().as_u16(), 429 | 503)
             }
-            result?
+            Ok(ProviderReply::Stream { .. }) => false,
+        };
+        if unavailable && next_deployment < deployments.len() {
+            tracing::warn!(model = %model.name, provider = %provider.name, "deployment unavailable; falling back to the next");
+            record_usage(&usage_ctx, Usage::new(0, 0), "none", "fell_back");
+            continue;
         }
-        ProviderKind::Anthropic {
-            base,
-            api_key,
-            version,
-        } => {
-            let deployment = anthropic::AnthropicDeployment {
-                base,
-                api_key,
-                version,
-                upstream_model: &model.upstream_model,
-                timeout: route.timeout,
-            };
-            let result = anthropic::anthropic_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                &chat,
-                request_id,
-            )
-            .await;
-            if let Err(err) = &result {
-                record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
+        match result {
+            Ok(reply) => break reply,
+            Err(error) => {
+                record_usage(
+                    &usage_ctx,
+                    Usage::new(0, 0),
+                    "none",
+                    upstream_outcome(&error),
+                );
                 quota::settle(platform, &grants, Usage::default()).await;
+                return Err(error);
             }
-            result?
-        }
-        ProviderKind::OpenAi { .. } | ProviderKind::Azure { .. } => {
-            let (base, api_key, flavor) = match &provider.kind {
-                ProviderKind::Azure {
-                    base,
-                    api_key,
-                    api_version,
-                } => (base, Some(api_key), openai::Flavor::Azure { api_version }),
-                ProviderKind::OpenAi { base, api_key } => {
-                    (base, api_key.as_ref(), openai::Flavor::OpenAi)
-                }
-                _ => {
-                    return Err(GatewayError::internal(
-                        "provider kind changed under dispatch",
-                    ))
-                }
-            };
-            let deployment = openai::OpenAiDeployment {
-                base,
-                api_key,
-                upstream_model: &model.upstream_model,
-                timeout: route.timeout,
-                flavor,
-            };
-            let result = openai::openai_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                &chat,
-                request_id,
-            )
-            .await;
-            if let Err(err) = &result {
-                record_usage(&usage_ctx, Usage::new(0, 0), "none", upstream_outcome(err));
-                quota::settle(platform, &grants, Usage::default()).await;
-            }
-            result?
         }
     };
 
@@ -431,6 +385,104 @@ async fn chat_completions<P: Platform>(
         response.extensions_mut().insert(token_snapshot);
     }
     Ok(response)
+}
+
+/// One upstream call to `provider` for `upstream_model`.
+async fn call_provider<P: Platform>(
+    shared: &Arc<Shared<P>>,
+    provider: &Provider,
+    upstream_model: &str,
+    route: &AiRoute,
+    chat: &ChatRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let platform = &shared.platform;
+    match &provider.kind {
+        ProviderKind::Mock { stream_delay } => {
+            let mut id = [0u8; 12];
+            platform.fill_random(&mut id);
+            let created = platform.clock().now_unix_ms() / 1000;
+            Ok(mock_chat(
+                shared.clock(),
+                chat,
+                *stream_delay,
+                format!("chatcmpl-{}", hex(&id)),
+                created,
+            ))
+        }
+        ProviderKind::Gemini { base, api_key } => {
+            let deployment = gemini::GeminiDeployment {
+                base,
+                api_key,
+                upstream_model,
+                timeout: route.timeout,
+            };
+            let result = gemini::gemini_chat(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                chat,
+                request_id,
+            )
+            .await;
+            result
+        }
+        ProviderKind::Anthropic {
+            base,
+            api_key,
+            version,
+        } => {
+            let deployment = anthropic::AnthropicDeployment {
+                base,
+                api_key,
+                version,
+                upstream_model,
+                timeout: route.timeout,
+            };
+            let result = anthropic::anthropic_chat(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                chat,
+                request_id,
+            )
+            .await;
+            result
+        }
+        ProviderKind::OpenAi { .. } | ProviderKind::Azure { .. } => {
+            let (base, api_key, flavor) = match &provider.kind {
+                ProviderKind::Azure {
+                    base,
+                    api_key,
+                    api_version,
+                } => (base, Some(api_key), openai::Flavor::Azure { api_version }),
+                ProviderKind::OpenAi { base, api_key } => {
+                    (base, api_key.as_ref(), openai::Flavor::OpenAi)
+                }
+                _ => {
+                    return Err(GatewayError::internal(
+                        "provider kind changed under dispatch",
+                    ))
+                }
+            };
+            let deployment = openai::OpenAiDeployment {
+                base,
+                api_key,
+                upstream_model,
+                timeout: route.timeout,
+                flavor,
+            };
+            let result = openai::openai_chat(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                chat,
+                request_id,
+            )
+            .await;
+            result
+        }
+    }
 }
 
 /// Token limits of the applicable plans: reserve the estimated prompt plus

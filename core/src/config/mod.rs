@@ -191,6 +191,18 @@ pub struct Model {
     pub upstream_model: String,
     /// Price override; else the built-in price of `upstream_model`.
     pub price: Option<crate::ai::pricing::Price>,
+    /// Deployments tried in order when the one before is unavailable
+    /// (unreachable, timed out, 5xx, 429 or 503) before any byte was sent.
+    pub fallbacks: Vec<Deployment>,
+}
+
+/// A provider and the model id it is asked for.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub upstream_model: String,
+    pub price: Option<crate::ai::pricing::Price>,
 }
 
 /// A resolved secret. `Debug` and `Display` never print it.
@@ -341,7 +353,25 @@ impl Validator<'_> {
                 );
                 continue;
             };
+            let mut fallbacks = Vec::new();
+            for (j, raw_deployment) in raw_model.fallbacks.iter().enumerate() {
+                match provider_index.get(&raw_deployment.provider) {
+                    Some(&provider) => fallbacks.push(Deployment {
+                        provider,
+                        upstream_model: raw_deployment
+                            .upstream_model
+                            .clone()
+                            .unwrap_or_else(|| raw_model.name.clone()),
+                        price: raw_deployment.pricing,
+                    }),
+                    None => self.issue(
+                        format!("{path}.fallbacks[{j}].provider"),
+                        format!("unknown provider `{}`", raw_deployment.provider),
+                    ),
+                }
+            }
             models.push(Model {
+                fallbacks,
                 price: raw_model.pricing,
                 upstream_model: raw_model
                     .upstream_model

@@ -193,6 +193,17 @@ pub struct RawModel {
     pub upstream_model: Option<String>,
     /// USD per million tokens: `{input, cached_input, output}`.
     pub pricing: Option<crate::ai::pricing::Price>,
+    /// Deployments tried in order when the one before is unavailable.
+    #[serde(default)]
+    pub fallbacks: Vec<RawDeployment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub provider: String,
+    pub upstream_model: Option<String>,
+    pub pricing: Option<crate::ai::pricing::Price>,
 }
 
 #[derive(Debug, Deserialize)]
