@@ -64,6 +64,89 @@ impl SseDecoder {
     }
 }
 
+/// Rewrites an SSE stream event by event: the provider translators
+/// (Anthropic, Gemini) and the OpenAI usage folding implement this and run
+/// inside one [`SseRewrite`] stream.
+pub trait EventRewriter: Unpin {
+    /// The output `data:` payloads for one input event's data.
+    fn on_event(&mut self, data: &str, out: &mut Vec<String>);
+
+    /// The payloads to send after the input ended cleanly.
+    fn on_end(&mut self, _out: &mut Vec<String>) {}
+
+    /// True once no further input matters (the rest is not read).
+    fn is_done(&self) -> bool {
+        false
+    }
+}
+
+/// An SSE body re-encoded by an [`EventRewriter`], relayed as soon as each
+/// input chunk yields output. An input failure is passed on (the observing
+/// layer turns it into an error event).
+pub struct SseRewrite<R> {
+    upstream: Body,
+    decoder: SseDecoder,
+    rewriter: R,
+    pending: std::collections::VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl<R: EventRewriter> SseRewrite<R> {
+    pub fn new(upstream: Body, rewriter: R) -> Self {
+        Self {
+            upstream,
+            decoder: SseDecoder::default(),
+            rewriter,
+            pending: std::collections::VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    fn queue(&mut self, payloads: Vec<String>) {
+        self.pending.extend(
+            payloads
+                .into_iter()
+                .map(|p| Bytes::from(format!("data: {p}\n\n"))),
+        );
+    }
+}
+
+impl<R: EventRewriter> Stream for SseRewrite<R> {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            if this.ended || this.rewriter.is_done() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let mut payloads = Vec::new();
+                    let rewriter = &mut this.rewriter;
+                    this.decoder
+                        .push(&chunk, |data| rewriter.on_event(data, &mut payloads));
+                    this.queue(payloads);
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    let mut payloads = Vec::new();
+                    this.rewriter.on_end(&mut payloads);
+                    this.queue(payloads);
+                }
+            }
+        }
+    }
+}
+
 /// How an observed stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamOutcome {

@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::super::sse::SseDecoder;
+use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
-use super::ProviderReply;
-use crate::body::{Body, BodyError};
+use super::{error_reply, json_response, read_json, sse_response, ProviderReply};
+use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
 use crate::platform::{Clock, HttpClient};
@@ -461,51 +461,15 @@ impl AnthropicStreamTranslator {
     }
 }
 
-/// Re-encodes an Anthropic SSE body as an OpenAI SSE body, event by event.
-struct TranslatedStream {
-    upstream: Body,
-    decoder: SseDecoder,
-    translator: AnthropicStreamTranslator,
-    pending: std::collections::VecDeque<Bytes>,
-    ended: bool,
-}
-
-impl futures_util::Stream for TranslatedStream {
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(bytes)));
-            }
-            if this.ended || this.translator.is_finished() {
-                return Poll::Ready(None);
-            }
-            match std::pin::Pin::new(&mut this.upstream).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let (decoder, translator, pending) =
-                        (&mut this.decoder, &mut this.translator, &mut this.pending);
-                    decoder.push(&chunk, |data| {
-                        if let Ok(event) = serde_json::from_str::<Value>(data) {
-                            for payload in translator.on_event(&event) {
-                                pending.push_back(Bytes::from(format!("data: {payload}\n\n")));
-                            }
-                        }
-                    });
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    this.ended = true;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(None) => this.ended = true,
-            }
+impl EventRewriter for AnthropicStreamTranslator {
+    fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
+        if let Ok(event) = serde_json::from_str::<Value>(data) {
+            out.extend(AnthropicStreamTranslator::on_event(self, &event));
         }
+    }
+
+    fn is_done(&self) -> bool {
+        self.is_finished()
     }
 }
 
@@ -546,23 +510,7 @@ async fn handle_anthropic_error(
             })
         }
     };
-    let error =
-        json!({"error": {"message": message, "type": openai_type, "param": null, "code": code}});
-    let mut reply = Response::new(Body::from(error.to_string()));
-    *reply.status_mut() = status;
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(retry) = headers.get(header::RETRY_AFTER) {
-        reply
-            .headers_mut()
-            .insert(header::RETRY_AFTER, retry.clone());
-    }
-    Ok(ProviderReply::Complete {
-        response: reply,
-        usage: None,
-    })
+    Ok(error_reply(status, &message, openai_type, &code, headers))
 }
 
 pub async fn anthropic_chat(
@@ -606,41 +554,18 @@ pub async fn anthropic_chat(
     }
     let created = clock.now_unix_ms() / 1000;
     if chat.stream {
-        let stream = TranslatedStream {
-            upstream: body,
-            decoder: SseDecoder::default(),
-            translator: AnthropicStreamTranslator::new(&chat.model, created, chat.include_usage),
-            pending: std::collections::VecDeque::new(),
-            ended: false,
-        };
-        let mut reply = Response::new(Body::from_stream(stream));
-        reply.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
+        let stream = SseRewrite::new(
+            body,
+            AnthropicStreamTranslator::new(&chat.model, created, chat.include_usage),
         );
-        reply
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(ProviderReply::Stream { response: reply });
+        return Ok(ProviderReply::Stream {
+            response: sse_response(Body::from_stream(stream)),
+        });
     }
-    let bytes =
-        body.collect(MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| GatewayError::UpstreamInvalid {
-                detail: format!("reading message: {e}"),
-            })?;
-    let message: Value =
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("message is not JSON: {e}"),
-        })?;
+    let message = read_json(body, MAX_RESPONSE_BYTES, "message").await?;
     let (completion, usage) = anthropic_response_to_openai(&message, &chat.model, created);
-    let mut reply = Response::new(Body::from(completion.to_string()));
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     Ok(ProviderReply::Complete {
-        response: reply,
+        response: json_response(StatusCode::OK, completion.to_string()),
         usage: Some(usage),
     })
 }
@@ -648,6 +573,7 @@ pub async fn anthropic_chat(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ai::sse::SseDecoder;
 
     const RESPONSE_TOOL_USE: &str =
         include_str!("../../../../tests/fixtures/anthropic/response_tool_use.json");

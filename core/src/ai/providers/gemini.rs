@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::super::sse::SseDecoder;
+use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
-use super::ProviderReply;
-use crate::body::{Body, BodyError};
+use super::{error_reply, json_response, read_json, sse_response, ProviderReply};
+use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
 use crate::platform::{Clock, HttpClient};
@@ -525,58 +525,18 @@ impl GeminiStreamTranslator {
     }
 }
 
-struct TranslatedStream {
-    upstream: Body,
-    decoder: SseDecoder,
-    translator: GeminiStreamTranslator,
-    pending: std::collections::VecDeque<Bytes>,
-    ended: bool,
-}
+impl EventRewriter for GeminiStreamTranslator {
+    fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
+        if let Ok(response) = serde_json::from_str::<Value>(data) {
+            out.extend(self.on_response(&response));
+        }
+    }
 
-impl futures_util::Stream for TranslatedStream {
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(bytes)));
-            }
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            match std::pin::Pin::new(&mut this.upstream).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let (translator, pending) = (&mut this.translator, &mut this.pending);
-                    this.decoder.push(&chunk, |data| {
-                        if let Ok(response) = serde_json::from_str::<Value>(data) {
-                            for payload in translator.on_response(&response) {
-                                pending.push_back(Bytes::from(format!("data: {payload}\n\n")));
-                            }
-                        }
-                    });
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    this.ended = true;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    // A stream without a finish reason was cut: no [DONE], so
-                    // the client gets the gateway's error event instead.
-                    if this.translator.has_finished() {
-                        for payload in this.translator.finish() {
-                            this.pending
-                                .push_back(Bytes::from(format!("data: {payload}\n\n")));
-                        }
-                    }
-                }
-            }
+    /// A stream without a finish reason was cut: no `[DONE]`, so the client
+    /// gets the gateway's error event instead.
+    fn on_end(&mut self, out: &mut Vec<String>) {
+        if self.has_finished() {
+            out.extend(self.finish());
         }
     }
 }
@@ -610,22 +570,7 @@ async fn handle_gemini_error(
             })
         }
     };
-    let error = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-    let mut reply = Response::new(Body::from(error.to_string()));
-    *reply.status_mut() = status;
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(retry) = headers.get(header::RETRY_AFTER) {
-        reply
-            .headers_mut()
-            .insert(header::RETRY_AFTER, retry.clone());
-    }
-    Ok(ProviderReply::Complete {
-        response: reply,
-        usage: None,
-    })
+    Ok(error_reply(status, &message, kind, &code, headers))
 }
 
 pub async fn gemini_chat(
@@ -671,41 +616,18 @@ pub async fn gemini_chat(
     }
     let created = clock.now_unix_ms() / 1000;
     if chat.stream {
-        let stream = TranslatedStream {
-            upstream: body,
-            decoder: SseDecoder::default(),
-            translator: GeminiStreamTranslator::new(&chat.model, created, chat.include_usage),
-            pending: std::collections::VecDeque::new(),
-            ended: false,
-        };
-        let mut reply = Response::new(Body::from_stream(stream));
-        reply.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
+        let stream = SseRewrite::new(
+            body,
+            GeminiStreamTranslator::new(&chat.model, created, chat.include_usage),
         );
-        reply
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(ProviderReply::Stream { response: reply });
+        return Ok(ProviderReply::Stream {
+            response: sse_response(Body::from_stream(stream)),
+        });
     }
-    let bytes =
-        body.collect(MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| GatewayError::UpstreamInvalid {
-                detail: format!("reading response: {e}"),
-            })?;
-    let response: Value =
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("response is not JSON: {e}"),
-        })?;
+    let response = read_json(body, MAX_RESPONSE_BYTES, "response").await?;
     let (completion, usage) = gemini_response_to_openai(&response, &chat.model, created);
-    let mut reply = Response::new(Body::from(completion.to_string()));
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     Ok(ProviderReply::Complete {
-        response: reply,
+        response: json_response(StatusCode::OK, completion.to_string()),
         usage: Some(usage),
     })
 }
@@ -713,6 +635,7 @@ pub async fn gemini_chat(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ai::sse::SseDecoder;
 
     const RESPONSE_FUNCTION_CALL: &str =
         include_str!("../../../../tests/fixtures/gemini/response_function_call.json");

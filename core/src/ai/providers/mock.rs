@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::super::usage::{content_text, estimate_prompt_tokens, estimate_tokens, Usage};
 use super::super::ChatRequest;
-use super::ProviderReply;
+use super::{json_response, sse_response, ProviderReply};
 use crate::body::{Body, BodyError};
 use crate::platform::{Clock, MaybeSend};
 
@@ -157,27 +157,6 @@ fn body_from_stream(
 
 fn sse_data(json: &str) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
-}
-
-fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn sse_response(body: Body) -> Response<Body> {
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
 }
 
 #[cfg(test)]

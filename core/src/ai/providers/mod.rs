@@ -7,10 +7,12 @@ pub mod gemini;
 pub mod mock;
 pub mod openai;
 
-use http::Response;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use serde_json::{json, Value};
 
 use super::usage::Usage;
 use crate::body::Body;
+use crate::error::GatewayError;
 
 /// What a provider hands back to the AI pipeline.
 pub enum ProviderReply {
@@ -23,4 +25,61 @@ pub enum ProviderReply {
     /// An OpenAI-format SSE stream, relayed as it arrives; usage is read from
     /// it by the pipeline.
     Stream { response: Response<Body> },
+}
+
+/// A JSON response with `status`.
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An SSE response relaying `body`.
+pub(crate) fn sse_response(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A provider error in OpenAI's shape, keeping the upstream's `Retry-After`.
+pub(crate) fn error_reply(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: &str,
+    upstream_headers: &HeaderMap,
+) -> ProviderReply {
+    let error = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let mut response = json_response(status, error.to_string());
+    if let Some(retry) = upstream_headers.get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    ProviderReply::Complete {
+        response,
+        usage: None,
+    }
+}
+
+/// Reads a complete upstream JSON body (`what` names it in errors).
+pub(crate) async fn read_json(body: Body, limit: usize, what: &str) -> Result<Value, GatewayError> {
+    let bytes = body
+        .collect(limit)
+        .await
+        .map_err(|e| GatewayError::UpstreamInvalid {
+            detail: format!("reading {what}: {e}"),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
+        detail: format!("{what} is not JSON: {e}"),
+    })
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
+use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
 use super::ProviderReply;
@@ -140,7 +141,7 @@ pub async fn openai_chat(
         *reply.body_mut() = if request.include_usage {
             body
         } else {
-            Body::from_stream(UsageFolding::new(body))
+            Body::from_stream(SseRewrite::new(body, UsageFolding::default()))
         };
         return Ok(ProviderReply::Stream { response: reply });
     }
@@ -171,102 +172,44 @@ pub async fn openai_chat(
 /// gateway asked anyway; this folds the usage-only chunk (`choices: []`)
 /// into the chunk that carries `finish_reason`, held back until then, so the
 /// client sees OpenAI's usual chunks and the gateway still counts exactly.
+#[derive(Default)]
 struct UsageFolding {
-    upstream: Body,
-    decoder: crate::ai::sse::SseDecoder,
+    /// The `finish_reason` chunk, waiting for the usage chunk.
     held: Option<Value>,
-    out: std::collections::VecDeque<Bytes>,
-    ended: bool,
 }
 
-impl UsageFolding {
-    fn new(upstream: Body) -> Self {
-        Self {
-            upstream,
-            decoder: crate::ai::sse::SseDecoder::default(),
-            held: None,
-            out: std::collections::VecDeque::new(),
-            ended: false,
-        }
-    }
-
-    fn on_event(held: &mut Option<Value>, out: &mut std::collections::VecDeque<Bytes>, data: &str) {
-        let emit = |out: &mut std::collections::VecDeque<Bytes>, data: &str| {
-            out.push_back(Bytes::from(format!("data: {data}\n\n")));
-        };
+impl EventRewriter for UsageFolding {
+    fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
         let Ok(event) = serde_json::from_str::<Value>(data) else {
-            if let Some(chunk) = held.take() {
-                emit(out, &chunk.to_string());
-            }
-            emit(out, data);
+            out.extend(self.held.take().map(|chunk| chunk.to_string()));
+            out.push(data.to_owned());
             return;
         };
         let usage_only =
             event["choices"].as_array().is_some_and(Vec::is_empty) && event["usage"].is_object();
         if usage_only {
-            match held.take() {
+            match self.held.take() {
                 Some(mut chunk) => {
                     chunk["usage"] = event["usage"].clone();
-                    emit(out, &chunk.to_string());
+                    out.push(chunk.to_string());
                 }
-                None => emit(out, data),
+                None => out.push(data.to_owned()),
             }
             return;
         }
-        if let Some(chunk) = held.take() {
-            emit(out, &chunk.to_string());
-        }
+        out.extend(self.held.take().map(|chunk| chunk.to_string()));
         let finishing = event["choices"]
             .as_array()
             .is_some_and(|choices| choices.iter().any(|c| !c["finish_reason"].is_null()));
         if finishing {
-            *held = Some(event);
+            self.held = Some(event);
         } else {
-            emit(out, data);
+            out.push(data.to_owned());
         }
     }
-}
 
-impl futures_util::Stream for UsageFolding {
-    type Item = Result<Bytes, crate::body::BodyError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(bytes)));
-            }
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            match std::pin::Pin::new(&mut this.upstream).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let (held, out) = (&mut this.held, &mut this.out);
-                    this.decoder
-                        .push(&chunk, |data| Self::on_event(held, out, data));
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    this.ended = true;
-                    if let Some(chunk) = this.held.take() {
-                        this.out
-                            .push_back(Bytes::from(format!("data: {chunk}\n\n")));
-                    }
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    if let Some(chunk) = this.held.take() {
-                        this.out
-                            .push_back(Bytes::from(format!("data: {chunk}\n\n")));
-                    }
-                }
-            }
-        }
+    fn on_end(&mut self, out: &mut Vec<String>) {
+        out.extend(self.held.take().map(|chunk| chunk.to_string()));
     }
 }
 
@@ -323,7 +266,7 @@ mod tests {
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
             "data: [DONE]\n\n",
         );
-        let folded = UsageFolding::new(Body::from(upstream));
+        let folded = SseRewrite::new(Body::from(upstream), UsageFolding::default());
         let chunks: Vec<Bytes> = block_on(folded.map(Result::unwrap).collect());
         let text: String = chunks
             .iter()
