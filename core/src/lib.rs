@@ -14,6 +14,7 @@ pub mod ai;
 pub mod auth;
 #[cfg(test)]
 mod auth_tests;
+pub mod aws;
 pub mod body;
 pub mod config;
 pub mod error;

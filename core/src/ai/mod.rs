@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use serde_json::{json, Map, Value};
 
-use self::providers::{anthropic, gemini, mock::mock_chat, openai, ProviderReply};
+use self::providers::{anthropic, bedrock, gemini, mock::mock_chat, openai, ProviderReply};
 use self::sse::{ObservedSse, StreamOutcome};
 use self::usage::{estimate_prompt_tokens, Usage};
 use crate::auth::{authorize_model, Identity};
@@ -418,6 +418,28 @@ async fn call_provider<P: Platform>(
                 timeout: route.timeout,
             };
             let result = gemini::gemini_chat(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                chat,
+                request_id,
+            )
+            .await;
+            result
+        }
+        ProviderKind::Bedrock {
+            base,
+            region,
+            credentials,
+        } => {
+            let deployment = bedrock::BedrockDeployment {
+                base,
+                region,
+                credentials,
+                upstream_model,
+                timeout: route.timeout,
+            };
+            let result = bedrock::bedrock_chat(
                 platform.http(),
                 platform.clock(),
                 deployment,

@@ -80,24 +80,50 @@ pub trait EventRewriter: Unpin {
     }
 }
 
-/// An SSE body re-encoded by an [`EventRewriter`], relayed as soon as each
-/// input chunk yields output. An input failure is passed on (the observing
-/// layer turns it into an error event).
-pub struct SseRewrite<R> {
+/// Splits an upstream body into events for an [`EventRewriter`]: SSE by
+/// default, the AWS event stream for Bedrock.
+pub trait EventSource: Default + Unpin {
+    /// Feeds `chunk`; calls `on_event` with each complete event's text. An
+    /// error means the rest of the stream cannot be trusted.
+    fn push(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(&str)) -> Result<(), String>;
+}
+
+impl EventSource for SseDecoder {
+    fn push(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(&str)) -> Result<(), String> {
+        SseDecoder::push(self, chunk, on_event);
+        Ok(())
+    }
+}
+
+/// An upstream body re-encoded as SSE by an [`EventRewriter`], relayed as
+/// soon as each input chunk yields output. An input failure is passed on
+/// after the output before it (the observing layer turns it into an error
+/// event).
+pub struct SseRewrite<R, S = SseDecoder> {
     upstream: Body,
-    decoder: SseDecoder,
+    source: S,
     rewriter: R,
     pending: std::collections::VecDeque<Bytes>,
+    failure: Option<BodyError>,
     ended: bool,
 }
 
 impl<R: EventRewriter> SseRewrite<R> {
+    /// Rewrites an SSE body.
     pub fn new(upstream: Body, rewriter: R) -> Self {
+        Self::with_source(upstream, rewriter)
+    }
+}
+
+impl<R: EventRewriter, S: EventSource> SseRewrite<R, S> {
+    /// Rewrites a body split into events by `S`.
+    pub fn with_source(upstream: Body, rewriter: R) -> Self {
         Self {
             upstream,
-            decoder: SseDecoder::default(),
+            source: S::default(),
             rewriter,
             pending: std::collections::VecDeque::new(),
+            failure: None,
             ended: false,
         }
     }
@@ -111,7 +137,7 @@ impl<R: EventRewriter> SseRewrite<R> {
     }
 }
 
-impl<R: EventRewriter> Stream for SseRewrite<R> {
+impl<R: EventRewriter, S: EventSource> Stream for SseRewrite<R, S> {
     type Item = Result<Bytes, BodyError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -119,6 +145,9 @@ impl<R: EventRewriter> Stream for SseRewrite<R> {
         loop {
             if let Some(bytes) = this.pending.pop_front() {
                 return Poll::Ready(Some(Ok(bytes)));
+            }
+            if let Some(failure) = this.failure.take() {
+                return Poll::Ready(Some(Err(failure)));
             }
             if this.ended || this.rewriter.is_done() {
                 return Poll::Ready(None);
@@ -128,9 +157,14 @@ impl<R: EventRewriter> Stream for SseRewrite<R> {
                 Poll::Ready(Some(Ok(chunk))) => {
                     let mut payloads = Vec::new();
                     let rewriter = &mut this.rewriter;
-                    this.decoder
-                        .push(&chunk, |data| rewriter.on_event(data, &mut payloads));
+                    let result = this
+                        .source
+                        .push(&chunk, &mut |data| rewriter.on_event(data, &mut payloads));
                     this.queue(payloads);
+                    if let Err(error) = result {
+                        this.ended = true;
+                        this.failure = Some(BodyError(error));
+                    }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     this.ended = true;

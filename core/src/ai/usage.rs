@@ -26,6 +26,16 @@ impl Usage {
         }
     }
 
+    /// The OpenAI `usage` object.
+    pub fn to_openai_json(&self) -> Value {
+        serde_json::json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        })
+    }
+
     /// Reads an OpenAI `usage` object; `None` when absent or null.
     pub fn from_openai(value: &Value) -> Option<Self> {
         let object = value.as_object()?;

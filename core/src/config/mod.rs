@@ -97,7 +97,7 @@ pub struct UpstreamBase {
 }
 
 impl UpstreamBase {
-    fn parse(url: &str) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("invalid URL `{url}`: {e}"))?;
@@ -176,6 +176,11 @@ pub enum ProviderKind {
         base: UpstreamBase,
         api_key: Secret,
     },
+    Bedrock {
+        base: UpstreamBase,
+        region: String,
+        credentials: crate::aws::sigv4::AwsCredentials,
+    },
 }
 
 /// The Azure OpenAI API version used when a provider sets none (GA).
@@ -210,6 +215,11 @@ pub struct Deployment {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value read from the environment or a secret store.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -858,6 +868,71 @@ impl Validator<'_> {
                 Some(ProviderKind::Gemini {
                     base: base?,
                     api_key: api_key?,
+                })
+            }
+            raw::RawProvider::Bedrock {
+                region,
+                base_url,
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                let region_path = format!("{path}.region");
+                let region = self.interpolate(&region_path, &region).and_then(|region| {
+                    let valid = !region.is_empty()
+                        && region
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    if valid {
+                        Some(region)
+                    } else {
+                        self.issue(
+                            &region_path,
+                            format!("`{region}` is not an AWS region name"),
+                        );
+                        None
+                    }
+                });
+                let base_path = format!("{path}.base_url");
+                let base = region.as_ref().and_then(|region| {
+                    let url = base_url.unwrap_or_else(|| {
+                        format!("https://bedrock-runtime.{region}.amazonaws.com")
+                    });
+                    self.interpolate(&base_path, &url).and_then(|url| {
+                        UpstreamBase::parse(&url)
+                            .map_err(|m| self.issue(&base_path, m))
+                            .ok()
+                    })
+                });
+                let access_key_id = self.secret(
+                    &format!("{path}.access_key_id"),
+                    access_key_id
+                        .as_deref()
+                        .unwrap_or("${env:AWS_ACCESS_KEY_ID}"),
+                );
+                let secret_access_key = self.secret(
+                    &format!("{path}.secret_access_key"),
+                    secret_access_key
+                        .as_deref()
+                        .unwrap_or("${env:AWS_SECRET_ACCESS_KEY}"),
+                );
+                // The default session token is optional: long-term keys have none.
+                let session_token = match session_token {
+                    Some(reference) => {
+                        Some(self.secret(&format!("{path}.session_token"), &reference)?)
+                    }
+                    None => (self.env)("AWS_SESSION_TOKEN")
+                        .filter(|token| !token.is_empty())
+                        .map(Secret),
+                };
+                Some(ProviderKind::Bedrock {
+                    base: base?,
+                    region: region?,
+                    credentials: crate::aws::sigv4::AwsCredentials {
+                        access_key_id: access_key_id?,
+                        secret_access_key: secret_access_key?,
+                        session_token,
+                    },
                 })
             }
             raw::RawProvider::Anthropic {

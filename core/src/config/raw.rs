@@ -176,6 +176,18 @@ pub enum RawProvider {
         base_url: Option<String>,
         api_key: String,
     },
+    /// AWS Bedrock's Converse API, signed with SigV4. Credentials default to
+    /// the standard AWS variables (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` when set), which Lambda
+    /// fills from the function's role.
+    #[serde(rename = "bedrock")]
+    Bedrock {
+        region: String,
+        base_url: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+        session_token: Option<String>,
+    },
     /// Anthropic's Messages API.
     #[serde(rename = "anthropic")]
     Anthropic {

@@ -23,7 +23,9 @@ use serde_json::{json, Map, Value};
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
-use super::{error_reply, json_response, read_json, sse_response, ProviderReply};
+use super::{
+    error_reply, json_response, read_json, refuse_unsupported, sse_response, ProviderReply,
+};
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
@@ -110,28 +112,7 @@ fn push_turn(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
 /// The pure request mapping: OpenAI chat request → Anthropic Messages body.
 pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Value, GatewayError> {
     let body = &chat.body;
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(refuse("`n` greater than 1", "n"));
-    }
-    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(refuse("`logprobs`", "logprobs"));
-    }
-    for penalty in ["presence_penalty", "frequency_penalty"] {
-        if body
-            .get(penalty)
-            .and_then(Value::as_f64)
-            .is_some_and(|p| p != 0.0)
-        {
-            return Err(refuse(
-                &format!("`{penalty}`"),
-                if penalty == "presence_penalty" {
-                    "presence_penalty"
-                } else {
-                    "frequency_penalty"
-                },
-            ));
-        }
-    }
+    refuse_unsupported(body, "Anthropic")?;
     if let Some(format) = body
         .get("response_format")
         .and_then(|f| f.get("type"))
@@ -281,15 +262,6 @@ pub fn anthropic_usage(usage: &Value) -> Usage {
     }
 }
 
-fn openai_usage_json(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    })
-}
-
 /// The pure response mapping: Anthropic message → OpenAI chat.completion.
 pub fn anthropic_response_to_openai(
     message: &Value,
@@ -324,7 +296,7 @@ pub fn anthropic_response_to_openai(
         "model": public_model,
         "system_fingerprint": null,
         "choices": [{"index": 0, "message": assistant, "logprobs": null, "finish_reason": finish}],
-        "usage": openai_usage_json(&usage),
+        "usage": usage.to_openai_json(),
     });
     (completion, usage)
 }
@@ -438,7 +410,7 @@ impl AnthropicStreamTranslator {
             "system_fingerprint": null,
             "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": self.finish.unwrap_or("stop")}],
         });
-        let usage = openai_usage_json(&self.usage);
+        let usage = self.usage.to_openai_json();
         let mut out = Vec::new();
         if self.include_usage {
             out.push(last.to_string());

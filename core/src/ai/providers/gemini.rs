@@ -23,7 +23,9 @@ use serde_json::{json, Map, Value};
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
-use super::{error_reply, json_response, read_json, sse_response, ProviderReply};
+use super::{
+    error_reply, json_response, read_json, refuse_unsupported, sse_response, ProviderReply,
+};
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
@@ -174,28 +176,7 @@ fn push_turn(contents: &mut Vec<Value>, role: &str, new_parts: Vec<Value>) {
 /// The pure request mapping: OpenAI chat request → Gemini request body.
 pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     let body = &chat.body;
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(refuse("`n` greater than 1", "n"));
-    }
-    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(refuse("`logprobs`", "logprobs"));
-    }
-    for penalty in ["presence_penalty", "frequency_penalty"] {
-        if body
-            .get(penalty)
-            .and_then(Value::as_f64)
-            .is_some_and(|p| p != 0.0)
-        {
-            return Err(refuse(
-                &format!("`{penalty}`"),
-                if penalty == "presence_penalty" {
-                    "presence_penalty"
-                } else {
-                    "frequency_penalty"
-                },
-            ));
-        }
-    }
+    refuse_unsupported(body, "Gemini")?;
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     // Gemini answers tool results by function name, OpenAI by call id.
@@ -363,15 +344,6 @@ pub fn gemini_usage(metadata: &Value) -> Usage {
     }
 }
 
-fn usage_json(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    })
-}
-
 /// Text and function calls of the first candidate; call ids are made up
 /// (`call_<n>`) since Gemini has none.
 fn candidate_parts(response: &Value, first_call_index: usize) -> (String, Vec<Value>) {
@@ -439,7 +411,7 @@ pub fn gemini_response_to_openai(
         "model": public_model,
         "system_fingerprint": null,
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": usage_json(&usage),
+        "usage": usage.to_openai_json(),
     });
     (completion, usage)
 }
@@ -506,7 +478,7 @@ impl GeminiStreamTranslator {
     /// Final chunks once the upstream stream ended: finish, usage, `[DONE]`.
     pub fn finish(&mut self) -> Vec<String> {
         let mut last = self.chunk(json!({}), Some(self.finish.unwrap_or("stop")));
-        let usage = usage_json(&self.usage);
+        let usage = self.usage.to_openai_json();
         let mut out = Vec::new();
         if self.include_usage {
             out.push(last.to_string());

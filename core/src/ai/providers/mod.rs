@@ -3,12 +3,13 @@
 //! with the closed [`crate::config::ProviderKind`] enum, not `dyn`.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::usage::Usage;
 use crate::body::Body;
@@ -82,4 +83,34 @@ pub(crate) async fn read_json(body: Body, limit: usize, what: &str) -> Result<Va
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
         detail: format!("{what} is not JSON: {e}"),
     })
+}
+
+/// Refuses the OpenAI parameters no translated provider can honour:
+/// `n > 1`, `logprobs`, non-zero presence or frequency penalties.
+pub(crate) fn refuse_unsupported(
+    body: &Map<String, Value>,
+    vendor: &str,
+) -> Result<(), GatewayError> {
+    let refuse = |what: &str, param: &'static str| {
+        GatewayError::invalid_request(
+            format!("{what} (not supported by the {vendor} provider)."),
+            Some(param),
+        )
+    };
+    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(refuse("`n` greater than 1", "n"));
+    }
+    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return Err(refuse("`logprobs`", "logprobs"));
+    }
+    for penalty in ["presence_penalty", "frequency_penalty"] {
+        if body
+            .get(penalty)
+            .and_then(Value::as_f64)
+            .is_some_and(|p| p != 0.0)
+        {
+            return Err(refuse(&format!("`{penalty}`"), penalty));
+        }
+    }
+    Ok(())
 }
