@@ -24,7 +24,7 @@ def main():
     models = [m.id for m in client.models.list()]
     check("mock-gpt" in models, f"mock-gpt not in {models}")
 
-    for model in ("mock-gpt", "upstream-gpt", "claude-mock", "gemini-mock", "azure-gpt"):
+    for model in ("mock-gpt", "upstream-gpt", "claude-mock", "gemini-mock", "azure-gpt", "bedrock-claude"):
         completion = client.chat.completions.create(model=model, messages=messages)
         text = completion.choices[0].message.content
         check(bool(text), f"{model}: empty completion")
@@ -56,7 +56,7 @@ def main():
         "name": "get_weather", "description": "Current weather",
         "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
     }}]
-    for model in ("claude-mock", "gemini-mock"):
+    for model in ("upstream-gpt", "azure-gpt", "claude-mock", "gemini-mock", "bedrock-claude"):
         completion = client.chat.completions.create(model=model, messages=messages, tools=tools)
         call = completion.choices[0].message.tool_calls[0]
         check(call.function.name == "get_weather", f"{model}: tool call {call}")

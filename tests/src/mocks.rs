@@ -8,6 +8,9 @@
 //!   records when it sent each streamed chunk, keyed by `x-request-id`, so a
 //!   test can prove the client saw the first chunk before the last was sent.
 //!
+//! - provider mocks for Anthropic, Gemini, Azure and Bedrock
+//!   ([`crate::bedrock_mock`]) on the same server.
+//!
 //! The upstream model id selects a behaviour: `mock-429` answers 429 with
 //! `Retry-After`, `mock-cut` breaks the stream after two chunks.
 
@@ -89,6 +92,22 @@ impl OpenAiMock {
     }
 }
 
+/// Records a request a provider mock received, keyed by `x-request-id`.
+pub(crate) fn record_seen(mock: &OpenAiMock, headers: &HeaderMap, body: Value) {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    lock(&mock.state).seen.insert(
+        request_id,
+        SeenRequest {
+            headers: headers.clone(),
+            body,
+        },
+    );
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -112,6 +131,10 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat_completions),
+        )
+        .route(
+            "/model/{model}/{action}",
+            post(crate::bedrock_mock::bedrock_model),
         )
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -435,11 +458,30 @@ async fn chat_completions(
     }
     let id = "chatcmpl-mockupstream";
     let usage = json!({"prompt_tokens": 11, "completion_tokens": STREAM_CONTENT_CHUNKS, "total_tokens": 11 + STREAM_CONTENT_CHUNKS});
+    // Tools offered and no tool result last: call the first tool.
+    let tool = request["tools"][0]["function"]["name"]
+        .as_str()
+        .filter(|_| {
+            request["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .is_some_and(|m| m["role"] != "tool")
+        });
     if request["stream"] != Value::Bool(true) {
+        let (message, finish) = match tool {
+            Some(name) => (
+                json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [{"id": "call_mock01", "type": "function", "function": {"name": name, "arguments": "{\"location\": \"Paris\"}"}}]}),
+                "tool_calls",
+            ),
+            None => (
+                json!({"role": "assistant", "content": MOCK_WORDS.concat(), "refusal": null}),
+                "stop",
+            ),
+        };
         let body = json!({
             "id": id, "object": "chat.completion", "created": 1_735_689_600, "model": model,
             "system_fingerprint": "fp_mock",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": MOCK_WORDS.concat(), "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
             "usage": usage,
         });
         return ([("content-type", "application/json")], body.to_string()).into_response();

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use gateway_core::testing::jwt_fixtures::{self, alg_none, claims, sign, tampered};
 use jsonwebtoken::Algorithm;
 
+use crate::bedrock_mock::{BEDROCK_TEST_CREDENTIALS, BEDROCK_WORDS};
 use crate::mocks::{EchoServer, OpenAiMock, MOCK_WORDS, STREAM_CHUNK_DELAY, STREAM_CONTENT_CHUNKS};
 use crate::mocks::{ANTHROPIC_WORDS, GEMINI_WORDS};
 use crate::runtime::workspace_root;
@@ -89,6 +90,15 @@ pub fn upstream_env(
         ("CONFORMANCE_HS_SECRET", jwt_fixtures::HS_SECRET.to_owned()),
         ("CONFORMANCE_JWKS_URL", openai.jwks_url()),
         ("CONFORMANCE_AZURE_URL", format!("http://{}", openai.addr)),
+        ("CONFORMANCE_BEDROCK_URL", format!("http://{}", openai.addr)),
+        // The standard AWS variables, as Lambda sets them from the function's
+        // role; the Bedrock provider signs with them by default.
+        ("AWS_ACCESS_KEY_ID", BEDROCK_TEST_CREDENTIALS.0.to_owned()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            BEDROCK_TEST_CREDENTIALS.1.to_owned(),
+        ),
+        ("AWS_SESSION_TOKEN", BEDROCK_TEST_CREDENTIALS.2.to_owned()),
         (
             "CONFORMANCE_GEMINI_URL",
             format!("http://{}/v1beta", openai.addr),
@@ -175,6 +185,9 @@ pub fn cases() -> Vec<Case> {
         gemini_completion_and_tool_call,
         gemini_stream,
         gemini_rate_limit_is_429,
+        bedrock_completion_and_tool_call,
+        bedrock_stream_with_tool_call,
+        bedrock_errors_before_and_after_the_first_byte,
         unavailable_deployment_falls_back,
     ]
 }
@@ -1585,6 +1598,150 @@ async fn gemini_rate_limit_is_429(ctx: &Ctx) -> CaseResult {
     )
     .await?;
     check_eq!(body["error"]["type"], json!("rate_limit_exceeded"));
+    Ok(())
+}
+
+// --- Provider translation: Bedrock ------------------------------------------
+
+/// The mock checks the SigV4 signature (credentials from the standard AWS
+/// variables) before it answers: a 200 proves the signing.
+async fn bedrock_completion_and_tool_call(ctx: &Ctx) -> CaseResult {
+    let request_id = unique_id("bedrock");
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .header("x-request-id", &request_id)
+            .json(&chat_body("bedrock-claude", false)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await?;
+    check_eq!(
+        body["choices"][0]["message"]["content"],
+        json!(BEDROCK_WORDS.concat())
+    );
+    check_eq!(body["model"], json!("bedrock-claude"));
+    check_eq!(body["usage"]["prompt_tokens"], json!(22));
+    check_eq!(body["usage"]["completion_tokens"], json!(9));
+    check_eq!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"],
+        json!(6)
+    );
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the Bedrock mock never saw the request")?;
+    check_eq!(
+        seen.body["_model"],
+        json!("anthropic.claude-3-5-haiku-20241022-v1:0")
+    );
+    check_eq!(seen.body["system"], json!([{"text": "You are terse."}]));
+    check_eq!(
+        seen.headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok()),
+        Some(BEDROCK_TEST_CREDENTIALS.2)
+    );
+
+    let mut with_tools = chat_body("bedrock-claude", false);
+    with_tools["tools"] = weather_tool();
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&with_tools),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await?;
+    check_eq!(body["choices"][0]["finish_reason"], json!("tool_calls"));
+    let call = &body["choices"][0]["message"]["tool_calls"][0];
+    check_eq!(call["id"], json!("tooluse_mock01"));
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or(""))
+            .map_err(|e| e.to_string())?;
+    check_eq!(arguments, json!({"location": "Paris"}));
+    Ok(())
+}
+
+async fn bedrock_stream_with_tool_call(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("bedrock-claude", true)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    check_eq!(
+        header(&response, "content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    let events = read_events(response).await?;
+    check_eq!(events.last().map(|(_, d)| d.as_str()), Some("[DONE]"));
+    check_eq!(content_of(&events), BEDROCK_WORDS.concat());
+    let finish: Value =
+        serde_json::from_str(&events[events.len() - 2].1).map_err(|e| e.to_string())?;
+    check_eq!(finish["choices"][0]["finish_reason"], json!("stop"));
+    check_eq!(finish["usage"]["total_tokens"], json!(31));
+
+    let mut with_tools = chat_body("bedrock-claude", true);
+    with_tools["tools"] = weather_tool();
+    with_tools["stream_options"] = json!({"include_usage": true});
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&with_tools),
+    )
+    .await?;
+    let events = read_events(response).await?;
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str(d).ok())
+        .collect();
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    check_eq!(
+        serde_json::from_str::<Value>(&arguments).map_err(|e| e.to_string())?,
+        json!({"location": "Paris"})
+    );
+    let usage = chunks.last().ok_or("no chunks")?;
+    check_eq!(usage["choices"], json!([]));
+    check_eq!(usage["usage"]["completion_tokens"], json!(9));
+    Ok(())
+}
+
+async fn bedrock_errors_before_and_after_the_first_byte(ctx: &Ctx) -> CaseResult {
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("bedrock-throttled", false)),
+    )
+    .await?;
+    let body = expect_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "ThrottlingException",
+    )
+    .await?;
+    check_eq!(body["error"]["type"], json!("rate_limit_exceeded"));
+
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/chat/completions"))
+            .json(&chat_body("bedrock-broken-stream", true)),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = read_events(response).await?;
+    check_eq!(content_of(&events), BEDROCK_WORDS.concat());
+    let last: Value =
+        serde_json::from_str(&events.last().ok_or("no events")?.1).map_err(|e| e.to_string())?;
+    check_eq!(last["error"]["code"], json!("throttlingException"));
+    check!(
+        !events.iter().any(|(_, d)| d == "[DONE]"),
+        "a failed stream must not claim [DONE]"
+    );
     Ok(())
 }
 

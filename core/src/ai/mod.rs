@@ -3,6 +3,8 @@
 //! An `ai` route serves, under its `path_prefix` (usually `/v1`):
 //! - `POST {prefix}/chat/completions` — stream and non-stream, dispatched to
 //!   the provider of the requested model;
+//! - `POST {prefix}/embeddings` — dispatched the same way (see
+//!   [`embeddings`]);
 //! - `GET {prefix}/models` — the configured public model names.
 //!
 //! Errors on these paths use OpenAI's error JSON so SDKs show the message.
@@ -10,6 +12,7 @@
 //! as the provider reported it, or estimated locally when it did not, and
 //! also when the client disconnects mid-stream or the upstream fails.
 
+pub mod embeddings;
 pub mod pricing;
 pub mod providers;
 pub mod sse;
@@ -21,7 +24,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use serde_json::{json, Map, Value};
 
-use self::providers::{anthropic, bedrock, gemini, mock::mock_chat, openai, ProviderReply};
+use self::embeddings::EmbeddingsRequest;
+use self::providers::mock::{self, mock_chat};
+use self::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
 use self::sse::{ObservedSse, StreamOutcome};
 use self::usage::{estimate_prompt_tokens, Usage};
 use crate::auth::{authorize_model, Identity};
@@ -166,6 +171,7 @@ struct UsageContext {
     route: String,
     model: String,
     provider: String,
+    operation: &'static str,
     prompt_estimate: u64,
     price: Option<pricing::Price>,
 }
@@ -179,6 +185,7 @@ fn record_usage(ctx: &UsageContext, usage: Usage, source: &'static str, outcome:
         route = %ctx.route,
         model = %ctx.model,
         provider = %ctx.provider,
+        operation = ctx.operation,
         prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens,
         total_tokens = usage.total_tokens,
@@ -209,9 +216,15 @@ pub(crate) async fn handle_ai<P: Platform>(
         "/chat/completions" if method == Method::POST => {
             let chat = ChatRequest::parse(request.body())?;
             authorize_model(identity, &chat.model)?;
-            chat_completions(shared, &call, chat).await
+            serve(shared, &call, Operation::Chat(&chat)).await
         }
         "/chat/completions" => Err(allow(Method::POST)),
+        "/embeddings" if method == Method::POST => {
+            let request = EmbeddingsRequest::parse(request.body())?;
+            authorize_model(identity, &request.model)?;
+            serve(shared, &call, Operation::Embeddings(&request)).await
+        }
+        "/embeddings" => Err(allow(Method::POST)),
         "/models" if method == Method::GET => Ok(list_models(&shared.config, identity)),
         "/models" => Err(allow(Method::GET)),
         _ => Err(GatewayError::RouteNotFound {
@@ -246,24 +259,66 @@ fn list_models(config: &Config, identity: Option<&Identity>) -> Response<Body> {
     response
 }
 
-async fn chat_completions<P: Platform>(
+/// What a request on an AI route asks for.
+#[derive(Clone, Copy)]
+enum Operation<'a> {
+    Chat(&'a ChatRequest),
+    Embeddings(&'a EmbeddingsRequest),
+}
+
+impl Operation<'_> {
+    fn model(&self) -> &str {
+        match self {
+            Self::Chat(chat) => &chat.model,
+            Self::Embeddings(request) => &request.model,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Chat(_) => "chat.completions",
+            Self::Embeddings(_) => "embeddings",
+        }
+    }
+
+    fn prompt_estimate(&self) -> u64 {
+        match self {
+            Self::Chat(chat) => estimate_prompt_tokens(&chat.messages),
+            Self::Embeddings(request) => request.estimated_tokens(),
+        }
+    }
+
+    /// Completion tokens to reserve: `max_tokens` if set (`None`: the
+    /// plan's default); embeddings produce none.
+    fn completion_reservation(&self) -> Option<u64> {
+        match self {
+            Self::Chat(chat) => chat.max_tokens,
+            Self::Embeddings(_) => Some(0),
+        }
+    }
+}
+
+/// Serves a chat completion or embeddings request: quota reservation,
+/// the model's deployments in order, usage accounting and settlement.
+async fn serve<P: Platform>(
     shared: &Arc<Shared<P>>,
     call: &AiCall<'_>,
-    chat: ChatRequest,
+    operation: Operation<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let (route_name, route, request_id, quota) =
         (call.route_name, call.route, call.request_id, &call.quota);
     let config = &shared.config;
     let model = config
-        .model(&chat.model)
-        .ok_or_else(|| GatewayError::ModelNotFound(chat.model.clone()))?;
+        .model(operation.model())
+        .ok_or_else(|| GatewayError::ModelNotFound(operation.model().to_owned()))?;
     let provider = &config.providers[model.provider];
     let mut usage_ctx = UsageContext {
         request_id: request_id.to_owned(),
         route: route_name.to_owned(),
         model: model.name.clone(),
         provider: provider.name.clone(),
-        prompt_estimate: estimate_prompt_tokens(&chat.messages),
+        operation: operation.name(),
+        prompt_estimate: operation.prompt_estimate(),
         price: model
             .price
             .or_else(|| pricing::builtin_price(&model.upstream_model)),
@@ -271,8 +326,14 @@ async fn chat_completions<P: Platform>(
     let platform = &shared.platform;
 
     // Phase 4 for tokens: reserve the worst case now, settle at the end.
-    let (grants, token_snapshot) =
-        reserve_tokens(shared, quota, &chat, &model.name, usage_ctx.prompt_estimate).await?;
+    let (grants, token_snapshot) = reserve_tokens(
+        shared,
+        quota,
+        operation.completion_reservation(),
+        &model.name,
+        usage_ctx.prompt_estimate,
+    )
+    .await?;
 
     // The primary deployment, then the fallbacks, as plain data (nothing
     // borrowed by a closure lives across the awaits below).
@@ -296,8 +357,15 @@ async fn chat_completions<P: Platform>(
         let provider = &config.providers[provider_index];
         usage_ctx.provider.clone_from(&provider.name);
         usage_ctx.price = price.or_else(|| pricing::builtin_price(upstream_model));
-        let result =
-            call_provider(shared, provider, upstream_model, route, &chat, request_id).await;
+        let result = call_provider(
+            shared,
+            provider,
+            upstream_model,
+            route,
+            operation,
+            request_id,
+        )
+        .await;
         // Before any byte reached the client, an unavailable deployment
         // hands the request to the next one.
         let unavailable = match &result {
@@ -393,15 +461,16 @@ async fn call_provider<P: Platform>(
     provider: &Provider,
     upstream_model: &str,
     route: &AiRoute,
-    chat: &ChatRequest,
+    operation: Operation<'_>,
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
     let platform = &shared.platform;
-    match &provider.kind {
-        ProviderKind::Mock { stream_delay } => {
+    let (http, clock, timeout) = (platform.http(), platform.clock(), route.timeout);
+    match (&provider.kind, operation) {
+        (ProviderKind::Mock { stream_delay }, Operation::Chat(chat)) => {
             let mut id = [0u8; 12];
             platform.fill_random(&mut id);
-            let created = platform.clock().now_unix_ms() / 1000;
+            let created = clock.now_unix_ms() / 1000;
             Ok(mock_chat(
                 shared.clock(),
                 chat,
@@ -410,110 +479,132 @@ async fn call_provider<P: Platform>(
                 created,
             ))
         }
-        ProviderKind::Gemini { base, api_key } => {
+        (ProviderKind::Mock { .. }, Operation::Embeddings(request)) => {
+            mock::mock_embeddings(request)
+        }
+        (ProviderKind::Gemini { base, api_key }, operation) => {
             let deployment = gemini::GeminiDeployment {
                 base,
                 api_key,
                 upstream_model,
-                timeout: route.timeout,
+                timeout,
             };
-            let result = gemini::gemini_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                chat,
-                request_id,
-            )
-            .await;
+            let result = match operation {
+                Operation::Chat(chat) => {
+                    gemini::gemini_chat(http, clock, deployment, chat, request_id).await
+                }
+                Operation::Embeddings(request) => {
+                    gemini::gemini_embeddings(http, clock, deployment, request, request_id).await
+                }
+            };
             result
         }
-        ProviderKind::Bedrock {
-            base,
-            region,
-            credentials,
-        } => {
+        (
+            ProviderKind::Bedrock {
+                base,
+                region,
+                credentials,
+            },
+            operation,
+        ) => {
             let deployment = bedrock::BedrockDeployment {
                 base,
                 region,
                 credentials,
                 upstream_model,
-                timeout: route.timeout,
+                timeout,
             };
-            let result = bedrock::bedrock_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                chat,
-                request_id,
-            )
-            .await;
+            let result = match operation {
+                Operation::Chat(chat) => {
+                    bedrock::bedrock_chat(http, clock, deployment, chat, request_id).await
+                }
+                Operation::Embeddings(request) => {
+                    bedrock::bedrock_embeddings(http, clock, deployment, request, request_id).await
+                }
+            };
             result
         }
-        ProviderKind::Anthropic {
-            base,
-            api_key,
-            version,
-        } => {
+        (
+            ProviderKind::Anthropic {
+                base,
+                api_key,
+                version,
+            },
+            Operation::Chat(chat),
+        ) => {
             let deployment = anthropic::AnthropicDeployment {
                 base,
                 api_key,
                 version,
                 upstream_model,
-                timeout: route.timeout,
+                timeout,
             };
-            let result = anthropic::anthropic_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                chat,
-                request_id,
-            )
-            .await;
+            let result = anthropic::anthropic_chat(http, clock, deployment, chat, request_id).await;
             result
         }
-        ProviderKind::OpenAi { .. } | ProviderKind::Azure { .. } => {
-            let (base, api_key, flavor) = match &provider.kind {
-                ProviderKind::Azure {
-                    base,
-                    api_key,
-                    api_version,
-                } => (base, Some(api_key), openai::Flavor::Azure { api_version }),
-                ProviderKind::OpenAi { base, api_key } => {
-                    (base, api_key.as_ref(), openai::Flavor::OpenAi)
-                }
-                _ => {
-                    return Err(GatewayError::internal(
-                        "provider kind changed under dispatch",
-                    ))
-                }
-            };
+        (ProviderKind::Anthropic { .. }, Operation::Embeddings(request)) => {
+            Err(GatewayError::invalid_request(
+                format!(
+                    "The model `{}` does not support embeddings (Anthropic has no embeddings API).",
+                    request.model
+                ),
+                Some("model"),
+            ))
+        }
+        (ProviderKind::OpenAi { base, api_key }, operation) => {
             let deployment = openai::OpenAiDeployment {
                 base,
-                api_key,
+                api_key: api_key.as_ref(),
                 upstream_model,
-                timeout: route.timeout,
-                flavor,
+                timeout,
+                flavor: openai::Flavor::OpenAi,
             };
-            let result = openai::openai_chat(
-                platform.http(),
-                platform.clock(),
-                deployment,
-                chat,
-                request_id,
-            )
-            .await;
-            result
+            openai_call(http, clock, deployment, operation, request_id).await
+        }
+        (
+            ProviderKind::Azure {
+                base,
+                api_key,
+                api_version,
+            },
+            operation,
+        ) => {
+            let deployment = openai::OpenAiDeployment {
+                base,
+                api_key: Some(api_key),
+                upstream_model,
+                timeout,
+                flavor: openai::Flavor::Azure { api_version },
+            };
+            openai_call(http, clock, deployment, operation, request_id).await
+        }
+    }
+}
+
+async fn openai_call(
+    http: &impl crate::platform::HttpClient,
+    clock: &impl Clock,
+    deployment: openai::OpenAiDeployment<'_>,
+    operation: Operation<'_>,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    match operation {
+        Operation::Chat(chat) => {
+            openai::openai_chat(http, clock, deployment, chat, request_id).await
+        }
+        Operation::Embeddings(request) => {
+            openai::openai_embeddings(http, clock, deployment, request, request_id).await
         }
     }
 }
 
 /// Token limits of the applicable plans: reserve the estimated prompt plus
-/// `max_tokens` (or the plan's default reservation). Request limits scoped
+/// `max_completion` (or the plan's default reservation). Request limits scoped
 /// per model are also counted here, where the model is known.
 async fn reserve_tokens<P: Platform>(
     shared: &Arc<Shared<P>>,
     quota: &QuotaCall<'_>,
-    chat: &ChatRequest,
+    max_completion: Option<u64>,
     model: &str,
     prompt_estimate: u64,
 ) -> Result<(Vec<Grant>, RateLimitSnapshot), GatewayError> {
@@ -528,7 +619,7 @@ async fn reserve_tokens<P: Platform>(
         &quota.plans,
         &subject,
         |plan, limit| {
-            let completion = chat.max_tokens.unwrap_or(plan.reserve_completion_tokens);
+            let completion = max_completion.unwrap_or(plan.reserve_completion_tokens);
             match limit.unit {
                 Unit::Requests => (limit.scope == Scope::ConsumerModel).then_some(1),
                 Unit::Tokens => Some(prompt_estimate + completion),

@@ -159,17 +159,24 @@ fn compute_over(
     only: Option<&[&str]>,
 ) -> Signature {
     let uri = request.uri();
-    let host = uri.authority().map_or("", |authority| {
-        let default_port = match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        };
-        if authority.port_u16().is_some() && authority.port_u16() == default_port {
-            authority.host()
-        } else {
-            authority.as_str()
-        }
+    // A received request names its host in `Host`; one being built, in the URI.
+    let received_host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let host = received_host.unwrap_or_else(|| {
+        uri.authority().map_or("", |authority| {
+            let default_port = match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            };
+            if authority.port_u16().is_some() && authority.port_u16() == default_port {
+                authority.host()
+            } else {
+                authority.as_str()
+            }
+        })
     });
     let mut headers: Vec<(String, String)> = vec![("host".to_owned(), host.to_owned())];
     for (name, value) in request.headers() {

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::super::embeddings::{embeddings_response, EmbeddingsRequest};
 use super::super::sse::{EventRewriter, EventSource, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
@@ -641,6 +642,147 @@ pub async fn bedrock_chat(
     let (completion, usage) = bedrock_response_to_openai(&response, &chat.model, &id, created);
     Ok(ProviderReply::Complete {
         response: json_response(StatusCode::OK, completion.to_string()),
+        usage: Some(usage),
+    })
+}
+
+/// Which InvokeModel body an embedding model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingFamily {
+    /// Amazon Titan Text Embeddings (one text per call; `inputTextTokenCount`).
+    Titan,
+    /// Cohere Embed (up to 96 texts per call).
+    Cohere,
+}
+
+impl EmbeddingFamily {
+    pub fn of(upstream_model: &str) -> Self {
+        // Cross-region profile ids prefix the vendor (`us.cohere.embed-…`).
+        if upstream_model.contains("cohere.embed") {
+            Self::Cohere
+        } else {
+            Self::Titan
+        }
+    }
+}
+
+/// Texts per Cohere call, as Bedrock documents.
+const COHERE_BATCH: usize = 96;
+
+/// The pure embeddings mapping: the InvokeModel bodies for `texts`.
+/// References: <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>,
+/// <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html>.
+pub fn bedrock_embedding_bodies(
+    family: EmbeddingFamily,
+    texts: &[String],
+    dimensions: Option<u64>,
+) -> Vec<Value> {
+    match family {
+        EmbeddingFamily::Titan => texts
+            .iter()
+            .map(|text| {
+                let mut body = json!({"inputText": text});
+                if let Some(dimensions) = dimensions {
+                    body["dimensions"] = json!(dimensions);
+                }
+                body
+            })
+            .collect(),
+        EmbeddingFamily::Cohere => texts
+            .chunks(COHERE_BATCH)
+            .map(|batch| json!({"texts": batch, "input_type": "search_document", "truncate": "NONE"}))
+            .collect(),
+    }
+}
+
+/// Vectors and input tokens of one InvokeModel answer.
+fn embedding_answer(
+    family: EmbeddingFamily,
+    headers: &HeaderMap,
+    response: &Value,
+) -> Option<(Vec<Vec<f32>>, u64)> {
+    let header_tokens = headers
+        .get("x-amzn-bedrock-input-token-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    match family {
+        EmbeddingFamily::Titan => {
+            let vector = super::super::embeddings::vector_of(&response["embedding"])?;
+            let tokens = response["inputTextTokenCount"].as_u64().or(header_tokens)?;
+            Some((vec![vector], tokens))
+        }
+        EmbeddingFamily::Cohere => {
+            let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
+                .as_array()?
+                .iter()
+                .map(super::super::embeddings::vector_of)
+                .collect();
+            Some((vectors?, header_tokens?))
+        }
+    }
+}
+
+/// Embeddings through InvokeModel, one call per Titan text (concurrently)
+/// or per 96 Cohere texts; tokens as Bedrock reports them.
+pub async fn bedrock_embeddings(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    deployment: BedrockDeployment<'_>,
+    request: &EmbeddingsRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let texts = request.texts("Bedrock")?;
+    let family = EmbeddingFamily::of(deployment.upstream_model);
+    let unix_time = clock.now_unix_ms() / 1000;
+    let calls = bedrock_embedding_bodies(family, texts, request.dimensions)
+        .into_iter()
+        .map(|body| {
+            let signed = signed_request(
+                &deployment,
+                "invoke",
+                Bytes::from(body.to_string()),
+                "application/json",
+                unix_time,
+                request_id,
+            );
+            async {
+                let result = with_timeout(clock, deployment.timeout, http.send(signed?)).await;
+                let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
+                if !parts.status.is_success() {
+                    return handle_bedrock_error(parts.status, &parts.headers, body)
+                        .await
+                        .map(Err);
+                }
+                let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
+                embedding_answer(family, &parts.headers, &response)
+                    .map(Ok)
+                    .ok_or_else(|| GatewayError::UpstreamInvalid {
+                        detail: "embeddings response without vectors or token count".into(),
+                    })
+            }
+        });
+    let answers = futures_util::future::try_join_all(calls).await?;
+    let mut vectors = Vec::with_capacity(texts.len());
+    let mut tokens = 0;
+    for answer in answers {
+        match answer {
+            Ok((batch, batch_tokens)) => {
+                vectors.extend(batch);
+                tokens += batch_tokens;
+            }
+            // The first provider error is the answer.
+            Err(reply) => return Ok(reply),
+        }
+    }
+    if vectors.len() != texts.len() {
+        return Err(GatewayError::UpstreamInvalid {
+            detail: "embeddings response without one vector per input".into(),
+        });
+    }
+    let usage = Usage::new(tokens, 0);
+    let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
+    Ok(ProviderReply::Complete {
+        response: json_response(StatusCode::OK, out.to_string()),
         usage: Some(usage),
     })
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::super::embeddings::{embeddings_response, vector_of, EmbeddingsRequest};
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
@@ -545,19 +546,14 @@ async fn handle_gemini_error(
     Ok(error_reply(status, &message, kind, &code, headers))
 }
 
-pub async fn gemini_chat(
-    http: &impl HttpClient,
-    clock: &impl Clock,
-    deployment: GeminiDeployment<'_>,
-    chat: &ChatRequest,
+/// A POST of `body` to `models/{model}:{method}` with the API key.
+fn gemini_post(
+    deployment: &GeminiDeployment<'_>,
+    method: &str,
+    query: Option<&str>,
+    body: Value,
     request_id: &str,
-) -> Result<ProviderReply, GatewayError> {
-    let body = gemini_request(chat)?;
-    let (method, query) = if chat.stream {
-        ("streamGenerateContent", Some("alt=sse"))
-    } else {
-        ("generateContent", None)
-    };
+) -> Result<Request<Bytes>, GatewayError> {
     let uri = deployment
         .base
         .uri(
@@ -581,6 +577,23 @@ pub async fn gemini_chat(
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(crate::proxy::X_REQUEST_ID, id);
     }
+    Ok(request)
+}
+
+pub async fn gemini_chat(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    deployment: GeminiDeployment<'_>,
+    chat: &ChatRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let body = gemini_request(chat)?;
+    let (method, query) = if chat.stream {
+        ("streamGenerateContent", Some("alt=sse"))
+    } else {
+        ("generateContent", None)
+    };
+    let request = gemini_post(&deployment, method, query, body, request_id)?;
     let result = with_timeout(clock, deployment.timeout, http.send(request)).await;
     let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
     if !parts.status.is_success() {
@@ -601,6 +614,63 @@ pub async fn gemini_chat(
     Ok(ProviderReply::Complete {
         response: json_response(StatusCode::OK, completion.to_string()),
         usage: Some(usage),
+    })
+}
+
+/// The pure embeddings mapping: texts → a `batchEmbedContents` body.
+pub fn gemini_embeddings_request(
+    texts: &[String],
+    upstream_model: &str,
+    dimensions: Option<u64>,
+) -> Value {
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|text| {
+            let mut request = json!({"model": format!("models/{upstream_model}"), "content": {"parts": [{"text": text}]}});
+            if let Some(dimensions) = dimensions {
+                request["outputDimensionality"] = json!(dimensions);
+            }
+            request
+        })
+        .collect();
+    json!({"requests": requests})
+}
+
+/// `models/{model}:batchEmbedContents`
+/// (<https://ai.google.dev/api/embeddings#method:-models.batchembedcontents>).
+/// Gemini reports no token usage for embeddings: it is estimated from the
+/// texts (4 bytes per token) and logged as such.
+pub async fn gemini_embeddings(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    deployment: GeminiDeployment<'_>,
+    request: &EmbeddingsRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let texts = request.texts("Gemini")?;
+    let body = gemini_embeddings_request(texts, deployment.upstream_model, request.dimensions);
+    let upstream = gemini_post(&deployment, "batchEmbedContents", None, body, request_id)?;
+    let result = with_timeout(clock, deployment.timeout, http.send(upstream)).await;
+    let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
+    if !parts.status.is_success() {
+        return handle_gemini_error(parts.status, &parts.headers, body).await;
+    }
+    let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
+    let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
+        .as_array()
+        .map(|all| all.iter().map(|e| vector_of(&e["values"])).collect())
+        .unwrap_or(None);
+    let vectors = vectors.filter(|v| v.len() == texts.len()).ok_or_else(|| {
+        GatewayError::UpstreamInvalid {
+            detail: "embeddings response without one vector per input".into(),
+        }
+    })?;
+    let usage = Usage::new(request.estimated_tokens(), 0);
+    let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
+    Ok(ProviderReply::Complete {
+        response: json_response(StatusCode::OK, out.to_string()),
+        // Estimated, not reported: the pipeline logs it as estimated.
+        usage: None,
     })
 }
 

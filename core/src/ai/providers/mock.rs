@@ -17,10 +17,12 @@ use futures_util::{stream, StreamExt};
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use super::super::embeddings::{embeddings_response, EmbeddingsRequest};
 use super::super::usage::{content_text, estimate_prompt_tokens, estimate_tokens, Usage};
 use super::super::ChatRequest;
 use super::{json_response, sse_response, ProviderReply};
 use crate::body::{Body, BodyError};
+use crate::error::GatewayError;
 use crate::platform::{Clock, MaybeSend};
 
 const MOCK_PREFIX: &str = "Hello from the gateway's mock provider! You said: ";
@@ -157,6 +159,61 @@ fn body_from_stream(
 
 fn sse_data(json: &str) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
+}
+
+/// Vector length when a request sets no `dimensions`.
+pub const MOCK_EMBEDDING_DIMENSIONS: u64 = 16;
+/// Largest `dimensions` the mock serves.
+const MAX_MOCK_DIMENSIONS: u64 = 4096;
+
+/// A deterministic unit vector per text (SHA-256 driven): equal texts get
+/// equal vectors, so similarity search can be tried locally. Usage is the
+/// 4-bytes-per-token estimate.
+pub fn mock_embeddings(request: &EmbeddingsRequest) -> Result<ProviderReply, GatewayError> {
+    use sha2::{Digest, Sha256};
+    let texts = request.texts("mock")?;
+    let dimensions = request.dimensions.unwrap_or(MOCK_EMBEDDING_DIMENSIONS);
+    if dimensions > MAX_MOCK_DIMENSIONS {
+        return Err(GatewayError::invalid_request(
+            format!("`dimensions` may be at most {MAX_MOCK_DIMENSIONS} for the mock provider."),
+            Some("dimensions"),
+        ));
+    }
+    let vectors: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|text| {
+            let mut vector = Vec::with_capacity(dimensions as usize);
+            let mut block = 0u32;
+            while (vector.len() as u64) < dimensions {
+                let digest = Sha256::new()
+                    .chain_update(block.to_le_bytes())
+                    .chain_update(text.as_bytes())
+                    .finalize();
+                vector.extend(
+                    digest
+                        .chunks(2)
+                        .map(|pair| {
+                            f32::from(u16::from_le_bytes([pair[0], pair[1]])) / 32768.0 - 1.0
+                        })
+                        .take((dimensions as usize).saturating_sub(vector.len())),
+                );
+                block += 1;
+            }
+            let norm = vector
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::EPSILON);
+            vector.iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let usage = Usage::new(request.estimated_tokens(), 0);
+    let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
+    Ok(ProviderReply::Complete {
+        response: json_response(StatusCode::OK, out.to_string()),
+        usage: Some(usage),
+    })
 }
 
 #[cfg(test)]

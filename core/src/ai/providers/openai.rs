@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
+use super::super::embeddings::EmbeddingsRequest;
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
@@ -74,53 +75,12 @@ pub async fn openai_chat(
     let body = serde_json::to_vec(&body)
         .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
 
-    let uri = match deployment.flavor {
-        Flavor::OpenAi => deployment.base.uri("/chat/completions", None),
-        Flavor::Azure { api_version } => deployment.base.uri(
-            &format!(
-                "/openai/deployments/{}/chat/completions",
-                deployment.upstream_model
-            ),
-            Some(&format!("api-version={api_version}")),
-        ),
-    }
-    .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
-    let mut upstream = Request::new(Bytes::from(body));
-    *upstream.method_mut() = Method::POST;
-    *upstream.uri_mut() = uri;
-    let headers = upstream.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::ACCEPT,
-        HeaderValue::from_static(if request.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        }),
-    );
-    if let Some(key) = deployment.api_key {
-        let bad_key = |_| GatewayError::internal("provider api key is not a valid header value");
-        match deployment.flavor {
-            Flavor::OpenAi => {
-                let value =
-                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(bad_key)?;
-                headers.insert(header::AUTHORIZATION, value);
-            }
-            Flavor::Azure { .. } => {
-                headers.insert(
-                    "api-key",
-                    HeaderValue::try_from(key.expose()).map_err(bad_key)?,
-                );
-            }
-        }
-    }
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(X_REQUEST_ID, id);
-    }
-
+    let accept = if request.stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let upstream = upstream_request(&deployment, "chat/completions", body, accept, request_id)?;
     let result = with_timeout(clock, deployment.timeout, http.send(upstream)).await;
     let response = upstream_error(result, deployment.timeout)?;
     let (parts, body) = response.into_parts();
@@ -162,6 +122,113 @@ pub async fn openai_chat(
         HeaderValue::from_static("application/json"),
     );
     *reply.body_mut() = Body::from(bytes);
+    Ok(ProviderReply::Complete {
+        response: reply,
+        usage,
+    })
+}
+
+/// A POST of `body` to the deployment's `operation` (`chat/completions`,
+/// `embeddings`) with its key.
+fn upstream_request(
+    deployment: &OpenAiDeployment<'_>,
+    operation: &str,
+    body: Vec<u8>,
+    accept: &'static str,
+    request_id: &str,
+) -> Result<Request<Bytes>, GatewayError> {
+    let uri = match deployment.flavor {
+        Flavor::OpenAi => deployment.base.uri(&format!("/{operation}"), None),
+        Flavor::Azure { api_version } => deployment.base.uri(
+            &format!(
+                "/openai/deployments/{}/{operation}",
+                deployment.upstream_model
+            ),
+            Some(&format!("api-version={api_version}")),
+        ),
+    }
+    .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
+    let mut upstream = Request::new(Bytes::from(body));
+    *upstream.method_mut() = Method::POST;
+    *upstream.uri_mut() = uri;
+    let headers = upstream.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    if let Some(key) = deployment.api_key {
+        let bad_key = |_| GatewayError::internal("provider api key is not a valid header value");
+        match deployment.flavor {
+            Flavor::OpenAi => {
+                let value =
+                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(bad_key)?;
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            Flavor::Azure { .. } => {
+                headers.insert(
+                    "api-key",
+                    HeaderValue::try_from(key.expose()).map_err(bad_key)?,
+                );
+            }
+        }
+    }
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    Ok(upstream)
+}
+
+/// Embeddings pass through with `model` replaced; the answer is relayed as
+/// it came, its `usage` read for accounting.
+pub async fn openai_embeddings(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    deployment: OpenAiDeployment<'_>,
+    request: &EmbeddingsRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let mut body = request.body.clone();
+    body.insert(
+        "model".into(),
+        Value::String(deployment.upstream_model.to_owned()),
+    );
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
+    let upstream = upstream_request(
+        &deployment,
+        "embeddings",
+        body,
+        "application/json",
+        request_id,
+    )?;
+    let result = with_timeout(clock, deployment.timeout, http.send(upstream)).await;
+    let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
+    if !parts.status.is_success() {
+        return handle_openai_error(parts.status, &parts.headers, body).await;
+    }
+    let bytes =
+        body.collect(MAX_COMPLETION_BYTES)
+            .await
+            .map_err(|e| GatewayError::UpstreamInvalid {
+                detail: format!("reading embeddings: {e}"),
+            })?;
+    /// Only `usage` is read; the vectors are skipped, not parsed.
+    #[derive(serde::Deserialize)]
+    struct UsageOnly {
+        usage: Option<Value>,
+    }
+    let parsed: UsageOnly =
+        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
+            detail: format!("embeddings response is not JSON: {e}"),
+        })?;
+    let usage = parsed.usage.as_ref().and_then(Usage::from_openai);
+    let mut reply = Response::new(Body::from(bytes));
+    copy_passthrough_headers(&parts.headers, reply.headers_mut());
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(ProviderReply::Complete {
         response: reply,
         usage,

@@ -1,0 +1,295 @@
+//! `POST /v1/embeddings`: the OpenAI request and response shapes
+//! (<https://platform.openai.com/docs/api-reference/embeddings/create>), the
+//! parts the gateway reads, and the response built for translated providers.
+//!
+//! OpenAI-compatible and Azure deployments get the request as sent (model
+//! replaced) and answer as they do. Gemini and Bedrock get the texts; their
+//! vectors come back in OpenAI's shape, as floats or, when
+//! `encoding_format: "base64"` (the OpenAI Python SDK's default), as the
+//! base64 of little-endian `f32`s, as OpenAI encodes them. Token-array
+//! inputs only reach OpenAI-compatible servers (400 elsewhere).
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use super::usage::{estimate_tokens, Usage};
+use crate::error::GatewayError;
+
+/// Inputs per request, as OpenAI allows.
+pub const MAX_INPUTS: usize = 2048;
+
+/// What to embed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbeddingInput {
+    Texts(Vec<String>),
+    /// Pre-tokenized input (one token array per item).
+    Tokens(Vec<Vec<u64>>),
+}
+
+/// How vectors are returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodingFormat {
+    Float,
+    Base64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingsRequest {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub input: EmbeddingInput,
+    pub encoding_format: EncodingFormat,
+    pub dimensions: Option<u64>,
+}
+
+impl EmbeddingsRequest {
+    /// Parses and checks the request; errors are 400s naming the parameter.
+    pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+        let Value::Object(body) = value else {
+            return Err(GatewayError::invalid_request(
+                "The request body must be a JSON object.",
+                None,
+            ));
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.is_empty() => m.clone(),
+            _ => {
+                return Err(GatewayError::invalid_request(
+                    "You must provide a model parameter.",
+                    Some("model"),
+                ))
+            }
+        };
+        let bad_input = || {
+            GatewayError::invalid_request(
+                "`input` must be a non-empty string, an array of non-empty strings, an array of token ids, or an array of token arrays.",
+                Some("input"),
+            )
+        };
+        let input = match body.get("input") {
+            Some(Value::String(text)) if !text.is_empty() => {
+                EmbeddingInput::Texts(vec![text.clone()])
+            }
+            Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_INPUTS => {
+                if items.iter().all(Value::is_string) {
+                    let texts: Vec<String> = items
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect();
+                    if texts.iter().any(String::is_empty) {
+                        return Err(bad_input());
+                    }
+                    EmbeddingInput::Texts(texts)
+                } else if items.iter().all(Value::is_u64) {
+                    EmbeddingInput::Tokens(vec![items.iter().filter_map(Value::as_u64).collect()])
+                } else {
+                    let arrays: Option<Vec<Vec<u64>>> = items
+                        .iter()
+                        .map(|item| {
+                            let tokens = item.as_array()?;
+                            let ids: Vec<u64> = tokens.iter().filter_map(Value::as_u64).collect();
+                            (!ids.is_empty() && ids.len() == tokens.len()).then_some(ids)
+                        })
+                        .collect();
+                    EmbeddingInput::Tokens(arrays.ok_or_else(bad_input)?)
+                }
+            }
+            Some(Value::Array(items)) if items.len() > MAX_INPUTS => {
+                return Err(GatewayError::invalid_request(
+                    format!("`input` may hold at most {MAX_INPUTS} items."),
+                    Some("input"),
+                ))
+            }
+            None => {
+                return Err(GatewayError::invalid_request(
+                    "Missing required parameter: 'input'.",
+                    Some("input"),
+                ))
+            }
+            Some(_) => return Err(bad_input()),
+        };
+        let encoding_format = match body.get("encoding_format") {
+            None | Some(Value::Null) => EncodingFormat::Float,
+            Some(Value::String(f)) if f == "float" => EncodingFormat::Float,
+            Some(Value::String(f)) if f == "base64" => EncodingFormat::Base64,
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "`encoding_format` must be `float` or `base64`.",
+                    Some("encoding_format"),
+                ))
+            }
+        };
+        let dimensions = match body.get("dimensions") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(GatewayError::invalid_request(
+                        "`dimensions` must be a positive integer.",
+                        Some("dimensions"),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            body,
+            model,
+            input,
+            encoding_format,
+            dimensions,
+        })
+    }
+
+    /// The texts, or a 400 for token input (which only OpenAI-compatible
+    /// servers understand).
+    pub fn texts(&self, vendor: &str) -> Result<&[String], GatewayError> {
+        match &self.input {
+            EmbeddingInput::Texts(texts) => Ok(texts),
+            EmbeddingInput::Tokens(_) => Err(GatewayError::invalid_request(
+                format!(
+                    "Token-array `input` is not supported by the {vendor} provider; send text."
+                ),
+                Some("input"),
+            )),
+        }
+    }
+
+    /// Estimated input tokens (for reservations and providers that report
+    /// none).
+    pub fn estimated_tokens(&self) -> u64 {
+        match &self.input {
+            EmbeddingInput::Texts(texts) => texts.iter().map(|t| estimate_tokens(t)).sum(),
+            EmbeddingInput::Tokens(arrays) => arrays.iter().map(|a| a.len() as u64).sum(),
+        }
+    }
+}
+
+/// One vector in OpenAI's shape.
+fn encode_vector(vector: &[f32], format: EncodingFormat) -> Value {
+    match format {
+        EncodingFormat::Float => Value::Array(vector.iter().map(|x| json!(x)).collect()),
+        EncodingFormat::Base64 => {
+            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+    }
+}
+
+/// The OpenAI embeddings response for `vectors` (in input order).
+pub fn embeddings_response(
+    vectors: &[Vec<f32>],
+    public_model: &str,
+    usage: &Usage,
+    format: EncodingFormat,
+) -> Value {
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            json!({"object": "embedding", "index": index, "embedding": encode_vector(vector, format)})
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": public_model,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+    })
+}
+
+/// Reads a JSON array of numbers as a vector (`None` if it is not one).
+pub fn vector_of(value: &Value) -> Option<Vec<f32>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|x| x as f32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<EmbeddingsRequest, GatewayError> {
+        EmbeddingsRequest::parse(body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn inputs_of_each_form_are_read() {
+        let one = parse(json!({"model": "e", "input": "hello"})).unwrap();
+        assert_eq!(one.input, EmbeddingInput::Texts(vec!["hello".into()]));
+        assert_eq!(one.encoding_format, EncodingFormat::Float);
+        let many = parse(json!({"model": "e", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 256})).unwrap();
+        assert_eq!(
+            many.input,
+            EmbeddingInput::Texts(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(many.encoding_format, EncodingFormat::Base64);
+        assert_eq!(many.dimensions, Some(256));
+        let tokens = parse(json!({"model": "e", "input": [1, 2, 3]})).unwrap();
+        assert_eq!(tokens.input, EmbeddingInput::Tokens(vec![vec![1, 2, 3]]));
+        assert!(tokens.texts("Gemini").is_err());
+        let arrays = parse(json!({"model": "e", "input": [[1, 2], [3]]})).unwrap();
+        assert_eq!(
+            arrays.input,
+            EmbeddingInput::Tokens(vec![vec![1, 2], vec![3]])
+        );
+    }
+
+    #[test]
+    fn bad_requests_name_the_parameter() {
+        for (body, param) in [
+            (json!({"input": "x"}), "model"),
+            (json!({"model": "e"}), "input"),
+            (json!({"model": "e", "input": ""}), "input"),
+            (json!({"model": "e", "input": []}), "input"),
+            (json!({"model": "e", "input": ["a", ""]}), "input"),
+            (json!({"model": "e", "input": [["a"]]}), "input"),
+            (json!({"model": "e", "input": {"text": "a"}}), "input"),
+            (
+                json!({"model": "e", "input": "a", "encoding_format": "int8"}),
+                "encoding_format",
+            ),
+            (
+                json!({"model": "e", "input": "a", "dimensions": 0}),
+                "dimensions",
+            ),
+        ] {
+            let err = parse(body.clone()).unwrap_err();
+            assert!(
+                matches!(err, GatewayError::InvalidRequest { param: Some(p), .. } if p == param),
+                "{body}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_vectors_are_little_endian_f32() {
+        let response = embeddings_response(
+            &[vec![1.0, -2.5]],
+            "e",
+            &Usage::new(3, 0),
+            EncodingFormat::Base64,
+        );
+        let encoded = response["data"][0]["embedding"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(
+            bytes,
+            [1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat()
+        );
+        assert_eq!(
+            response["usage"],
+            json!({"prompt_tokens": 3, "total_tokens": 3})
+        );
+        let floats =
+            embeddings_response(&[vec![0.5]], "e", &Usage::new(1, 0), EncodingFormat::Float);
+        assert_eq!(
+            floats["data"][0],
+            json!({"object": "embedding", "index": 0, "embedding": [0.5]})
+        );
+    }
+}
