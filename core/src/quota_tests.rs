@@ -22,7 +22,8 @@ const CONFIG: &str = r#"
 providers:
   mock: { kind: mock }
 models:
-  - { name: mock-gpt, provider: mock }
+  # 10 USD per million tokens: 10 micro-USD per token, for spend limits.
+  - { name: mock-gpt, provider: mock, pricing: { input: 10.0, cached_input: 10.0, output: 10.0 } }
 admin:
   path_prefix: /admin
   key_sha256: "${env:ADMIN_SHA}"
@@ -40,6 +41,9 @@ plans:
     reserve_completion_tokens: 50
     limits:
       - { name: tpm, window_s: 60, tokens: 300, algorithm: fixed_window }
+  spend:
+    limits:
+      - { name: monthly, window_s: 2592000, spend_usd: 0.002, algorithm: fixed_window }
   open:
     on_store_error: fail_open
     limits:
@@ -319,5 +323,70 @@ fn client_disconnect_still_settles() {
     assert!(
         used > 0 && used < 40,
         "only what was streamed is kept, got {used}"
+    );
+}
+
+#[test]
+fn spend_limit_charges_real_cost_and_refuses_past_the_budget() {
+    let gw = gateway();
+    let key = consumer(&gw, "spender", "spend");
+    let mut charged = 0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let (parts, body) = block_on(gw.handle(chat(&key, false, 10))).into_parts();
+        let body: Value =
+            serde_json::from_slice(&block_on(body.collect(usize::MAX)).unwrap()).unwrap();
+        if parts.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(parts.status, StatusCode::OK);
+        assert!(
+            parts.headers.get("x-ratelimit-limit-tokens").is_none(),
+            "spend is not advertised as a token rate limit"
+        );
+        // 10 micro-USD per token at this model's price.
+        charged += body["usage"]["total_tokens"].as_u64().unwrap() * 10;
+        assert_eq!(
+            used_tokens(&gw, "spender"),
+            charged,
+            "the counter holds the real cost"
+        );
+    }
+    let refused = refused.expect("the budget of 2000 micro-USD ran out");
+    assert_eq!(refused["error"]["code"], "insufficient_quota");
+    assert!(charged <= 2000, "never charged past the budget: {charged}");
+    assert!(
+        charged > 2000 - 300,
+        "refused only once the next request would not fit: {charged}"
+    );
+}
+
+#[test]
+fn spend_limits_need_every_model_priced() {
+    let config = r#"
+providers:
+  mock: { kind: mock }
+models:
+  - { name: unpriced, provider: mock }
+plans:
+  budget:
+    limits:
+      - { window_s: 86400, spend_usd: 5 }
+routes:
+  - { match: { path_prefix: /v1 }, ai: {} }
+"#;
+    let error = Config::from_yaml(config, |_| None).unwrap_err().to_string();
+    assert!(
+        error.contains("models[0].pricing") && error.contains("spend limit"),
+        "{error}"
+    );
+    let negative = config.replace("spend_usd: 5", "spend_usd: -1");
+    let error = Config::from_yaml(&negative, |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("spend_usd: must be a positive number"),
+        "{error}"
     );
 }

@@ -64,6 +64,19 @@ def main():
         check(completion.choices[0].finish_reason == "tool_calls", f"{model}: finish_reason")
         print(f"ok: {model} tool call")
 
+    # The SDK asks for base64 vectors by default and decodes them.
+    for model in ("embed-openai", "embed-azure", "embed-gemini", "embed-titan", "embed-cohere", "mock-embedding"):
+        result = client.embeddings.create(model=model, input=["a", "bbb"])
+        check(len(result.data) == 2, f"{model}: {len(result.data)} vectors")
+        check([d.index for d in result.data] == [0, 1], f"{model}: order")
+        check(result.usage.prompt_tokens > 0, f"{model}: no usage")
+        if model != "mock-embedding":
+            check(result.data[1].embedding[:3] == [3.0, 0.5, -0.25], f"{model}: vector {result.data[1].embedding}")
+        floats = client.embeddings.create(model=model, input="bbb", encoding_format="float")
+        # The mocks put the input's index last; the rest must match.
+        check(floats.data[0].embedding[:3] == result.data[1].embedding[:3], f"{model}: float and base64 differ")
+        print(f"ok: {model} embeddings")
+
     try:
         client.chat.completions.create(model="no-such-model", messages=messages)
         check(False, "unknown model did not raise")

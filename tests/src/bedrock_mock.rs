@@ -7,6 +7,8 @@
 //! service `bedrock`) and the session token, as AWS checks them; otherwise
 //! 403 `InvalidSignatureException`.
 //!
+//! `POST /model/{modelId}/invoke` serves the embedding models.
+//!
 //! Model ids pick behaviours: `bedrock-throttled` answers 429
 //! `ThrottlingException`; `bedrock-midstream-error` streams a few words then
 //! a `throttlingException` event. Tools offered (and no tool result last)
@@ -24,7 +26,7 @@ use gateway_core::aws::sigv4::{self, AwsCredentials};
 use gateway_core::config::Secret;
 use serde_json::{json, Value};
 
-use crate::mocks::{record_seen, OpenAiMock};
+use crate::mocks::{mock_vector, record_seen, OpenAiMock};
 
 /// (access key id, secret access key, session token) the gateway is given
 /// as `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
@@ -93,6 +95,9 @@ pub(crate) async fn bedrock_model(
     let mut seen = request.clone();
     seen["_model"] = json!(model);
     record_seen(&mock, &headers, seen);
+    if action == "invoke" {
+        return invoke_embedding(&model, &request);
+    }
     if request["messages"][0]["role"] != "user" {
         return error(
             StatusCode::BAD_REQUEST,
@@ -204,4 +209,49 @@ pub(crate) async fn bedrock_model(
             "unknown operation",
         ),
     }
+}
+
+/// InvokeModel for embedding models: Titan Text Embeddings V2
+/// (`{"inputText"}` → `{"embedding", "inputTextTokenCount"}`) and Cohere
+/// Embed (`{"texts"}` → `{"embeddings"}`), with Bedrock's
+/// `X-Amzn-Bedrock-Input-Token-Count` header; 4 tokens per text.
+fn invoke_embedding(model: &str, request: &Value) -> Response {
+    let cohere = model.contains("cohere.embed");
+    let texts: Vec<&str> = if cohere {
+        request["texts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
+    } else {
+        request["inputText"].as_str().into_iter().collect()
+    };
+    if texts.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "Malformed input request",
+        );
+    }
+    let tokens = (4 * texts.len()).to_string();
+    let body = if cohere {
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| mock_vector(t, i))
+            .collect();
+        json!({"embeddings": vectors, "id": "emb-mock", "response_type": "embeddings_floats", "texts": texts})
+    } else {
+        // Titan embeds one text per call: its index is unknown here.
+        json!({"embedding": mock_vector(texts[0], 0), "inputTextTokenCount": 4})
+    };
+    (
+        [
+            ("content-type", "application/json"),
+            ("x-amzn-bedrock-input-token-count", tokens.as_str()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -125,6 +125,11 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
     };
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure_embeddings),
+        )
         .route("/jwks.json", axum::routing::get(jwks))
         .route("/v1/messages", post(anthropic_messages))
         .route("/v1beta/models/{*model_and_method}", post(gemini_generate))
@@ -164,6 +169,71 @@ async fn azure_chat_completions(
     let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     request["model"] = Value::String(format!("azure:{deployment}"));
     chat_completions(state, headers, Bytes::from(request.to_string())).await
+}
+
+/// The mock's embedding of `text`: `[bytes, 0.5, -0.25, index]`, so a test
+/// can tell which vector belongs to which input.
+pub fn mock_vector(text: &str, index: usize) -> Vec<f32> {
+    vec![text.len() as f32, 0.5, -0.25, index as f32]
+}
+
+/// OpenAI embeddings (<https://platform.openai.com/docs/api-reference/embeddings/create>):
+/// floats, or base64 of little-endian f32 when `encoding_format: base64`;
+/// usage 3 tokens per input.
+async fn embeddings(State(mock): State<OpenAiMock>, headers: HeaderMap, body: Bytes) -> Response {
+    use base64::Engine;
+    let Ok(request): Result<Value, _> = serde_json::from_slice(&body) else {
+        return (StatusCode::BAD_REQUEST, "mock: body is not JSON").into_response();
+    };
+    record_seen(&mock, &headers, request.clone());
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        _ => return (StatusCode::BAD_REQUEST, "mock: bad input").into_response(),
+    };
+    let base64 = request["encoding_format"] == "base64";
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let vector = mock_vector(text, index);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let tokens = 3 * inputs.len();
+    let body = json!({"object": "list", "data": data, "model": request["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// Azure's deployment form of embeddings: `api-key` and `api-version` required.
+async fn azure_embeddings(
+    state: State<OpenAiMock>,
+    axum::extract::Path(deployment): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let has_version = query.as_deref().is_some_and(|q| q.contains("api-version="));
+    if !has_version || headers.get("api-key").is_none() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            json!({"error": {"code": "401", "message": "Access denied"}}).to_string(),
+        )
+            .into_response();
+    }
+    let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    request["model"] = Value::String(format!("azure:{deployment}"));
+    embeddings(state, headers, Bytes::from(request.to_string())).await
 }
 
 /// Words of the Gemini mock's text reply.
@@ -221,6 +291,34 @@ async fn gemini_generate(
             body: seen,
         },
     );
+    if method == "batchEmbedContents" {
+        let embeddings: Vec<Value> = request["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, r)| json!({"values": mock_vector(r["content"]["parts"][0]["text"].as_str().unwrap_or_default(), index)}))
+            .collect();
+        return (
+            [("content-type", "application/json")],
+            json!({"embeddings": embeddings}).to_string(),
+        )
+            .into_response();
+    }
+    if method == "batchEmbedContents" {
+        let embeddings: Vec<Value> = request["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, r)| json!({"values": mock_vector(r["content"]["parts"][0]["text"].as_str().unwrap_or_default(), index)}))
+            .collect();
+        return (
+            [("content-type", "application/json")],
+            json!({"embeddings": embeddings}).to_string(),
+        )
+            .into_response();
+    }
     if model == "gemini-429" {
         return error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -188,6 +188,8 @@ pub fn cases() -> Vec<Case> {
         bedrock_completion_and_tool_call,
         bedrock_stream_with_tool_call,
         bedrock_errors_before_and_after_the_first_byte,
+        embeddings_on_every_vendor,
+        embeddings_bad_requests_are_400,
         unavailable_deployment_falls_back,
     ]
 }
@@ -1742,6 +1744,103 @@ async fn bedrock_errors_before_and_after_the_first_byte(ctx: &Ctx) -> CaseResult
         !events.iter().any(|(_, d)| d == "[DONE]"),
         "a failed stream must not claim [DONE]"
     );
+    Ok(())
+}
+
+// --- Embeddings -------------------------------------------------------------
+
+/// Every vendor's embeddings, in order, as floats and as base64, with the
+/// usage each reports (Gemini reports none: estimated, 1 token per 4 bytes).
+async fn embeddings_on_every_vendor(ctx: &Ctx) -> CaseResult {
+    use base64::Engine;
+    let inputs = ["a", "bbb"];
+    for (model, prompt_tokens, mock_vectors) in [
+        ("embed-openai", 6, true),
+        ("embed-azure", 6, true),
+        ("embed-gemini", 2, true),
+        ("embed-titan", 8, true),
+        ("embed-cohere", 8, true),
+        ("mock-embedding", 2, false),
+    ] {
+        for format in ["float", "base64"] {
+            let response = send(
+                ctx.client
+                    .post(ctx.url("/v1/embeddings"))
+                    .json(&json!({"model": model, "input": inputs, "encoding_format": format})),
+            )
+            .await?;
+            check_eq!(response.status(), StatusCode::OK);
+            let body = json_body(response).await?;
+            check_eq!(body["object"], json!("list"));
+            check_eq!(body["usage"]["prompt_tokens"], json!(prompt_tokens));
+            let data = body["data"]
+                .as_array()
+                .ok_or(format!("{model}: no data: {body}"))?;
+            check_eq!(data.len(), inputs.len());
+            for (index, item) in data.iter().enumerate() {
+                check_eq!(item["index"], json!(index));
+                let vector: Vec<f32> = match format {
+                    "float" => item["embedding"]
+                        .as_array()
+                        .ok_or(format!("{model}: not floats: {item}"))?
+                        .iter()
+                        .filter_map(Value::as_f64)
+                        .map(|x| x as f32)
+                        .collect(),
+                    _ => base64::engine::general_purpose::STANDARD
+                        .decode(
+                            item["embedding"]
+                                .as_str()
+                                .ok_or(format!("{model}: not base64: {item}"))?,
+                        )
+                        .map_err(|e| e.to_string())?
+                        .chunks(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                };
+                if mock_vectors {
+                    // The mocks embed a text as [its length, 0.5, -0.25, …].
+                    check_eq!(vector[..3], [inputs[index].len() as f32, 0.5, -0.25]);
+                } else {
+                    check_eq!(vector.len(), 16);
+                    let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    check!(
+                        (norm - 1.0).abs() < 1e-4,
+                        "{model}: not a unit vector ({norm})"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn embeddings_bad_requests_are_400(ctx: &Ctx) -> CaseResult {
+    for (body, param) in [
+        (json!({"model": "claude-mock", "input": "x"}), "model"),
+        (
+            json!({"model": "embed-gemini", "input": [1, 2, 3]}),
+            "input",
+        ),
+        (json!({"model": "embed-openai", "input": ""}), "input"),
+        (
+            json!({"model": "embed-openai", "input": "x", "encoding_format": "int8"}),
+            "encoding_format",
+        ),
+    ] {
+        let response = send(ctx.client.post(ctx.url("/v1/embeddings")).json(&body)).await?;
+        check_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let error = json_body(response).await?;
+        check_eq!(error["error"]["type"], json!("invalid_request_error"));
+        check_eq!(error["error"]["param"], json!(param));
+    }
+    let response = send(
+        ctx.client
+            .post(ctx.url("/v1/embeddings"))
+            .json(&json!({"model": "no-such-model", "input": "x"})),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::NOT_FOUND);
     Ok(())
 }
 

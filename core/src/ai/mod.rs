@@ -332,6 +332,7 @@ async fn serve<P: Platform>(
         operation.completion_reservation(),
         &model.name,
         usage_ctx.prompt_estimate,
+        usage_ctx.price,
     )
     .await?;
 
@@ -389,7 +390,7 @@ async fn serve<P: Platform>(
                     "none",
                     upstream_outcome(&error),
                 );
-                quota::settle(platform, &grants, Usage::default()).await;
+                quota::settle(platform, &grants, Usage::default(), None).await;
                 return Err(error);
             }
         }
@@ -408,11 +409,12 @@ async fn serve<P: Platform>(
                 record_usage(&usage_ctx, Usage::new(0, 0), "none", "upstream_rejected");
                 Usage::default()
             };
-            quota::settle(platform, &grants, accounted).await;
+            quota::settle(platform, &grants, accounted, usage_ctx.price).await;
             response
         }
         ProviderReply::Stream { response } => {
             let (parts, body) = response.into_parts();
+            let stream_price = usage_ctx.price;
             let accounted: Arc<Mutex<Option<Usage>>> = Arc::default();
             let slot = accounted.clone();
             let observed = ObservedSse::new(body, move |summary| {
@@ -442,6 +444,7 @@ async fn serve<P: Platform>(
                     shared: Arc::clone(shared),
                     grants,
                     usage: accounted,
+                    price: stream_price,
                     pending: None,
                     settled: false,
                 })
@@ -599,7 +602,8 @@ async fn openai_call(
 }
 
 /// Token limits of the applicable plans: reserve the estimated prompt plus
-/// `max_completion` (or the plan's default reservation). Request limits scoped
+/// `max_completion` (or the plan's default reservation), and for spend
+/// limits the cost of that at the primary deployment's price. Request limits scoped
 /// per model are also counted here, where the model is known.
 async fn reserve_tokens<P: Platform>(
     shared: &Arc<Shared<P>>,
@@ -607,6 +611,7 @@ async fn reserve_tokens<P: Platform>(
     max_completion: Option<u64>,
     model: &str,
     prompt_estimate: u64,
+    price: Option<pricing::Price>,
 ) -> Result<(Vec<Grant>, RateLimitSnapshot), GatewayError> {
     if quota.plans.is_empty() {
         return Ok((Vec::new(), RateLimitSnapshot::default()));
@@ -625,6 +630,11 @@ async fn reserve_tokens<P: Platform>(
                 Unit::Tokens => Some(prompt_estimate + completion),
                 Unit::PromptTokens => Some(prompt_estimate),
                 Unit::CompletionTokens => Some(completion),
+                // Fallbacks may cost more; settlement charges what was used.
+                Unit::SpendMicroUsd => Some(quota::micro_usd(
+                    price,
+                    &Usage::new(prompt_estimate, completion),
+                )),
             }
         },
     )
@@ -638,6 +648,8 @@ struct SettleOnEnd<P: Platform> {
     shared: Arc<Shared<P>>,
     grants: Vec<Grant>,
     usage: Arc<Mutex<Option<Usage>>>,
+    /// The serving deployment's price, for spend limits.
+    price: Option<pricing::Price>,
     pending: Option<BackgroundTask>,
     settled: bool,
 }
@@ -652,7 +664,8 @@ impl<P: Platform> SettleOnEnd<P> {
             .take()
             .unwrap_or_default();
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { quota::settle(&shared.platform, &grants, usage).await })
+        let price = self.price;
+        Box::pin(async move { quota::settle(&shared.platform, &grants, usage, price).await })
     }
 }
 

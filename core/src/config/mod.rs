@@ -400,6 +400,7 @@ impl Validator<'_> {
             }
         }
         let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+        self.check_spend_pricing(&plans, &models);
 
         let mut routes: Vec<Route> = Vec::new();
         for (i, raw_route) in raw.routes.into_iter().enumerate() {
@@ -672,16 +673,57 @@ impl Validator<'_> {
         })
     }
 
-    fn limit(&mut self, path: &str, name: String, raw: raw::RawLimit) -> Option<Limit> {
-        if raw.spend_usd.is_some() {
-            self.issue(format!("{path}.spend_usd"), "spend limits need model pricing, which arrives with the AI providers; use `tokens` for now");
-            return None;
+    /// Spend limits charge every request its cost: each deployment of every
+    /// model needs a price (its own `pricing` or a built-in one).
+    fn check_spend_pricing(&mut self, plans: &[Plan], models: &[Model]) {
+        let Some(plan) = plans
+            .iter()
+            .find(|p| p.limits.iter().any(|l| l.unit == Unit::SpendMicroUsd))
+        else {
+            return;
+        };
+        for (i, model) in models.iter().enumerate() {
+            let deployments =
+                std::iter::once((&model.upstream_model, model.price, format!("models[{i}]")))
+                    .chain(model.fallbacks.iter().enumerate().map(|(j, d)| {
+                        (
+                            &d.upstream_model,
+                            d.price,
+                            format!("models[{i}].fallbacks[{j}]"),
+                        )
+                    }));
+            for (upstream_model, price, path) in deployments {
+                if price.is_none() && crate::ai::pricing::builtin_price(upstream_model).is_none() {
+                    self.issue(
+                        format!("{path}.pricing"),
+                        format!(
+                            "`{upstream_model}` has no built-in price and plan `{}` has a spend limit: set `pricing`",
+                            plan.name
+                        ),
+                    );
+                }
+            }
         }
+    }
+
+    fn limit(&mut self, path: &str, name: String, raw: raw::RawLimit) -> Option<Limit> {
+        let spend_micro_usd = match raw.spend_usd {
+            Some(usd) if usd.is_finite() && usd > 0.0 => Some((usd * 1_000_000.0).round() as u64),
+            Some(_) => {
+                self.issue(
+                    format!("{path}.spend_usd"),
+                    "must be a positive number of US dollars",
+                );
+                return None;
+            }
+            None => None,
+        };
         let units: Vec<(Unit, u64)> = [
             (Unit::Requests, raw.requests),
             (Unit::Tokens, raw.tokens),
             (Unit::PromptTokens, raw.prompt_tokens),
             (Unit::CompletionTokens, raw.completion_tokens),
+            (Unit::SpendMicroUsd, spend_micro_usd),
         ]
         .into_iter()
         .filter_map(|(unit, max)| max.map(|m| (unit, m)))
@@ -689,7 +731,7 @@ impl Validator<'_> {
         let [(unit, max)] = units.as_slice() else {
             self.issue(
                 path,
-                "set exactly one of `requests`, `tokens`, `prompt_tokens`, `completion_tokens`",
+                "set exactly one of `requests`, `tokens`, `prompt_tokens`, `completion_tokens`, `spend_usd`",
             );
             return None;
         };

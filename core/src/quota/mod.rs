@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::ai::pricing::Price;
 use crate::ai::usage::Usage;
 use crate::error::GatewayError;
 use crate::platform::{Clock, Platform, QuotaStore, StoreError};
@@ -62,10 +63,13 @@ pub enum Unit {
     Tokens,
     PromptTokens,
     CompletionTokens,
+    /// Cost in millionths of a US dollar, from the model's price.
+    SpendMicroUsd,
 }
 
 impl Unit {
-    pub fn is_tokens(self) -> bool {
+    /// Counted as a reservation, settled to the real amount at the end.
+    pub fn is_settled(self) -> bool {
         self != Self::Requests
     }
 
@@ -76,6 +80,7 @@ impl Unit {
             Self::Tokens => "tokens",
             Self::PromptTokens => "prompt_tokens",
             Self::CompletionTokens => "completion_tokens",
+            Self::SpendMicroUsd => "spend_usd",
         }
     }
 }
@@ -211,7 +216,11 @@ pub struct RateLimitSnapshot {
 
 impl RateLimitSnapshot {
     fn note(&mut self, unit: Unit, status: LimitStatus) {
-        let slot = if unit.is_tokens() {
+        // Spend is not a rate limit: no `RateLimit-*` header carries it.
+        if unit == Unit::SpendMicroUsd {
+            return;
+        }
+        let slot = if unit.is_settled() {
             &mut self.tokens
         } else {
             &mut self.requests
@@ -382,7 +391,8 @@ pub(crate) async fn consume<P: Platform>(
                     return Err(GatewayError::RateLimited {
                         limit: format!("{}/{}", plan.name, limit.name),
                         retry_after_s,
-                        budget: limit.unit.is_tokens() && limit.window_ms >= BUDGET_WINDOW_MS,
+                        budget: limit.unit == Unit::SpendMicroUsd
+                            || (limit.unit.is_settled() && limit.window_ms >= BUDGET_WINDOW_MS),
                         snapshot,
                     });
                 }
@@ -416,12 +426,18 @@ pub(crate) async fn rollback<P: Platform>(platform: &P, grants: &[Grant]) {
 
 /// Settles token reservations against the real `usage`: refunds the unused
 /// part, or records what was used beyond the reservation.
-pub(crate) async fn settle<P: Platform>(platform: &P, grants: &[Grant], usage: Usage) {
-    for grant in grants.iter().filter(|g| g.unit.is_tokens()) {
+pub(crate) async fn settle<P: Platform>(
+    platform: &P,
+    grants: &[Grant],
+    usage: Usage,
+    price: Option<Price>,
+) {
+    for grant in grants.iter().filter(|g| g.unit.is_settled()) {
         let actual = match grant.unit {
             Unit::Tokens => usage.total_tokens,
             Unit::PromptTokens => usage.prompt_tokens,
             Unit::CompletionTokens => usage.completion_tokens,
+            Unit::SpendMicroUsd => micro_usd(price, &usage),
             Unit::Requests => continue,
         };
         let clock = platform.clock();
@@ -459,6 +475,13 @@ pub(crate) async fn settle<P: Platform>(platform: &P, grants: &[Grant], usage: U
             }
         }
     }
+}
+
+/// The cost of `usage` in millionths of a dollar, rounded up (0 unpriced).
+pub fn micro_usd(price: Option<Price>, usage: &Usage) -> u64 {
+    price.map_or(0, |price| {
+        (price.cost_usd(usage) * 1_000_000.0).ceil() as u64
+    })
 }
 
 /// Current counters of the `scope` limits of `plan` for `subject` (admin

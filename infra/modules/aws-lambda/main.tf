@@ -146,6 +146,16 @@ data "aws_iam_policy_document" "gateway" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.gateway.arn}:*"]
   }
+  # The `bedrock` provider signs with the role's credentials: Converse needs
+  # InvokeModel, ConverseStream InvokeModelWithResponseStream.
+  dynamic "statement" {
+    for_each = length(var.bedrock_model_arns) > 0 ? [1] : []
+    content {
+      sid       = "BedrockModels"
+      actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+      resources = var.bedrock_model_arns
+    }
+  }
 }
 
 resource "aws_iam_role" "gateway" {

@@ -66,6 +66,12 @@ variable "provider_secrets" {
   sensitive   = true
 }
 
+variable "bedrock_model_arns" {
+  description = "Bedrock foundation models and inference profiles the gateway may invoke (the `bedrock` provider signs with the function's role), e.g. arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0. Empty: no Bedrock access."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
