@@ -1804,10 +1804,8 @@ async fn embeddings_on_every_vendor(ctx: &Ctx) -> CaseResult {
                 } else {
                     check_eq!(vector.len(), 16);
                     let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-                    check!(
-                        (norm - 1.0).abs() < 1e-4,
-                        "{model}: not a unit vector ({norm})"
-                    );
+                    let unit_length = (norm - 1.0).abs() < 1e-4;
+                    check!(unit_length, "{model}: not a unit vector ({norm})");
                 }
             }
         }

@@ -856,6 +856,53 @@ mod tests {
     }
 
     #[test]
+    fn embedding_bodies_and_answers_per_family() {
+        let texts = vec!["a".to_owned(), "bb".to_owned()];
+        assert_eq!(
+            EmbeddingFamily::of("amazon.titan-embed-text-v2:0"),
+            EmbeddingFamily::Titan
+        );
+        assert_eq!(
+            EmbeddingFamily::of("us.cohere.embed-english-v3"),
+            EmbeddingFamily::Cohere
+        );
+        assert_eq!(
+            bedrock_embedding_bodies(EmbeddingFamily::Titan, &texts, Some(256)),
+            vec![
+                json!({"inputText": "a", "dimensions": 256}),
+                json!({"inputText": "bb", "dimensions": 256})
+            ]
+        );
+        let many: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let cohere = bedrock_embedding_bodies(EmbeddingFamily::Cohere, &many, None);
+        assert_eq!(cohere.len(), 2, "96 texts per Cohere call");
+        assert_eq!(cohere[0]["texts"].as_array().unwrap().len(), 96);
+        assert_eq!(cohere[0]["input_type"], "search_document");
+
+        let titan = json!({"embedding": [0.25, -0.5], "inputTextTokenCount": 7});
+        assert_eq!(
+            embedding_answer(EmbeddingFamily::Titan, &HeaderMap::new(), &titan),
+            Some((vec![vec![0.25, -0.5]], 7))
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amzn-bedrock-input-token-count",
+            HeaderValue::from_static("9"),
+        );
+        let cohere =
+            json!({"embeddings": [[0.5], [1.0]], "id": "x", "response_type": "embeddings_floats"});
+        assert_eq!(
+            embedding_answer(EmbeddingFamily::Cohere, &headers, &cohere),
+            Some((vec![vec![0.5], vec![1.0]], 9))
+        );
+        assert_eq!(
+            embedding_answer(EmbeddingFamily::Cohere, &HeaderMap::new(), &cohere),
+            None,
+            "no token count: refused, not guessed"
+        );
+    }
+
+    #[test]
     fn request_maps_system_turns_images_tools_and_results() {
         let request = chat(json!({
             "model": "claude", "max_tokens": 200, "temperature": 0.2, "top_p": 0.9, "stop": "END",

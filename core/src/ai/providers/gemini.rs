@@ -736,6 +736,18 @@ mod tests {
     }
 
     #[test]
+    fn embeddings_request_names_the_model_per_text() {
+        let texts = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            gemini_embeddings_request(&texts, "gemini-embedding-001", Some(768)),
+            json!({"requests": [
+                {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "a"}]}, "outputDimensionality": 768},
+                {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 768},
+            ]})
+        );
+    }
+
+    #[test]
     fn unsupported_meanings_are_refused() {
         let err = gemini_request(&chat(
             json!({"model": "g", "n": 3, "messages": [{"role": "user", "content": "x"}]}),
