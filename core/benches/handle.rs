@@ -278,6 +278,65 @@ fn bench_translation(c: &mut Criterion) {
     c.bench_function("gemini_stream_chunk", |b| {
         b.iter(|| gemini_translator.on_response(&chunk))
     });
+
+    use gateway_core::ai::providers::bedrock::{
+        bedrock_request, bedrock_response_to_openai, BedrockStreamTranslator, ConverseEvents,
+    };
+    use gateway_core::ai::sse::EventSource;
+    c.bench_function("bedrock_request_translation", |b| {
+        b.iter(|| bedrock_request(&chat).expect("mapped"))
+    });
+    let converse = json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": "Let me check the weather."}, {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"location": "Paris"}}}]}},
+        "stopReason": "tool_use", "usage": {"inputTokens": 412, "outputTokens": 48, "totalTokens": 760, "cacheReadInputTokens": 300}
+    });
+    c.bench_function("bedrock_response_translation", |b| {
+        b.iter(|| bedrock_response_to_openai(&converse, "claude", "chatcmpl-1", 1))
+    });
+    // One binary event-stream frame: CRC checks, header decode, translation.
+    let frame = gateway_core::aws::event_stream::encode_message(
+        &[
+            (":event-type", "contentBlockDelta"),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        br#"{"contentBlockIndex":0,"delta":{"text":"Hello there"},"p":"abcdefghij"}"#,
+    );
+    let mut events = ConverseEvents::default();
+    let mut bedrock_translator = BedrockStreamTranslator::new("chatcmpl-1", "claude", 1, true);
+    c.bench_function("bedrock_stream_frame", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            events
+                .push(&frame, &mut |data| {
+                    let event = serde_json::from_str(data).expect("json");
+                    out.extend(bedrock_translator.on_event(&event));
+                })
+                .expect("frame");
+            out
+        })
+    });
+
+    use gateway_core::aws::sigv4::{sign, AwsCredentials, SigningScope};
+    use gateway_core::config::Secret;
+    let credentials = AwsCredentials {
+        access_key_id: Secret::new("AKIDEXAMPLE"),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        session_token: Some(Secret::new("session-token")),
+    };
+    let converse_body = bytes::Bytes::from(bedrock_request(&chat).expect("mapped").to_string());
+    c.bench_function("sigv4_sign_bedrock_request", |b| {
+        b.iter(|| {
+            let mut request = http::Request::post(
+                "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse",
+            )
+            .header("content-type", "application/json")
+            .body(converse_body.clone())
+            .expect("request");
+            let scope = SigningScope { region: "us-east-1", service: "bedrock", unix_time: 1_764_000_000 };
+            sign(&mut request, &credentials, scope).expect("signed")
+        })
+    });
 }
 
 criterion_group!(
