@@ -177,6 +177,7 @@ pub fn cases() -> Vec<Case> {
         jwks_rotation,
         quota_requests_exact_under_concurrency,
         quota_token_budget_with_concurrent_streams,
+        quota_spend_budget_charges_real_cost,
         anthropic_completion,
         anthropic_stream,
         anthropic_tool_call_stream,
@@ -803,29 +804,65 @@ async fn kv_store_suite(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// wrangler dev's proxy answers this when its pooled connection to the
+/// Worker drops under it (workers-sdk#14641: a keep-alive race in the dev
+/// proxy, the Worker never restarted); the request's fate is unknown.
+const WRANGLER_PROXY_LOST: &str = "Your worker restarted mid-request";
+
 /// 200 concurrent consumes of 1 on one key with a limit of 50 admit exactly 50
 /// (all 200 in flight at once: workerd takes them).
+///
+/// A reply lost to the dev proxy (see [`WRANGLER_PROXY_LOST`]) may or may not
+/// have been counted, so exactness is checked on the counter itself: it ends
+/// at exactly 50, the admissions seen never exceed it, and seen plus lost
+/// cover it.
 async fn durable_object_admits_exactly_the_limit(ctx: &Ctx) -> CaseResult {
     let key = unique_id("hot-key");
-    let calls = (0..200).map(|_| {
+    let consume = || {
         run_hook(
             ctx,
             "quota/consume",
             json!({"key": key, "amount": 1, "limit": 50}),
         )
-    });
-    let replies = futures_util::future::join_all(calls).await;
+    };
+    let replies = futures_util::future::join_all((0..200).map(|_| consume())).await;
     let mut admitted = 0;
     let mut max_used = 0;
+    let mut lost = 0;
     for reply in replies {
-        let reply = reply?;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(error) if error.contains(WRANGLER_PROXY_LOST) => {
+                lost += 1;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if reply["admitted"] == json!(true) {
             admitted += 1;
         }
         max_used = max_used.max(reply["used"].as_u64().unwrap_or(0));
     }
-    check_eq!(admitted, 50);
-    check_eq!(max_used, 50);
+    if lost > 0 {
+        eprintln!("durable_object_admits_exactly_the_limit: {lost} of 200 replies lost to the wrangler dev proxy (workers-sdk#14641)");
+    }
+    check!(
+        lost <= 10,
+        "{lost} of 200 replies lost to the dev proxy: the harness is too unstable to judge"
+    );
+    let after = consume().await?;
+    check_eq!(after["admitted"], json!(false));
+    check_eq!(after["used"], json!(50));
+    check!(max_used <= 50, "a reply saw the counter at {max_used} > 50");
+    check!(admitted <= 50, "{admitted} admitted > 50");
+    check!(
+        admitted + lost >= 50,
+        "only {admitted} admitted (+{lost} lost replies) of a limit of 50"
+    );
+    if lost == 0 {
+        check_eq!(admitted, 50);
+        check_eq!(max_used, 50);
+    }
     Ok(())
 }
 
@@ -1365,6 +1402,68 @@ async fn quota_token_budget_with_concurrent_streams(ctx: &Ctx) -> CaseResult {
         admin_call(ctx, Method::GET, &format!("/consumers/{id}/usage"), None).await?;
     check_eq!(status, StatusCode::OK);
     check_eq!(usage["limits"][0]["used"], json!(real));
+    Ok(())
+}
+
+/// A USD budget on the real stores: concurrent streams are admitted only
+/// while their worst-case cost fits, and the counter ends at the real cost
+/// (mock-gpt: 1 micro-USD per prompt token, 2 per completion token).
+async fn quota_spend_budget_charges_real_cost(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "spender", json!({"plan": "spend"})).await?;
+    let calls = (0..12).map(|_| {
+        let key = key.clone();
+        async move {
+            let mut body = chat_body("mock-gpt", true);
+            body["max_tokens"] = json!(60);
+            body["stream_options"] = json!({"include_usage": true});
+            let response = send(
+                ctx.client
+                    .post(ctx.url("/keyed/v1/chat/completions"))
+                    .header("authorization", format!("Bearer {key}"))
+                    .json(&body),
+            )
+            .await?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                let error = json_body(response).await?;
+                return Ok::<_, String>((status, 0, error["error"]["code"].clone()));
+            }
+            let events = read_events(response).await?;
+            let usage = events
+                .iter()
+                .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+                .find(|v| v["usage"].is_object())
+                .ok_or("a completed stream without a usage chunk")?;
+            let micro_usd = usage["usage"]["prompt_tokens"].as_u64().unwrap_or(0)
+                + 2 * usage["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+            Ok((status, micro_usd, Value::Null))
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut spent = 0;
+    let mut refused = 0;
+    for result in results {
+        match result? {
+            (StatusCode::OK, micro_usd, _) => spent += micro_usd,
+            (StatusCode::TOO_MANY_REQUESTS, _, code) => {
+                check_eq!(code, json!("insufficient_quota"));
+                refused += 1;
+            }
+            (other, _, _) => return Err(format!("unexpected status {other}")),
+        }
+    }
+    check!(
+        refused > 0,
+        "12 worst cases of ~130 micro-USD must exhaust 400"
+    );
+    check!(
+        spent <= 400,
+        "admitted cost {spent} exceeds the budget of 400 micro-USD"
+    );
+    let (status, usage) =
+        admin_call(ctx, Method::GET, &format!("/consumers/{id}/usage"), None).await?;
+    check_eq!(status, StatusCode::OK);
+    check_eq!(usage["limits"][0]["used"], json!(spent));
     Ok(())
 }
 

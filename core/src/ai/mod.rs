@@ -712,10 +712,14 @@ impl<P: Platform> Drop for SettleOnEnd<P> {
     }
 }
 
+/// The `outcome` of a usage record for a call that failed before any reply.
 fn upstream_outcome(err: &GatewayError) -> &'static str {
-    match err {
-        GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
-        _ => "upstream_failed",
+    match (err, err.origin()) {
+        (GatewayError::UpstreamTimeout { .. }, _) => "upstream_timeout",
+        // Refused before reaching the provider (a parameter it cannot take).
+        (_, ErrorOrigin::Client) => "invalid_request",
+        (_, ErrorOrigin::Internal) => "gateway_error",
+        (_, ErrorOrigin::Upstream) => "upstream_failed",
     }
 }
 

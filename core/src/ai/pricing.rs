@@ -23,12 +23,17 @@ impl Price {
     /// Cost of `usage` in USD: uncached prompt, cached prompt and
     /// completion tokens at their own rates.
     pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        self.cost_micro_usd(usage) / 1_000_000.0
+    }
+
+    /// The same cost in millionths of a dollar: a price per million tokens
+    /// is exactly micro-dollars per token, so no division rounds here.
+    pub fn cost_micro_usd(&self, usage: &Usage) -> f64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let uncached = usage.prompt_tokens - cached;
-        (uncached as f64 * self.input
+        uncached as f64 * self.input
             + cached as f64 * self.cached_input
-            + usage.completion_tokens as f64 * self.output)
-            / 1_000_000.0
+            + usage.completion_tokens as f64 * self.output
     }
 }
 

@@ -477,10 +477,11 @@ pub(crate) async fn settle<P: Platform>(
     }
 }
 
-/// The cost of `usage` in millionths of a dollar, rounded up (0 unpriced).
+/// The cost of `usage` in millionths of a dollar, rounded up (0 unpriced);
+/// float noise below a billionth of a micro-dollar is not rounded up.
 pub fn micro_usd(price: Option<Price>, usage: &Usage) -> u64 {
     price.map_or(0, |price| {
-        (price.cost_usd(usage) * 1_000_000.0).ceil() as u64
+        (price.cost_micro_usd(usage) - 1e-9).ceil().max(0.0) as u64
     })
 }
 
@@ -528,6 +529,31 @@ pub(crate) async fn current_usage<P: Platform>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micro_usd_rounds_up_fractions_but_not_float_noise() {
+        let price = Price {
+            input: 0.15,
+            cached_input: 0.075,
+            output: 0.6,
+        };
+        // 11 × 0.15 + 15 × 0.6 = 10.65 micro-USD → 11.
+        assert_eq!(micro_usd(Some(price), &Usage::new(11, 15)), 11);
+        let whole = Price {
+            input: 1.0,
+            cached_input: 0.5,
+            output: 2.0,
+        };
+        assert_eq!(micro_usd(Some(whole), &Usage::new(11, 15)), 41);
+        let noisy = Price {
+            input: 0.07,
+            cached_input: 0.07,
+            output: 0.07,
+        };
+        // 100 × 0.07 is 7.000000000000001 in f64: still 7, not 8.
+        assert_eq!(micro_usd(Some(noisy), &Usage::new(100, 0)), 7);
+        assert_eq!(micro_usd(None, &Usage::new(10, 20)), 0);
+    }
 
     #[test]
     fn windows_are_aligned() {

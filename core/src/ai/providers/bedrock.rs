@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -668,6 +669,8 @@ impl EmbeddingFamily {
 
 /// Texts per Cohere call, as Bedrock documents.
 const COHERE_BATCH: usize = 96;
+/// Concurrent InvokeModel calls of one embeddings request.
+const EMBEDDING_CALLS_IN_FLIGHT: usize = 16;
 
 /// The pure embeddings mapping: the InvokeModel bodies for `texts`.
 /// References: <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>,
@@ -722,8 +725,8 @@ fn embedding_answer(
     }
 }
 
-/// Embeddings through InvokeModel, one call per Titan text (concurrently)
-/// or per 96 Cohere texts; tokens as Bedrock reports them.
+/// Embeddings through InvokeModel, one call per Titan text (up to 16 at a
+/// time) or per 96 Cohere texts; tokens as Bedrock reports them.
 pub async fn bedrock_embeddings(
     http: &impl HttpClient,
     clock: &impl Clock,
@@ -761,7 +764,12 @@ pub async fn bedrock_embeddings(
                     })
             }
         });
-    let answers = futures_util::future::try_join_all(calls).await?;
+    // In order, at most EMBEDDING_CALLS_IN_FLIGHT at a time: a 2048-text
+    // request must not open 2048 connections against the account's limits.
+    let answers: Vec<_> = futures_util::stream::iter(calls)
+        .buffered(EMBEDDING_CALLS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let mut vectors = Vec::with_capacity(texts.len());
     let mut tokens = 0;
     for answer in answers {
