@@ -19,6 +19,10 @@ models:
   - { name: mock-gpt, provider: mock }
   - { name: big, provider: upstream, upstream_model: big-2025-01 }
   - { name: azure-gpt, provider: azure, upstream_model: my-deployment }
+  - name: tuned
+    provider: upstream
+    upstream_model: big-2025-01
+    params: { temperature: 0.1, reasoning_effort: low, dimensions: 256 }
   - name: resilient
     provider: upstream
     upstream_model: primary
@@ -245,7 +249,7 @@ fn models_lists_configured_names() {
         .iter()
         .map(|m| m["id"].clone())
         .collect();
-    assert_eq!(ids, ["mock-gpt", "big", "azure-gpt", "resilient"]);
+    assert_eq!(ids, ["mock-gpt", "big", "azure-gpt", "tuned", "resilient"]);
 }
 
 #[test]
@@ -559,4 +563,44 @@ fn unavailable_deployments_fall_back_in_order_before_the_first_byte() {
     );
     assert_eq!(parts.status, StatusCode::BAD_REQUEST);
     assert_eq!(http.requests().len(), 1);
+}
+
+#[test]
+fn deployment_params_are_defaults_the_client_can_override() {
+    let http = FakeHttp::new(|_| {
+        let body = r#"{"object":"list","data":[],"usage":{"prompt_tokens":1,"total_tokens":1}}"#;
+        FakeReply::Respond(Response::new(Body::from(body)))
+    });
+    let gw = gateway(http.clone());
+    send(
+        &gw,
+        chat(r#"{"model":"tuned","temperature":0.9,"messages":[{"role":"user","content":"x"}]}"#),
+    );
+    let sent = json(http.requests()[0].body());
+    assert_eq!(sent["temperature"], 0.9, "the client's value wins");
+    assert_eq!(
+        sent["reasoning_effort"], "low",
+        "absent fields get the default"
+    );
+    assert_eq!(sent["model"], "big-2025-01");
+
+    let embeddings = Request::post("/v1/embeddings")
+        .body(Bytes::from(r#"{"model":"tuned","input":"x"}"#))
+        .unwrap();
+    let (parts, _) = send(&gw, embeddings);
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(json(http.requests()[1].body())["dimensions"], 256);
+}
+
+#[test]
+fn deployment_params_cannot_change_what_is_asked() {
+    let config = CONFIG.replace(
+        "params: { temperature: 0.1,",
+        "params: { model: other, stream: true, temperature: 0.1,",
+    );
+    let error = Config::from_yaml(&config, |_| Some("k".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("params.model"), "{error}");
+    assert!(error.contains("params.stream"), "{error}");
 }

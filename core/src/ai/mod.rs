@@ -288,12 +288,45 @@ impl Operation<'_> {
         }
     }
 
+    /// The request with `params` added where the client set nothing.
+    fn with_defaults(&self, params: &Map<String, Value>) -> Result<OwnedOperation, GatewayError> {
+        let merge = |body: &Map<String, Value>| {
+            let mut body = body.clone();
+            for (key, value) in params {
+                body.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+            serde_json::to_vec(&Value::Object(body))
+                .map_err(|e| GatewayError::internal(format!("request with defaults: {e}")))
+        };
+        Ok(match self {
+            Self::Chat(chat) => OwnedOperation::Chat(ChatRequest::parse(&merge(&chat.body)?)?),
+            Self::Embeddings(request) => {
+                OwnedOperation::Embeddings(EmbeddingsRequest::parse(&merge(&request.body)?)?)
+            }
+        })
+    }
+
     /// Completion tokens to reserve: `max_tokens` if set (`None`: the
     /// plan's default); embeddings produce none.
     fn completion_reservation(&self) -> Option<u64> {
         match self {
             Self::Chat(chat) => chat.max_tokens,
             Self::Embeddings(_) => Some(0),
+        }
+    }
+}
+
+/// A request rebuilt with a deployment's defaults.
+enum OwnedOperation {
+    Chat(ChatRequest),
+    Embeddings(EmbeddingsRequest),
+}
+
+impl OwnedOperation {
+    fn as_operation(&self) -> Operation<'_> {
+        match self {
+            Self::Chat(chat) => Operation::Chat(chat),
+            Self::Embeddings(request) => Operation::Embeddings(request),
         }
     }
 }
@@ -338,35 +371,52 @@ async fn serve<P: Platform>(
 
     // The primary deployment, then the fallbacks, as plain data (nothing
     // borrowed by a closure lives across the awaits below).
-    let deployments: Vec<(usize, String, Option<pricing::Price>)> =
-        std::iter::once((model.provider, model.upstream_model.clone(), model.price))
-            .chain(
-                model
-                    .fallbacks
-                    .iter()
-                    .map(|d| (d.provider, d.upstream_model.clone(), d.price)),
-            )
-            .collect();
+    type DeploymentRef<'a> = (
+        usize,
+        &'a str,
+        Option<pricing::Price>,
+        &'a Map<String, Value>,
+    );
+    let deployments: Vec<DeploymentRef<'_>> = std::iter::once((
+        model.provider,
+        model.upstream_model.as_str(),
+        model.price,
+        &model.params,
+    ))
+    .chain(
+        model
+            .fallbacks
+            .iter()
+            .map(|d| (d.provider, d.upstream_model.as_str(), d.price, &d.params)),
+    )
+    .collect();
     let mut next_deployment = 0;
     let reply = loop {
-        let Some((provider_index, upstream_model, price)) = deployments.get(next_deployment) else {
+        let Some(&(provider_index, upstream_model, price, params)) =
+            deployments.get(next_deployment)
+        else {
             return Err(GatewayError::internal("a model without deployments"));
         };
         next_deployment += 1;
-        let (provider_index, price, upstream_model) =
-            (*provider_index, *price, upstream_model.as_str());
         let provider = &config.providers[provider_index];
         usage_ctx.provider.clone_from(&provider.name);
         usage_ctx.price = price.or_else(|| pricing::builtin_price(upstream_model));
-        let result = call_provider(
-            shared,
-            provider,
-            upstream_model,
-            route,
-            operation,
-            request_id,
-        )
-        .await;
+        // The deployment's request defaults, for this attempt only; a
+        // failure here is accounted and settled like a failed call.
+        let with_defaults = if params.is_empty() {
+            Ok(None)
+        } else {
+            operation.with_defaults(params).map(Some)
+        };
+        let result = match &with_defaults {
+            Ok(owned) => {
+                let attempt = owned
+                    .as_ref()
+                    .map_or(operation, OwnedOperation::as_operation);
+                call_provider(shared, provider, upstream_model, route, attempt, request_id).await
+            }
+            Err(error) => Err(error.clone()),
+        };
         // Before any byte reached the client, an unavailable deployment
         // hands the request to the next one.
         let unavailable = match &result {

@@ -196,6 +196,9 @@ pub struct Model {
     pub upstream_model: String,
     /// Price override; else the built-in price of `upstream_model`.
     pub price: Option<crate::ai::pricing::Price>,
+    /// Request defaults: OpenAI request fields added when the client did
+    /// not set them (e.g. `temperature`, `max_tokens`, `dimensions`).
+    pub params: serde_json::Map<String, serde_json::Value>,
     /// Deployments tried in order when the one before is unavailable
     /// (unreachable, timed out, 5xx, 429 or 503) before any byte was sent.
     pub fallbacks: Vec<Deployment>,
@@ -208,7 +211,13 @@ pub struct Deployment {
     pub provider: usize,
     pub upstream_model: String,
     pub price: Option<crate::ai::pricing::Price>,
+    /// Request defaults, as [`Model::params`].
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Request fields a deployment's `params` may not set: they say what is
+/// asked, not how.
+const FIXED_REQUEST_FIELDS: [&str; 4] = ["model", "messages", "input", "stream"];
 
 /// A resolved secret. `Debug` and `Display` never print it.
 #[derive(Clone, PartialEq, Eq)]
@@ -373,6 +382,10 @@ impl Validator<'_> {
                             .clone()
                             .unwrap_or_else(|| raw_model.name.clone()),
                         price: raw_deployment.pricing,
+                        params: self.params(
+                            &format!("{path}.fallbacks[{j}].params"),
+                            &raw_deployment.params,
+                        ),
                     }),
                     None => self.issue(
                         format!("{path}.fallbacks[{j}].provider"),
@@ -380,8 +393,10 @@ impl Validator<'_> {
                     ),
                 }
             }
+            let params = self.params(&format!("{path}.params"), &raw_model.params);
             models.push(Model {
                 fallbacks,
+                params,
                 price: raw_model.pricing,
                 upstream_model: raw_model
                     .upstream_model
@@ -671,6 +686,25 @@ impl Validator<'_> {
             store_timeout,
             reserve_completion_tokens: raw.reserve_completion_tokens.unwrap_or(4096),
         })
+    }
+
+    /// A deployment's request defaults, without the fields that say what is
+    /// asked.
+    fn params(
+        &mut self,
+        path: &str,
+        raw: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut params = raw.clone();
+        for field in FIXED_REQUEST_FIELDS {
+            if params.remove(field).is_some() {
+                self.issue(
+                    format!("{path}.{field}"),
+                    "a deployment may set request defaults, not what is asked",
+                );
+            }
+        }
+        params
     }
 
     /// Spend limits charge every request its cost: each deployment of every

@@ -205,6 +205,9 @@ pub struct RawModel {
     pub upstream_model: Option<String>,
     /// USD per million tokens: `{input, cached_input, output}`.
     pub pricing: Option<crate::ai::pricing::Price>,
+    /// Request defaults for this deployment (fields added when absent).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
     /// Deployments tried in order when the one before is unavailable.
     #[serde(default)]
     pub fallbacks: Vec<RawDeployment>,
@@ -216,6 +219,8 @@ pub struct RawDeployment {
     pub provider: String,
     pub upstream_model: Option<String>,
     pub pricing: Option<crate::ai::pricing::Price>,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
