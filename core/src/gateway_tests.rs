@@ -14,15 +14,17 @@ const CONFIG: &str = r"
 providers:
   mock: { kind: mock }
   upstream: { kind: openai, base_url: 'http://llm.internal/v1', api_key: '${env:LLM_KEY}' }
+  gemini: { kind: gemini, base_url: 'http://gemini.internal/v1beta', api_key: '${env:LLM_KEY}' }
   azure: { kind: azure, base_url: 'https://res.openai.azure.com', api_key: '${env:LLM_KEY}', api_version: '2024-10-21' }
 models:
   - { name: mock-gpt, provider: mock }
   - { name: big, provider: upstream, upstream_model: big-2025-01 }
   - { name: azure-gpt, provider: azure, upstream_model: my-deployment }
+  - { name: gemini-embed, provider: gemini, upstream_model: gemini-embedding-001 }
   - name: tuned
     provider: upstream
     upstream_model: big-2025-01
-    params: { temperature: 0.1, reasoning_effort: low, dimensions: 256 }
+    params: { temperature: 0.1, reasoning_effort: low, dimensions: 256, max_completion_tokens: 1000 }
   - name: resilient
     provider: upstream
     upstream_model: primary
@@ -249,7 +251,17 @@ fn models_lists_configured_names() {
         .iter()
         .map(|m| m["id"].clone())
         .collect();
-    assert_eq!(ids, ["mock-gpt", "big", "azure-gpt", "tuned", "resilient"]);
+    assert_eq!(
+        ids,
+        [
+            "mock-gpt",
+            "big",
+            "azure-gpt",
+            "gemini-embed",
+            "tuned",
+            "resilient"
+        ]
+    );
 }
 
 #[test]
@@ -574,10 +586,17 @@ fn deployment_params_are_defaults_the_client_can_override() {
     let gw = gateway(http.clone());
     send(
         &gw,
-        chat(r#"{"model":"tuned","temperature":0.9,"messages":[{"role":"user","content":"x"}]}"#),
+        chat(
+            r#"{"model":"tuned","temperature":0.9,"max_tokens":50,"messages":[{"role":"user","content":"x"}]}"#,
+        ),
     );
     let sent = json(http.requests()[0].body());
     assert_eq!(sent["temperature"], 0.9, "the client's value wins");
+    assert_eq!(sent["max_tokens"], 50);
+    assert!(
+        sent.get("max_completion_tokens").is_none(),
+        "the default limit does not override the client's under its other name"
+    );
     assert_eq!(
         sent["reasoning_effort"], "low",
         "absent fields get the default"
@@ -603,4 +622,43 @@ fn deployment_params_cannot_change_what_is_asked() {
         .to_string();
     assert!(error.contains("params.model"), "{error}");
     assert!(error.contains("params.stream"), "{error}");
+}
+
+#[test]
+fn gemini_embeddings_go_out_in_batches_of_100_and_come_back_in_order() {
+    let http = FakeHttp::new(|request| {
+        let body: Value = serde_json::from_slice(request.body()).unwrap();
+        let embeddings: Vec<Value> = body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let text = r["content"]["parts"][0]["text"].as_str().unwrap();
+                serde_json::json!({"values": [text.parse::<f64>().unwrap()]})
+            })
+            .collect();
+        let reply = serde_json::json!({"embeddings": embeddings}).to_string();
+        FakeReply::Respond(Response::new(Body::from(reply)))
+    });
+    let gw = gateway(http.clone());
+    let inputs: Vec<String> = (0..250).map(|i| i.to_string()).collect();
+    let request = Request::post("/v1/embeddings")
+        .body(Bytes::from(
+            serde_json::json!({"model": "gemini-embed", "input": inputs}).to_string(),
+        ))
+        .unwrap();
+    let (parts, body) = send(&gw, request);
+    assert_eq!(parts.status, StatusCode::OK);
+    let sizes: Vec<usize> = http
+        .requests()
+        .iter()
+        .map(|r| json(r.body())["requests"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    let data = json(&body)["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), 250);
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["index"], i);
+        assert_eq!(item["embedding"][0], i as f64, "vector {i} in input order");
+    }
 }

@@ -389,4 +389,15 @@ routes:
         error.contains("spend_usd: must be a positive number"),
         "{error}"
     );
+    let tiny = config.replace("spend_usd: 5", "spend_usd: 0.0000004");
+    let error = Config::from_yaml(&tiny, |_| None).unwrap_err().to_string();
+    assert!(error.contains("one micro-dollar"), "{error}");
+    let negative_price = config.replace(
+        "{ name: unpriced, provider: mock }",
+        "{ name: unpriced, provider: mock, pricing: { input: -1.0, cached_input: 0.0, output: 1.0 } }",
+    );
+    let error = Config::from_yaml(&negative_price, |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("models[0].pricing.input"), "{error}");
 }

@@ -72,6 +72,10 @@ impl EmbeddingsRequest {
             Some(Value::String(text)) if !text.is_empty() => {
                 EmbeddingInput::Texts(vec![text.clone()])
             }
+            // A flat token array is one input, whatever its length.
+            Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_u64) => {
+                EmbeddingInput::Tokens(vec![items.iter().filter_map(Value::as_u64).collect()])
+            }
             Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_INPUTS => {
                 if items.iter().all(Value::is_string) {
                     let texts: Vec<String> = items
@@ -82,8 +86,6 @@ impl EmbeddingsRequest {
                         return Err(bad_input());
                     }
                     EmbeddingInput::Texts(texts)
-                } else if items.iter().all(Value::is_u64) {
-                    EmbeddingInput::Tokens(vec![items.iter().filter_map(Value::as_u64).collect()])
                 } else {
                     let arrays: Option<Vec<Vec<u64>>> = items
                         .iter()
@@ -231,6 +233,14 @@ mod tests {
         let tokens = parse(json!({"model": "e", "input": [1, 2, 3]})).unwrap();
         assert_eq!(tokens.input, EmbeddingInput::Tokens(vec![vec![1, 2, 3]]));
         assert!(tokens.texts("Gemini").is_err());
+        let long: Vec<u64> = (0..3000).collect();
+        let one_long = parse(json!({"model": "e", "input": long})).unwrap();
+        assert_eq!(
+            one_long.input,
+            EmbeddingInput::Tokens(vec![(0..3000).collect()])
+        );
+        let too_many: Vec<&str> = vec!["x"; MAX_INPUTS + 1];
+        assert!(parse(json!({"model": "e", "input": too_many})).is_err());
         let arrays = parse(json!({"model": "e", "input": [[1, 2], [3]]})).unwrap();
         assert_eq!(
             arrays.input,

@@ -292,7 +292,13 @@ impl Operation<'_> {
     fn with_defaults(&self, params: &Map<String, Value>) -> Result<OwnedOperation, GatewayError> {
         let merge = |body: &Map<String, Value>| {
             let mut body = body.clone();
+            // Two spellings of one limit: a client setting either keeps it.
+            const MAX_TOKENS: [&str; 2] = ["max_tokens", "max_completion_tokens"];
+            let client_limits = MAX_TOKENS.iter().any(|k| body.contains_key(*k));
             for (key, value) in params {
+                if client_limits && MAX_TOKENS.contains(&key.as_str()) {
+                    continue;
+                }
                 body.entry(key.clone()).or_insert_with(|| value.clone());
             }
             serde_json::to_vec(&Value::Object(body))

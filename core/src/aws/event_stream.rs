@@ -86,10 +86,11 @@ fn decode_message(frame: &[u8]) -> Result<Message, FrameError> {
         return Err(FrameError("message checksum mismatch".into()));
     }
     let headers_len = be_u32(&frame[4..8]) as usize;
-    let headers_end = PRELUDE_BYTES + headers_len;
-    if headers_end > total - 4 {
+    // Compared before adding: on 32-bit targets (wasm32) the sum could wrap.
+    if headers_len > total - MIN_MESSAGE_BYTES {
         return Err(FrameError("headers overrun the message".into()));
     }
+    let headers_end = PRELUDE_BYTES + headers_len;
     let headers = decode_headers(&frame[PRELUDE_BYTES..headers_end])?;
     Ok(Message {
         headers,
@@ -206,6 +207,19 @@ mod tests {
             assert_eq!(seen[1].header(":event-type"), Some("b"));
             assert!(!decoder.has_partial());
         }
+    }
+
+    #[test]
+    fn a_huge_headers_length_is_refused_not_wrapped() {
+        let mut frame = encode_message(&[], b"{}");
+        frame[4..8].copy_from_slice(&0xFFFF_FFF8u32.to_be_bytes());
+        let prelude_crc = crc32(&frame[0..8]);
+        frame[8..12].copy_from_slice(&prelude_crc.to_be_bytes());
+        let end = frame.len() - 4;
+        let message_crc = crc32(&frame[..end]);
+        frame[end..].copy_from_slice(&message_crc.to_be_bytes());
+        let mut decoder = EventStreamDecoder::default();
+        assert!(decoder.push(&frame, |_| {}).is_err());
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub fn verify(
     };
     let authorization = header("authorization")?;
     let amz_date = header("x-amz-date")?;
+    if amz_date.len() != 16 || !amz_date.is_ascii() {
+        return Err(format!("malformed x-amz-date `{amz_date}`"));
+    }
     let signed: Vec<&str> = authorization
         .split("SignedHeaders=")
         .nth(1)

@@ -394,6 +394,13 @@ impl Validator<'_> {
                 }
             }
             let params = self.params(&format!("{path}.params"), &raw_model.params);
+            self.check_price(&format!("{path}.pricing"), raw_model.pricing);
+            for (j, raw_deployment) in raw_model.fallbacks.iter().enumerate() {
+                self.check_price(
+                    &format!("{path}.fallbacks[{j}].pricing"),
+                    raw_deployment.pricing,
+                );
+            }
             models.push(Model {
                 fallbacks,
                 params,
@@ -688,6 +695,24 @@ impl Validator<'_> {
         })
     }
 
+    /// Prices are finite and not negative (a negative price would make
+    /// spend limits free).
+    fn check_price(&mut self, path: &str, price: Option<crate::ai::pricing::Price>) {
+        let Some(price) = price else { return };
+        for (field, value) in [
+            ("input", price.input),
+            ("cached_input", price.cached_input),
+            ("output", price.output),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                self.issue(
+                    format!("{path}.{field}"),
+                    "must be a non-negative number of USD per million tokens",
+                );
+            }
+        }
+    }
+
     /// A deployment's request defaults, without the fields that say what is
     /// asked.
     fn params(
@@ -742,11 +767,13 @@ impl Validator<'_> {
 
     fn limit(&mut self, path: &str, name: String, raw: raw::RawLimit) -> Option<Limit> {
         let spend_micro_usd = match raw.spend_usd {
-            Some(usd) if usd.is_finite() && usd > 0.0 => Some((usd * 1_000_000.0).round() as u64),
+            Some(usd) if usd.is_finite() && usd >= 0.000_001 => {
+                Some((usd * 1_000_000.0).round() as u64)
+            }
             Some(_) => {
                 self.issue(
                     format!("{path}.spend_usd"),
-                    "must be a positive number of US dollars",
+                    "must be a positive number of US dollars, at least 0.000001 (one micro-dollar)",
                 );
                 return None;
             }

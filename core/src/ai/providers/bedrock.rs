@@ -12,7 +12,10 @@
 //! `user`, `parallel_tool_calls`, `store`, `service_tier`, `n: 1`), and
 //! `n > 1`, `logprobs`, non-zero penalties and JSON `response_format`
 //! refused with 400. Images must be data URLs (Converse takes bytes, not
-//! URLs). `tool_choice: "none"` sends no tools.
+//! URLs). `tool_choice: "none"` sends no tools (or, when the conversation
+//! already holds tool calls, the tools without a `toolChoice`, as Converse
+//! requires). Embeddings: `dimensions` maps to Titan's `dimensions`; Cohere
+//! models take none (400).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,7 +30,8 @@ use super::super::sse::{EventRewriter, EventSource, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
 use super::{
-    error_reply, json_response, read_json, refuse_unsupported, sse_response, ProviderReply,
+    error_reply, json_response, read_json, refuse_unsupported, sse_response, CallStop,
+    ProviderReply,
 };
 use crate::aws::event_stream::EventStreamDecoder;
 use crate::aws::sigv4::{self, AwsCredentials, SigningScope};
@@ -236,7 +240,15 @@ pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
         }
     };
     let tools = body.get("tools").and_then(Value::as_array);
-    if let (Some(tools), false) = (tools, choice == Some(Value::Null)) {
+    // Converse has no "none": tools are left out, unless the conversation
+    // already holds tool calls or results, which Converse only accepts
+    // with a `toolConfig` (sent then without a `toolChoice`).
+    let history_has_tools = chat
+        .messages
+        .iter()
+        .any(|m| m["role"] == "tool" || m.get("tool_calls").is_some_and(|c| !c.is_null()));
+    let send_tools = choice != Some(Value::Null) || history_has_tools;
+    if let (Some(tools), true) = (tools, send_tools) {
         let specs: Vec<Value> = tools
             .iter()
             .map(|tool| {
@@ -252,7 +264,7 @@ pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
             })
             .collect();
         let mut config = json!({"tools": specs});
-        if let Some(choice) = choice {
+        if let Some(choice) = choice.filter(|c| !c.is_null()) {
             config["toolChoice"] = choice;
         }
         out.insert("toolConfig".into(), config);
@@ -466,23 +478,28 @@ impl BedrockStreamTranslator {
     /// Final chunks once the stream ended: finish reason, usage, `[DONE]`.
     fn finish_events(&self) -> Vec<String> {
         let finish = self.finish.unwrap_or("stop");
-        let usage = self.usage.unwrap_or_default().to_openai_json();
         let mut last: Value = json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
             "system_fingerprint": null,
             "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}],
         });
         let mut out = Vec::new();
-        if self.include_usage {
-            out.push(last.to_string());
-            out.push(json!({
-                "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "system_fingerprint": null, "choices": [], "usage": usage,
-            }).to_string());
-        } else {
-            // Usage rides on the last chunk so the gateway accounts for it.
-            last["usage"] = usage;
-            out.push(last.to_string());
+        // Without a `metadata` event there is no usage to report: none is
+        // sent, and the gateway estimates it from the streamed text.
+        match self.usage.map(|u| u.to_openai_json()) {
+            Some(usage) if self.include_usage => {
+                out.push(last.to_string());
+                out.push(json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                    "system_fingerprint": null, "choices": [], "usage": usage,
+                }).to_string());
+            }
+            Some(usage) => {
+                // Usage rides on the last chunk so the gateway accounts for it.
+                last["usage"] = usage;
+                out.push(last.to_string());
+            }
+            None => out.push(last.to_string()),
         }
         out.push("[DONE]".into());
         out
@@ -736,51 +753,57 @@ pub async fn bedrock_embeddings(
 ) -> Result<ProviderReply, GatewayError> {
     let texts = request.texts("Bedrock")?;
     let family = EmbeddingFamily::of(deployment.upstream_model);
-    let unix_time = clock.now_unix_ms() / 1000;
+    if family == EmbeddingFamily::Cohere && request.dimensions.is_some() {
+        return Err(refuse(
+            "`dimensions` for Cohere embedding models",
+            "dimensions",
+        ));
+    }
+    let deployment = &deployment;
     let calls = bedrock_embedding_bodies(family, texts, request.dimensions)
         .into_iter()
-        .map(|body| {
+        .map(|body| async move {
+            // Signed when sent: a long batch must not outlive its signature.
             let signed = signed_request(
-                &deployment,
+                deployment,
                 "invoke",
                 Bytes::from(body.to_string()),
                 "application/json",
-                unix_time,
+                clock.now_unix_ms() / 1000,
                 request_id,
-            );
-            async {
-                let result = with_timeout(clock, deployment.timeout, http.send(signed?)).await;
-                let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
-                if !parts.status.is_success() {
-                    return handle_bedrock_error(parts.status, &parts.headers, body)
-                        .await
-                        .map(Err);
-                }
-                let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
-                embedding_answer(family, &parts.headers, &response)
-                    .map(Ok)
-                    .ok_or_else(|| GatewayError::UpstreamInvalid {
-                        detail: "embeddings response without vectors or token count".into(),
-                    })
+            )?;
+            let result = with_timeout(clock, deployment.timeout, http.send(signed)).await;
+            let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
+            if !parts.status.is_success() {
+                let reply = handle_bedrock_error(parts.status, &parts.headers, body).await;
+                return Err(CallStop::from_error_reply(reply));
             }
+            let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
+            embedding_answer(family, &parts.headers, &response).ok_or_else(|| {
+                CallStop::Failed(GatewayError::UpstreamInvalid {
+                    detail: "embeddings response without vectors or token count".into(),
+                })
+            })
         });
-    // In order, at most EMBEDDING_CALLS_IN_FLIGHT at a time: a 2048-text
-    // request must not open 2048 connections against the account's limits.
-    let answers: Vec<_> = futures_util::stream::iter(calls)
+    // Collected first: a lazy iterator's closure held across the await
+    // below would make the future not `Send` (the Lambda runtime needs it).
+    let calls: Vec<_> = calls.collect();
+    // In order, at most EMBEDDING_CALLS_IN_FLIGHT at a time (a 2048-text
+    // request must not open 2048 connections against the account's
+    // limits), stopping at the first failure so no further calls are made.
+    let answers: Vec<(Vec<Vec<f32>>, u64)> = match futures_util::stream::iter(calls)
         .buffered(EMBEDDING_CALLS_IN_FLIGHT)
         .try_collect()
-        .await?;
+        .await
+    {
+        Ok(answers) => answers,
+        Err(stop) => return stop.into_reply(),
+    };
     let mut vectors = Vec::with_capacity(texts.len());
     let mut tokens = 0;
-    for answer in answers {
-        match answer {
-            Ok((batch, batch_tokens)) => {
-                vectors.extend(batch);
-                tokens += batch_tokens;
-            }
-            // The first provider error is the answer.
-            Err(reply) => return Ok(reply),
-        }
+    for (batch, batch_tokens) in answers {
+        vectors.extend(batch);
+        tokens += batch_tokens;
     }
     if vectors.len() != texts.len() {
         return Err(GatewayError::UpstreamInvalid {
@@ -974,6 +997,17 @@ mod tests {
             .unwrap()
             .get("toolConfig")
             .is_none());
+        // With tool calls in the history Converse requires the tools.
+        let mut after_results = base.clone();
+        after_results["tool_choice"] = json!("none");
+        after_results["messages"] = json!([
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "done"}
+        ]);
+        let config = bedrock_request(&chat(after_results)).unwrap()["toolConfig"].clone();
+        assert_eq!(config["tools"][0]["toolSpec"]["name"], "f");
+        assert!(config.get("toolChoice").is_none());
         let mut named = base;
         named["tool_choice"] = json!({"type": "function", "function": {"name": "f"}});
         assert_eq!(
@@ -1108,6 +1142,33 @@ mod tests {
             usage["usage"]["prompt_tokens_details"]["cached_tokens"],
             100
         );
+    }
+
+    #[test]
+    fn a_stream_without_metadata_reports_no_usage_so_the_gateway_estimates() {
+        let mut bytes = Vec::new();
+        for (kind, payload) in [
+            ("messageStart", json!({"role": "assistant"})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+            ),
+            ("messageStop", json!({"stopReason": "end_turn"})),
+        ] {
+            bytes.extend(encode_message(
+                &[(":event-type", kind), (":message-type", "event")],
+                payload.to_string().as_bytes(),
+            ));
+        }
+        for include_usage in [false, true] {
+            let (payloads, failure) = translate(&bytes, 64, include_usage);
+            assert_eq!(failure, None);
+            assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+            assert!(
+                parse(&payloads).iter().all(|c| c.get("usage").is_none()),
+                "no made-up zero usage: {payloads:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -25,7 +26,8 @@ use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
 use super::{
-    error_reply, json_response, read_json, refuse_unsupported, sse_response, ProviderReply,
+    error_reply, json_response, read_json, refuse_unsupported, sse_response, CallStop,
+    ProviderReply,
 };
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
@@ -34,6 +36,10 @@ use crate::platform::{Clock, HttpClient};
 use crate::proxy::{upstream_error, with_timeout};
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Requests per `batchEmbedContents` call, as Gemini allows.
+const GEMINI_EMBED_BATCH: usize = 100;
+/// Concurrent `batchEmbedContents` calls of one embeddings request.
+const GEMINI_EMBED_BATCHES_IN_FLIGHT: usize = 4;
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Schema keywords Gemini's function declarations accept.
@@ -637,7 +643,8 @@ pub fn gemini_embeddings_request(
 }
 
 /// `models/{model}:batchEmbedContents`
-/// (<https://ai.google.dev/api/embeddings#method:-models.batchembedcontents>).
+/// (<https://ai.google.dev/api/embeddings#method:-models.batchembedcontents>),
+/// 100 texts per call.
 /// Gemini reports no token usage for embeddings: it is estimated from the
 /// texts (4 bytes per token) and logged as such.
 pub async fn gemini_embeddings(
@@ -648,23 +655,41 @@ pub async fn gemini_embeddings(
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
     let texts = request.texts("Gemini")?;
-    let body = gemini_embeddings_request(texts, deployment.upstream_model, request.dimensions);
-    let upstream = gemini_post(&deployment, "batchEmbedContents", None, body, request_id)?;
-    let result = with_timeout(clock, deployment.timeout, http.send(upstream)).await;
-    let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
-    if !parts.status.is_success() {
-        return handle_gemini_error(parts.status, &parts.headers, body).await;
-    }
-    let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
-    let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
-        .as_array()
-        .map(|all| all.iter().map(|e| vector_of(&e["values"])).collect())
-        .unwrap_or(None);
-    let vectors = vectors.filter(|v| v.len() == texts.len()).ok_or_else(|| {
-        GatewayError::UpstreamInvalid {
-            detail: "embeddings response without one vector per input".into(),
+    let deployment = &deployment;
+    // batchEmbedContents takes at most 100 requests; batches go out in
+    // order, a few at a time, stopping at the first failure.
+    let calls = texts.chunks(GEMINI_EMBED_BATCH).map(|batch| async move {
+        let body = gemini_embeddings_request(batch, deployment.upstream_model, request.dimensions);
+        let upstream = gemini_post(deployment, "batchEmbedContents", None, body, request_id)?;
+        let result = with_timeout(clock, deployment.timeout, http.send(upstream)).await;
+        let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
+        if !parts.status.is_success() {
+            let reply = handle_gemini_error(parts.status, &parts.headers, body).await;
+            return Err(CallStop::from_error_reply(reply));
         }
-    })?;
+        let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
+        let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
+            .as_array()
+            .map(|all| all.iter().map(|e| vector_of(&e["values"])).collect())
+            .unwrap_or(None);
+        vectors.filter(|v| v.len() == batch.len()).ok_or_else(|| {
+            CallStop::Failed(GatewayError::UpstreamInvalid {
+                detail: "embeddings response without one vector per input".into(),
+            })
+        })
+    });
+    // Collected first: a lazy iterator's closure held across the await
+    // below would make the future not `Send` (the Lambda runtime needs it).
+    let calls: Vec<_> = calls.collect();
+    let batches: Vec<Vec<Vec<f32>>> = match futures_util::stream::iter(calls)
+        .buffered(GEMINI_EMBED_BATCHES_IN_FLIGHT)
+        .try_collect()
+        .await
+    {
+        Ok(batches) => batches,
+        Err(stop) => return stop.into_reply(),
+    };
+    let vectors: Vec<Vec<f32>> = batches.into_iter().flatten().collect();
     let usage = Usage::new(request.estimated_tokens(), 0);
     let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
     Ok(ProviderReply::Complete {

@@ -114,3 +114,34 @@ pub(crate) fn refuse_unsupported(
     }
     Ok(())
 }
+
+/// Why a batch of upstream calls stopped: a failure, or a provider error
+/// that is itself the answer to the client.
+pub(crate) enum CallStop {
+    Failed(GatewayError),
+    Rejected(ProviderReply),
+}
+
+impl From<GatewayError> for CallStop {
+    fn from(error: GatewayError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl CallStop {
+    /// The reply for the client.
+    pub(crate) fn into_reply(self) -> Result<ProviderReply, GatewayError> {
+        match self {
+            Self::Failed(error) => Err(error),
+            Self::Rejected(reply) => Ok(reply),
+        }
+    }
+
+    /// A provider's error reply (or the failure to read it) as a stop.
+    pub(crate) fn from_error_reply(reply: Result<ProviderReply, GatewayError>) -> Self {
+        match reply {
+            Ok(reply) => Self::Rejected(reply),
+            Err(error) => Self::Failed(error),
+        }
+    }
+}
