@@ -1352,42 +1352,68 @@ async fn quota_requests_exact_under_concurrency(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// What one of several concurrent keyed streams got: its status, and the
+/// usage of its final chunk or the error code of its refusal.
+struct BudgetedStream {
+    status: StatusCode,
+    usage: Value,
+    error_code: Value,
+}
+
+/// `n` concurrent streamed mock completions with `max_tokens: 60` on the
+/// keyed AI route, each read to its end.
+async fn concurrent_keyed_streams(
+    ctx: &Ctx,
+    key: &str,
+    n: usize,
+) -> Result<Vec<BudgetedStream>, String> {
+    let calls = (0..n).map(|_| async move {
+        let mut body = chat_body("mock-gpt", true);
+        body["max_tokens"] = json!(60);
+        body["stream_options"] = json!({"include_usage": true});
+        let response = send(
+            ctx.client
+                .post(ctx.url("/keyed/v1/chat/completions"))
+                .header("authorization", format!("Bearer {key}"))
+                .json(&body),
+        )
+        .await?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let error = json_body(response).await?;
+            return Ok(BudgetedStream {
+                status,
+                usage: Value::Null,
+                error_code: error["error"]["code"].clone(),
+            });
+        }
+        let events = read_events(response).await?;
+        let usage = events
+            .iter()
+            .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+            .find_map(|v| v.get("usage").filter(|u| u.is_object()).cloned())
+            .ok_or("a completed stream without a usage chunk")?;
+        Ok(BudgetedStream {
+            status,
+            usage,
+            error_code: Value::Null,
+        })
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .collect()
+}
+
 async fn quota_token_budget_with_concurrent_streams(ctx: &Ctx) -> CaseResult {
     let (id, key, _) = consumer_with_key(ctx, "budget", json!({"plan": "budget"})).await?;
-    let calls = (0..12).map(|_| {
-        let key = key.clone();
-        async move {
-            let mut body = chat_body("mock-gpt", true);
-            body["max_tokens"] = json!(60);
-            body["stream_options"] = json!({"include_usage": true});
-            let response = send(
-                ctx.client
-                    .post(ctx.url("/keyed/v1/chat/completions"))
-                    .header("authorization", format!("Bearer {key}"))
-                    .json(&body),
-            )
-            .await?;
-            let status = response.status();
-            if status != StatusCode::OK {
-                return Ok::<_, String>((status, 0));
-            }
-            let events = read_events(response).await?;
-            let total = events
-                .iter()
-                .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
-                .find_map(|v| v["usage"]["total_tokens"].as_u64())
-                .ok_or("a completed stream without a usage chunk")?;
-            Ok((status, total))
-        }
-    });
-    let results = futures_util::future::join_all(calls).await;
     let mut real = 0;
     let mut refused = 0;
-    for result in results {
-        match result? {
-            (StatusCode::OK, total) => real += total,
-            (StatusCode::TOO_MANY_REQUESTS, _) => refused += 1,
-            (other, _) => return Err(format!("unexpected status {other}")),
+    for stream in concurrent_keyed_streams(ctx, &key, 12).await? {
+        match stream.status {
+            StatusCode::OK => real += stream.usage["total_tokens"].as_u64().unwrap_or(0),
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => return Err(format!("unexpected status {other}")),
         }
     }
     check!(
@@ -1410,46 +1436,19 @@ async fn quota_token_budget_with_concurrent_streams(ctx: &Ctx) -> CaseResult {
 /// (mock-gpt: 1 micro-USD per prompt token, 2 per completion token).
 async fn quota_spend_budget_charges_real_cost(ctx: &Ctx) -> CaseResult {
     let (id, key, _) = consumer_with_key(ctx, "spender", json!({"plan": "spend"})).await?;
-    let calls = (0..12).map(|_| {
-        let key = key.clone();
-        async move {
-            let mut body = chat_body("mock-gpt", true);
-            body["max_tokens"] = json!(60);
-            body["stream_options"] = json!({"include_usage": true});
-            let response = send(
-                ctx.client
-                    .post(ctx.url("/keyed/v1/chat/completions"))
-                    .header("authorization", format!("Bearer {key}"))
-                    .json(&body),
-            )
-            .await?;
-            let status = response.status();
-            if status != StatusCode::OK {
-                let error = json_body(response).await?;
-                return Ok::<_, String>((status, 0, error["error"]["code"].clone()));
-            }
-            let events = read_events(response).await?;
-            let usage = events
-                .iter()
-                .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
-                .find(|v| v["usage"].is_object())
-                .ok_or("a completed stream without a usage chunk")?;
-            let micro_usd = usage["usage"]["prompt_tokens"].as_u64().unwrap_or(0)
-                + 2 * usage["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-            Ok((status, micro_usd, Value::Null))
-        }
-    });
-    let results = futures_util::future::join_all(calls).await;
     let mut spent = 0;
     let mut refused = 0;
-    for result in results {
-        match result? {
-            (StatusCode::OK, micro_usd, _) => spent += micro_usd,
-            (StatusCode::TOO_MANY_REQUESTS, _, code) => {
-                check_eq!(code, json!("insufficient_quota"));
+    for stream in concurrent_keyed_streams(ctx, &key, 12).await? {
+        match stream.status {
+            StatusCode::OK => {
+                let tokens = |k: &str| stream.usage[k].as_u64().unwrap_or(0);
+                spent += tokens("prompt_tokens") + 2 * tokens("completion_tokens");
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                check_eq!(stream.error_code, json!("insufficient_quota"));
                 refused += 1;
             }
-            (other, _, _) => return Err(format!("unexpected status {other}")),
+            other => return Err(format!("unexpected status {other}")),
         }
     }
     check!(

@@ -45,23 +45,7 @@ pub struct EmbeddingsRequest {
 impl EmbeddingsRequest {
     /// Parses and checks the request; errors are 400s naming the parameter.
     pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-        let Value::Object(body) = value else {
-            return Err(GatewayError::invalid_request(
-                "The request body must be a JSON object.",
-                None,
-            ));
-        };
-        let model = match body.get("model") {
-            Some(Value::String(m)) if !m.is_empty() => m.clone(),
-            _ => {
-                return Err(GatewayError::invalid_request(
-                    "You must provide a model parameter.",
-                    Some("model"),
-                ))
-            }
-        };
+        let (body, model) = super::parse_object_with_model(bytes)?;
         let bad_input = || {
             GatewayError::invalid_request(
                 "`input` must be a non-empty string, an array of non-empty strings, an array of token ids, or an array of token arrays.",

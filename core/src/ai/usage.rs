@@ -26,6 +26,16 @@ impl Usage {
         }
     }
 
+    /// Usage of a provider that counts cache reads and writes apart from
+    /// the other input tokens (Anthropic, Bedrock): OpenAI's prompt tokens
+    /// include both; cache reads are also the cached tokens.
+    pub fn with_cache(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Self {
+        Self {
+            cached_tokens: cache_read,
+            ..Self::new(input + cache_read + cache_write, output)
+        }
+    }
+
     /// The OpenAI `usage` object.
     pub fn to_openai_json(&self) -> Value {
         serde_json::json!({

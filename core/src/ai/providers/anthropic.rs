@@ -24,7 +24,8 @@ use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
 use super::{
-    error_reply, json_response, read_json, refuse_unsupported, sse_response, ProviderReply,
+    chat_completion, error_reply, json_response, push_turn, read_json, refuse_unsupported,
+    sse_response, stream_error_event, tool_call_input, tool_calls_of, ChunkWriter, ProviderReply,
 };
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
@@ -92,23 +93,6 @@ fn text_of(content: &Value) -> String {
     super::super::usage::content_text(content)
 }
 
-/// Appends `blocks` as a `role` turn, merging with the previous turn of the
-/// same role (Anthropic wants user and assistant turns to alternate).
-fn push_turn(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut() {
-        if last["role"] == role {
-            if let Some(existing) = last["content"].as_array_mut() {
-                existing.extend(blocks);
-                return;
-            }
-        }
-    }
-    messages.push(json!({"role": role, "content": blocks}));
-}
-
 /// The pure request mapping: OpenAI chat request → Anthropic Messages body.
 pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Value, GatewayError> {
     let body = &chat.body;
@@ -132,22 +116,16 @@ pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Val
         let role = message["role"].as_str().unwrap_or_default();
         match role {
             "system" | "developer" => system.push(text_of(&message["content"])),
-            "user" => push_turn(&mut messages, "user", content_blocks(&message["content"])?),
+            "user" => push_turn(
+                &mut messages,
+                "content",
+                "user",
+                content_blocks(&message["content"])?,
+            ),
             "assistant" => {
                 let mut blocks = content_blocks(&message["content"])?;
-                for call in message
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
-                    let input: Value = serde_json::from_str(arguments).map_err(|e| {
-                        GatewayError::invalid_request(
-                            format!("tool call arguments are not JSON: {e}"),
-                            Some("messages"),
-                        )
-                    })?;
+                for call in tool_calls_of(message) {
+                    let input = tool_call_input(call)?;
                     blocks.push(json!({
                         "type": "tool_use",
                         "id": call["id"],
@@ -155,7 +133,7 @@ pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Val
                         "input": input,
                     }));
                 }
-                push_turn(&mut messages, "assistant", blocks);
+                push_turn(&mut messages, "content", "assistant", blocks);
             }
             "tool" => {
                 let block = json!({
@@ -163,7 +141,7 @@ pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Val
                     "tool_use_id": message["tool_call_id"],
                     "content": text_of(&message["content"]),
                 });
-                push_turn(&mut messages, "user", vec![block]);
+                push_turn(&mut messages, "content", "user", vec![block]);
             }
             other => {
                 return Err(GatewayError::invalid_request(
@@ -254,12 +232,12 @@ pub fn anthropic_stop_reason_to_finish_reason(reason: &str) -> &'static str {
 /// writes; cache reads are also `prompt_tokens_details.cached_tokens`).
 pub fn anthropic_usage(usage: &Value) -> Usage {
     let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
-    Usage {
-        cached_tokens: cached,
-        ..Usage::new(prompt, n("output_tokens"))
-    }
+    Usage::with_cache(
+        n("input_tokens"),
+        n("cache_read_input_tokens"),
+        n("cache_creation_input_tokens"),
+        n("output_tokens"),
+    )
 }
 
 /// The pure response mapping: Anthropic message → OpenAI chat.completion.
@@ -282,31 +260,17 @@ pub fn anthropic_response_to_openai(
         }
     }
     let usage = anthropic_usage(&message["usage"]);
-    let mut assistant = json!({"role": "assistant", "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
-    if !tool_calls.is_empty() {
-        assistant["tool_calls"] = Value::Array(tool_calls);
-    }
     let finish = anthropic_stop_reason_to_finish_reason(
         message["stop_reason"].as_str().unwrap_or("end_turn"),
     );
-    let completion = json!({
-        "id": format!("chatcmpl-{}", message["id"].as_str().unwrap_or("anthropic")),
-        "object": "chat.completion",
-        "created": created,
-        "model": public_model,
-        "system_fingerprint": null,
-        "choices": [{"index": 0, "message": assistant, "logprobs": null, "finish_reason": finish}],
-        "usage": usage.to_openai_json(),
-    });
+    let id = format!("chatcmpl-{}", message["id"].as_str().unwrap_or("anthropic"));
+    let completion = chat_completion(&id, created, public_model, text, tool_calls, finish, &usage);
     (completion, usage)
 }
 
 /// Translates Anthropic stream events into OpenAI chunk payloads.
 pub struct AnthropicStreamTranslator {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    writer: ChunkWriter,
     usage: Usage,
     finish: Option<&'static str>,
     /// Anthropic content block index → OpenAI tool call index.
@@ -317,10 +281,12 @@ pub struct AnthropicStreamTranslator {
 impl AnthropicStreamTranslator {
     pub fn new(public_model: &str, created: u64, include_usage: bool) -> Self {
         Self {
-            id: "chatcmpl-anthropic".into(),
-            model: public_model.to_owned(),
-            created,
-            include_usage,
+            writer: ChunkWriter::new(
+                "chatcmpl-anthropic".into(),
+                public_model,
+                created,
+                include_usage,
+            ),
             usage: Usage::default(),
             finish: None,
             tools: HashMap::new(),
@@ -329,15 +295,7 @@ impl AnthropicStreamTranslator {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
-        .to_string()
+        self.writer.chunk(delta, finish)
     }
 
     /// The OpenAI `data:` payloads for one Anthropic event (`[DONE]` last).
@@ -346,7 +304,7 @@ impl AnthropicStreamTranslator {
             "message_start" => {
                 let message = &event["message"];
                 if let Some(id) = message["id"].as_str() {
-                    self.id = format!("chatcmpl-{id}");
+                    self.writer.id = format!("chatcmpl-{id}");
                 }
                 self.usage = anthropic_usage(&message["usage"]);
                 vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
@@ -397,7 +355,7 @@ impl AnthropicStreamTranslator {
                     .as_str()
                     .unwrap_or("upstream error");
                 let kind = event["error"]["type"].as_str().unwrap_or("api_error");
-                vec![json!({"error": {"message": format!("The upstream provider failed mid-stream ({kind}): {message}"), "type": "upstream_error", "param": null, "code": kind}}).to_string()]
+                vec![stream_error_event(kind, message)]
             }
             _ => Vec::new(),
         }
@@ -405,27 +363,8 @@ impl AnthropicStreamTranslator {
 
     fn finish_events(&mut self) -> Vec<String> {
         self.finished = true;
-        let mut last = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": self.finish.unwrap_or("stop")}],
-        });
-        let usage = self.usage.to_openai_json();
-        let mut out = Vec::new();
-        if self.include_usage {
-            out.push(last.to_string());
-            out.push(json!({
-                "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "system_fingerprint": null, "choices": [], "usage": usage,
-            }).to_string());
-        } else {
-            // Usage rides on the last chunk so the gateway can account for
-            // it exactly; OpenAI SDKs read `usage` on any chunk.
-            last["usage"] = usage;
-            out.push(last.to_string());
-        }
-        out.push("[DONE]".into());
-        out
+        self.writer
+            .finish(self.finish.unwrap_or("stop"), Some(&self.usage))
     }
 
     pub fn is_finished(&self) -> bool {

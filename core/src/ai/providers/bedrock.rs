@@ -25,13 +25,14 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::super::embeddings::{embeddings_response, EmbeddingsRequest};
+use super::super::embeddings::EmbeddingsRequest;
 use super::super::sse::{EventRewriter, EventSource, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
 use super::{
-    error_reply, json_response, read_json, refuse_unsupported, sse_response, CallStop,
-    ProviderReply,
+    chat_completion, embeddings_reply, error_reply, json_response, push_turn, read_json,
+    refuse_unsupported, sse_response, stream_error_event, tool_call_input, tool_calls_of, CallStop,
+    ChunkWriter, ProviderReply,
 };
 use crate::aws::event_stream::EventStreamDecoder;
 use crate::aws::sigv4::{self, AwsCredentials, SigningScope};
@@ -115,23 +116,6 @@ fn image_block(url: &str) -> Result<Value, GatewayError> {
     Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
 }
 
-/// Appends `blocks` as a `role` turn, merged with a previous turn of the
-/// same role (Converse wants user and assistant turns to alternate).
-fn push_turn(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut() {
-        if last["role"] == role {
-            if let Some(existing) = last["content"].as_array_mut() {
-                existing.extend(blocks);
-                return;
-            }
-        }
-    }
-    messages.push(json!({"role": role, "content": blocks}));
-}
-
 /// The pure request mapping: OpenAI chat request → Converse body.
 pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     let body = &chat.body;
@@ -158,36 +142,30 @@ pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
                     system.push(json!({"text": text}));
                 }
             }
-            "user" => push_turn(&mut messages, "user", content_blocks(&message["content"])?),
+            "user" => push_turn(
+                &mut messages,
+                "content",
+                "user",
+                content_blocks(&message["content"])?,
+            ),
             "assistant" => {
                 let mut blocks = content_blocks(&message["content"])?;
-                for call in message
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
-                    let input: Value = serde_json::from_str(arguments).map_err(|e| {
-                        GatewayError::invalid_request(
-                            format!("tool call arguments are not JSON: {e}"),
-                            Some("messages"),
-                        )
-                    })?;
+                for call in tool_calls_of(message) {
+                    let input = tool_call_input(call)?;
                     blocks.push(json!({"toolUse": {
                         "toolUseId": call["id"],
                         "name": call["function"]["name"],
                         "input": input,
                     }}));
                 }
-                push_turn(&mut messages, "assistant", blocks);
+                push_turn(&mut messages, "content", "assistant", blocks);
             }
             "tool" => {
                 let block = json!({"toolResult": {
                     "toolUseId": message["tool_call_id"],
                     "content": [{"text": content_text(&message["content"])}],
                 }});
-                push_turn(&mut messages, "user", vec![block]);
+                push_turn(&mut messages, "content", "user", vec![block]);
             }
             other => {
                 return Err(GatewayError::invalid_request(
@@ -285,12 +263,12 @@ pub fn bedrock_stop_reason_to_finish_reason(reason: &str) -> &'static str {
 /// writes; cache reads are also `prompt_tokens_details.cached_tokens`).
 pub fn bedrock_usage(usage: &Value) -> Usage {
     let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = n("cacheReadInputTokens");
-    let prompt = n("inputTokens") + cached + n("cacheWriteInputTokens");
-    Usage {
-        cached_tokens: cached,
-        ..Usage::new(prompt, n("outputTokens"))
-    }
+    Usage::with_cache(
+        n("inputTokens"),
+        n("cacheReadInputTokens"),
+        n("cacheWriteInputTokens"),
+        n("outputTokens"),
+    )
 }
 
 /// The pure response mapping: Converse response → OpenAI chat.completion.
@@ -319,21 +297,9 @@ pub fn bedrock_response_to_openai(
         }
     }
     let usage = bedrock_usage(&response["usage"]);
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
     let finish =
         bedrock_stop_reason_to_finish_reason(response["stopReason"].as_str().unwrap_or("end_turn"));
-    let completion = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": public_model,
-        "system_fingerprint": null,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": usage.to_openai_json(),
-    });
+    let completion = chat_completion(id, created, public_model, text, tool_calls, finish, &usage);
     (completion, usage)
 }
 
@@ -382,10 +348,7 @@ impl EventSource for ConverseEvents {
 
 /// Translates ConverseStream events into OpenAI chunk payloads.
 pub struct BedrockStreamTranslator {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    writer: ChunkWriter,
     usage: Option<Usage>,
     finish: Option<&'static str>,
     /// Converse content block index → OpenAI tool call index.
@@ -396,10 +359,7 @@ pub struct BedrockStreamTranslator {
 impl BedrockStreamTranslator {
     pub fn new(id: &str, public_model: &str, created: u64, include_usage: bool) -> Self {
         Self {
-            id: id.to_owned(),
-            model: public_model.to_owned(),
-            created,
-            include_usage,
+            writer: ChunkWriter::new(id.to_owned(), public_model, created, include_usage),
             usage: None,
             finish: None,
             tools: HashMap::new(),
@@ -408,15 +368,7 @@ impl BedrockStreamTranslator {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
-        .to_string()
+        self.writer.chunk(delta, finish)
     }
 
     /// The OpenAI payloads for one event (in the union form).
@@ -469,40 +421,17 @@ impl BedrockStreamTranslator {
                 self.failed = true;
                 let kind = payload["type"].as_str().unwrap_or("error");
                 let message = payload["message"].as_str().unwrap_or("upstream error");
-                vec![json!({"error": {"message": format!("The upstream provider failed mid-stream ({kind}): {message}"), "type": "upstream_error", "param": null, "code": kind}}).to_string()]
+                vec![stream_error_event(kind, message)]
             }
             _ => Vec::new(),
         }
     }
 
-    /// Final chunks once the stream ended: finish reason, usage, `[DONE]`.
+    /// Final chunks once the stream ended: finish reason, usage (none
+    /// without a `metadata` event: the gateway then estimates), `[DONE]`.
     fn finish_events(&self) -> Vec<String> {
-        let finish = self.finish.unwrap_or("stop");
-        let mut last: Value = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}],
-        });
-        let mut out = Vec::new();
-        // Without a `metadata` event there is no usage to report: none is
-        // sent, and the gateway estimates it from the streamed text.
-        match self.usage.map(|u| u.to_openai_json()) {
-            Some(usage) if self.include_usage => {
-                out.push(last.to_string());
-                out.push(json!({
-                    "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                    "system_fingerprint": null, "choices": [], "usage": usage,
-                }).to_string());
-            }
-            Some(usage) => {
-                // Usage rides on the last chunk so the gateway accounts for it.
-                last["usage"] = usage;
-                out.push(last.to_string());
-            }
-            None => out.push(last.to_string()),
-        }
-        out.push("[DONE]".into());
-        out
+        self.writer
+            .finish(self.finish.unwrap_or("stop"), self.usage.as_ref())
     }
 }
 
@@ -810,12 +739,12 @@ pub async fn bedrock_embeddings(
             detail: "embeddings response without one vector per input".into(),
         });
     }
-    let usage = Usage::new(tokens, 0);
-    let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
-    Ok(ProviderReply::Complete {
-        response: json_response(StatusCode::OK, out.to_string()),
-        usage: Some(usage),
-    })
+    Ok(embeddings_reply(
+        &vectors,
+        request,
+        Usage::new(tokens, 0),
+        true,
+    ))
 }
 
 #[cfg(test)]

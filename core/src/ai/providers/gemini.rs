@@ -21,12 +21,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::super::embeddings::{embeddings_response, vector_of, EmbeddingsRequest};
+use super::super::embeddings::{vector_of, EmbeddingsRequest};
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
 use super::{
-    error_reply, json_response, read_json, refuse_unsupported, sse_response, CallStop,
+    chat_completion, embeddings_reply, error_reply, json_response, push_turn, read_json,
+    refuse_unsupported, sse_response, tool_call_input, tool_calls_of, CallStop, ChunkWriter,
     ProviderReply,
 };
 use crate::body::Body;
@@ -165,21 +166,6 @@ fn parts(content: &Value) -> Result<Vec<Value>, GatewayError> {
     }
 }
 
-fn push_turn(contents: &mut Vec<Value>, role: &str, new_parts: Vec<Value>) {
-    if new_parts.is_empty() {
-        return;
-    }
-    if let Some(last) = contents.last_mut() {
-        if last["role"] == role {
-            if let Some(existing) = last["parts"].as_array_mut() {
-                existing.extend(new_parts);
-                return;
-            }
-        }
-    }
-    contents.push(json!({"role": role, "parts": new_parts}));
-}
-
 /// The pure request mapping: OpenAI chat request → Gemini request body.
 pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     let body = &chat.body;
@@ -191,15 +177,10 @@ pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     for message in &chat.messages {
         match message["role"].as_str().unwrap_or_default() {
             "system" | "developer" => system.push(content_text(&message["content"])),
-            "user" => push_turn(&mut contents, "user", parts(&message["content"])?),
+            "user" => push_turn(&mut contents, "parts", "user", parts(&message["content"])?),
             "assistant" => {
                 let mut new_parts = parts(&message["content"])?;
-                for call in message
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for call in tool_calls_of(message) {
                     let name = call["function"]["name"]
                         .as_str()
                         .unwrap_or_default()
@@ -207,18 +188,10 @@ pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
                     if let Some(id) = call["id"].as_str() {
                         call_names.insert(id.to_owned(), name.clone());
                     }
-                    let args: Value = serde_json::from_str(
-                        call["function"]["arguments"].as_str().unwrap_or("{}"),
-                    )
-                    .map_err(|e| {
-                        GatewayError::invalid_request(
-                            format!("tool call arguments are not JSON: {e}"),
-                            Some("messages"),
-                        )
-                    })?;
+                    let args = tool_call_input(call)?;
                     new_parts.push(json!({"functionCall": {"name": name, "args": args}}));
                 }
-                push_turn(&mut contents, "model", new_parts);
+                push_turn(&mut contents, "parts", "model", new_parts);
             }
             "tool" => {
                 let id = message["tool_call_id"].as_str().unwrap_or_default();
@@ -230,6 +203,7 @@ pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
                 };
                 push_turn(
                     &mut contents,
+                    "parts",
                     "user",
                     vec![json!({"functionResponse": {"name": name, "response": response}})],
                 );
@@ -397,62 +371,53 @@ pub fn gemini_response_to_openai(
 ) -> (Value, Usage) {
     let (text, calls) = candidate_parts(response, 0);
     let usage = gemini_usage(&response["usageMetadata"]);
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
     let finish = finish_of(response, !calls.is_empty()).unwrap_or("stop");
-    if !calls.is_empty() {
-        let calls: Vec<Value> = calls
-            .into_iter()
-            .map(|mut c| {
-                if let Some(o) = c.as_object_mut() {
-                    o.remove("index");
-                }
-                c
-            })
-            .collect();
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let completion = json!({
-        "id": format!("chatcmpl-{}", response["responseId"].as_str().unwrap_or("gemini")),
-        "object": "chat.completion",
-        "created": created,
-        "model": public_model,
-        "system_fingerprint": null,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": usage.to_openai_json(),
-    });
+    // A complete message's tool calls carry no stream `index`.
+    let calls: Vec<Value> = calls
+        .into_iter()
+        .map(|mut c| {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("index");
+            }
+            c
+        })
+        .collect();
+    let id = format!(
+        "chatcmpl-{}",
+        response["responseId"].as_str().unwrap_or("gemini")
+    );
+    let completion = chat_completion(&id, created, public_model, text, calls, finish, &usage);
     (completion, usage)
 }
 
 /// Gemini stream responses → OpenAI chunk payloads.
 pub struct GeminiStreamTranslator {
-    model: String,
-    created: u64,
-    include_usage: bool,
+    writer: ChunkWriter,
     started: bool,
     calls: usize,
-    usage: Usage,
+    /// The last `usageMetadata` seen (Gemini repeats it, growing).
+    usage: Option<Usage>,
     finish: Option<&'static str>,
 }
 
 impl GeminiStreamTranslator {
     pub fn new(public_model: &str, created: u64, include_usage: bool) -> Self {
         Self {
-            model: public_model.to_owned(),
-            created,
-            include_usage,
+            writer: ChunkWriter::new(
+                "chatcmpl-gemini".into(),
+                public_model,
+                created,
+                include_usage,
+            ),
             started: false,
             calls: 0,
-            usage: Usage::default(),
+            usage: None,
             finish: None,
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
+        self.writer.chunk(delta, finish)
     }
 
     /// OpenAI payloads for one Gemini stream response.
@@ -460,21 +425,18 @@ impl GeminiStreamTranslator {
         let mut out = Vec::new();
         if !self.started {
             self.started = true;
-            out.push(
-                self.chunk(json!({"role": "assistant", "content": ""}), None)
-                    .to_string(),
-            );
+            out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
         }
-        if response.get("usageMetadata").is_some() {
-            self.usage = gemini_usage(&response["usageMetadata"]);
+        if let Some(metadata) = response.get("usageMetadata") {
+            self.usage = Some(gemini_usage(metadata));
         }
         let (text, calls) = candidate_parts(response, self.calls);
         if !text.is_empty() {
-            out.push(self.chunk(json!({"content": text}), None).to_string());
+            out.push(self.chunk(json!({"content": text}), None));
         }
         if !calls.is_empty() {
             self.calls += calls.len();
-            out.push(self.chunk(json!({"tool_calls": calls}), None).to_string());
+            out.push(self.chunk(json!({"tool_calls": calls}), None));
         }
         if let Some(finish) = finish_of(response, self.calls > 0) {
             self.finish = Some(finish);
@@ -482,20 +444,11 @@ impl GeminiStreamTranslator {
         out
     }
 
-    /// Final chunks once the upstream stream ended: finish, usage, `[DONE]`.
+    /// Final chunks once the upstream stream ended: finish, usage (none if
+    /// Gemini sent no `usageMetadata`: the gateway then estimates), `[DONE]`.
     pub fn finish(&mut self) -> Vec<String> {
-        let mut last = self.chunk(json!({}), Some(self.finish.unwrap_or("stop")));
-        let usage = self.usage.to_openai_json();
-        let mut out = Vec::new();
-        if self.include_usage {
-            out.push(last.to_string());
-            out.push(json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created, "model": self.model, "system_fingerprint": null, "choices": [], "usage": usage}).to_string());
-        } else {
-            last["usage"] = usage;
-            out.push(last.to_string());
-        }
-        out.push("[DONE]".into());
-        out
+        self.writer
+            .finish(self.finish.unwrap_or("stop"), self.usage.as_ref())
     }
 
     /// Whether a finish reason arrived (a stream that ends without one was cut).
@@ -690,13 +643,9 @@ pub async fn gemini_embeddings(
         Err(stop) => return stop.into_reply(),
     };
     let vectors: Vec<Vec<f32>> = batches.into_iter().flatten().collect();
+    // Estimated, not reported: the pipeline logs it as estimated.
     let usage = Usage::new(request.estimated_tokens(), 0);
-    let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
-    Ok(ProviderReply::Complete {
-        response: json_response(StatusCode::OK, out.to_string()),
-        // Estimated, not reported: the pipeline logs it as estimated.
-        usage: None,
-    })
+    Ok(embeddings_reply(&vectors, request, usage, false))
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use futures_util::{stream, StreamExt};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::super::embeddings::{embeddings_response, EmbeddingsRequest};
+use super::super::embeddings::EmbeddingsRequest;
 use super::super::usage::{content_text, estimate_prompt_tokens, estimate_tokens, Usage};
 use super::super::ChatRequest;
-use super::{json_response, sse_response, ProviderReply};
+use super::{embeddings_reply, json_response, sse_response, ProviderReply};
 use crate::body::{Body, BodyError};
 use crate::error::GatewayError;
 use crate::platform::{Clock, MaybeSend};
@@ -209,11 +209,7 @@ pub fn mock_embeddings(request: &EmbeddingsRequest) -> Result<ProviderReply, Gat
         })
         .collect();
     let usage = Usage::new(request.estimated_tokens(), 0);
-    let out = embeddings_response(&vectors, &request.model, &usage, request.encoding_format);
-    Ok(ProviderReply::Complete {
-        response: json_response(StatusCode::OK, out.to_string()),
-        usage: Some(usage),
-    })
+    Ok(embeddings_reply(&vectors, request, usage, true))
 }
 
 #[cfg(test)]

@@ -145,3 +145,170 @@ impl CallStop {
         }
     }
 }
+
+/// An OpenAI `chat.completion` built by a translating provider.
+pub(crate) fn chat_completion(
+    id: &str,
+    created: u64,
+    public_model: &str,
+    text: String,
+    tool_calls: Vec<Value>,
+    finish: &str,
+    usage: &Usage,
+) -> Value {
+    // OpenAI sends `content: null` for a reply that is only tool calls.
+    let content = if text.is_empty() && !tool_calls.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text)
+    };
+    let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": public_model,
+        "system_fingerprint": null,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+        "usage": usage.to_openai_json(),
+    })
+}
+
+/// Writes the OpenAI `chat.completion.chunk` payloads of a translated
+/// stream.
+pub(crate) struct ChunkWriter {
+    pub(crate) id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+}
+
+impl ChunkWriter {
+    pub(crate) fn new(id: String, public_model: &str, created: u64, include_usage: bool) -> Self {
+        Self {
+            id,
+            model: public_model.to_owned(),
+            created,
+            include_usage,
+        }
+    }
+
+    fn value(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    }
+
+    /// One chunk carrying `delta`.
+    pub(crate) fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
+        self.value(delta, finish).to_string()
+    }
+
+    /// The end of a stream: the `finish_reason` chunk, the usage (its own
+    /// chunk without choices when the client asked for
+    /// `stream_options.include_usage`, else on the finish chunk, so the
+    /// gateway can account for it; OpenAI SDKs read `usage` on any chunk),
+    /// then `[DONE]`. Without usage none is made up: the gateway estimates.
+    pub(crate) fn finish(&self, finish: &str, usage: Option<&Usage>) -> Vec<String> {
+        let mut last = self.value(json!({}), Some(finish));
+        let mut out = Vec::with_capacity(3);
+        match usage.map(Usage::to_openai_json) {
+            Some(usage) if self.include_usage => {
+                out.push(last.to_string());
+                let mut usage_chunk = self.value(json!({}), None);
+                usage_chunk["choices"] = json!([]);
+                usage_chunk["usage"] = usage;
+                out.push(usage_chunk.to_string());
+            }
+            Some(usage) => {
+                last["usage"] = usage;
+                out.push(last.to_string());
+            }
+            None => out.push(last.to_string()),
+        }
+        out.push("[DONE]".into());
+        out
+    }
+}
+
+/// The event that ends a translated stream when the provider reports an
+/// error mid-way, in OpenAI's error shape.
+pub(crate) fn stream_error_event(kind: &str, message: &str) -> String {
+    json!({"error": {
+        "message": format!("The upstream provider failed mid-stream ({kind}): {message}"),
+        "type": "upstream_error",
+        "param": null,
+        "code": kind,
+    }})
+    .to_string()
+}
+
+/// Appends `blocks` to `turns` as a `role` turn under `key` (`content`, or
+/// `parts` for Gemini), merged into the previous turn when it has the same
+/// role: the translated APIs want user and assistant turns to alternate.
+pub(crate) fn push_turn(turns: &mut Vec<Value>, key: &str, role: &str, blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = turns.last_mut() {
+        if last["role"] == role {
+            if let Some(existing) = last[key].as_array_mut() {
+                existing.extend(blocks);
+                return;
+            }
+        }
+    }
+    let mut turn = Map::new();
+    turn.insert("role".into(), Value::String(role.to_owned()));
+    turn.insert(key.to_owned(), Value::Array(blocks));
+    turns.push(Value::Object(turn));
+}
+
+/// The OpenAI embeddings reply for `vectors` with `usage` in its body;
+/// `reported: false` marks the usage as the gateway's estimate.
+pub(crate) fn embeddings_reply(
+    vectors: &[Vec<f32>],
+    request: &super::embeddings::EmbeddingsRequest,
+    usage: Usage,
+    reported: bool,
+) -> ProviderReply {
+    let body = super::embeddings::embeddings_response(
+        vectors,
+        &request.model,
+        &usage,
+        request.encoding_format,
+    );
+    ProviderReply::Complete {
+        response: json_response(StatusCode::OK, body.to_string()),
+        usage: reported.then_some(usage),
+    }
+}
+
+/// The tool calls of an OpenAI assistant message (none when absent).
+pub(crate) fn tool_calls_of(message: &Value) -> impl Iterator<Item = &Value> {
+    message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// A tool call's `function.arguments` (a JSON string) as the JSON value the
+/// translated APIs take; not JSON → 400.
+pub(crate) fn tool_call_input(call: &Value) -> Result<Value, GatewayError> {
+    let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
+    serde_json::from_str(arguments).map_err(|e| {
+        GatewayError::invalid_request(
+            format!("tool call arguments are not JSON: {e}"),
+            Some("messages"),
+        )
+    })
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::super::embeddings::EmbeddingsRequest;
 use super::super::sse::{EventRewriter, SseRewrite};
@@ -60,10 +60,6 @@ pub async fn openai_chat(
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
     let mut body = request.body.clone();
-    body.insert(
-        "model".into(),
-        Value::String(deployment.upstream_model.to_owned()),
-    );
     if request.stream {
         // Always ask for usage so accounting is exact; the client sees the
         // usage chunk only if it asked (see `UsageFolding`).
@@ -72,8 +68,6 @@ pub async fn openai_chat(
             serde_json::json!({"include_usage": true}),
         );
     }
-    let body = serde_json::to_vec(&body)
-        .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
 
     let accept = if request.stream {
         "text/event-stream"
@@ -128,15 +122,21 @@ pub async fn openai_chat(
     })
 }
 
-/// A POST of `body` to the deployment's `operation` (`chat/completions`,
-/// `embeddings`) with its key.
+/// A POST of `body`, its `model` set to the deployment's, to the
+/// deployment's `operation` (`chat/completions`, `embeddings`) with its key.
 fn upstream_request(
     deployment: &OpenAiDeployment<'_>,
     operation: &str,
-    body: Vec<u8>,
+    mut body: Map<String, Value>,
     accept: &'static str,
     request_id: &str,
 ) -> Result<Request<Bytes>, GatewayError> {
+    body.insert(
+        "model".into(),
+        Value::String(deployment.upstream_model.to_owned()),
+    );
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
     let uri = match deployment.flavor {
         Flavor::OpenAi => deployment.base.uri(&format!("/{operation}"), None),
         Flavor::Azure { api_version } => deployment.base.uri(
@@ -188,17 +188,10 @@ pub async fn openai_embeddings(
     request: &EmbeddingsRequest,
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
-    let mut body = request.body.clone();
-    body.insert(
-        "model".into(),
-        Value::String(deployment.upstream_model.to_owned()),
-    );
-    let body = serde_json::to_vec(&body)
-        .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
     let upstream = upstream_request(
         &deployment,
         "embeddings",
-        body,
+        request.body.clone(),
         "application/json",
         request_id,
     )?;
