@@ -305,20 +305,6 @@ async fn gemini_generate(
         )
             .into_response();
     }
-    if method == "batchEmbedContents" {
-        let embeddings: Vec<Value> = request["requests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(index, r)| json!({"values": mock_vector(r["content"]["parts"][0]["text"].as_str().unwrap_or_default(), index)}))
-            .collect();
-        return (
-            [("content-type", "application/json")],
-            json!({"embeddings": embeddings}).to_string(),
-        )
-            .into_response();
-    }
     if model == "gemini-429" {
         return error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -20,12 +20,13 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::super::sse::{EventRewriter, SseRewrite};
+use super::super::sse::{EventRewriter, SseDecoder};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
 use super::{
-    chat_completion, error_reply, json_response, push_turn, read_json, refuse_unsupported,
-    sse_response, stream_error_event, tool_call_input, tool_calls_of, ChunkWriter, ProviderReply,
+    chat_completion, completion_reply, error_reply, push_turn, read_json, refuse_unsupported,
+    stop_sequences, stream_error_event, stream_reply, tool_call_input, tool_calls_of, unsupported,
+    ChunkWriter, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
@@ -36,8 +37,6 @@ use crate::proxy::{upstream_error, with_timeout};
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by Anthropic; used when the request sets none.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 pub struct AnthropicDeployment<'a> {
     pub base: &'a UpstreamBase,
@@ -48,10 +47,7 @@ pub struct AnthropicDeployment<'a> {
 }
 
 fn refuse(message: &str, param: &'static str) -> GatewayError {
-    GatewayError::invalid_request(
-        format!("{message} (not supported by the Anthropic provider)."),
-        Some(param),
-    )
+    unsupported("Anthropic", message, param)
 }
 
 /// OpenAI content (string or parts) → Anthropic content blocks.
@@ -162,14 +158,8 @@ pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Val
     if !system.is_empty() {
         out.insert("system".into(), json!(system.join("\n\n")));
     }
-    match body.get("stop") {
-        Some(Value::String(stop)) => {
-            out.insert("stop_sequences".into(), json!([stop]));
-        }
-        Some(Value::Array(stops)) => {
-            out.insert("stop_sequences".into(), Value::Array(stops.clone()));
-        }
-        _ => {}
+    if let Some(stops) = stop_sequences(body) {
+        out.insert("stop_sequences".into(), stops);
     }
     for field in ["temperature", "top_p"] {
         if let Some(value) = body.get(field).filter(|v| !v.is_null()) {
@@ -465,20 +455,12 @@ pub async fn anthropic_chat(
     }
     let created = clock.now_unix_ms() / 1000;
     if chat.stream {
-        let stream = SseRewrite::new(
-            body,
-            AnthropicStreamTranslator::new(&chat.model, created, chat.include_usage),
-        );
-        return Ok(ProviderReply::Stream {
-            response: sse_response(Body::from_stream(stream)),
-        });
+        let translator = AnthropicStreamTranslator::new(&chat.model, created, chat.include_usage);
+        return Ok(stream_reply::<_, SseDecoder>(body, translator));
     }
     let message = read_json(body, MAX_RESPONSE_BYTES, "message").await?;
     let (completion, usage) = anthropic_response_to_openai(&message, &chat.model, created);
-    Ok(ProviderReply::Complete {
-        response: json_response(StatusCode::OK, completion.to_string()),
-        usage: Some(usage),
-    })
+    Ok(completion_reply(&completion, usage))
 }
 
 #[cfg(test)]

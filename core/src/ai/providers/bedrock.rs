@@ -26,13 +26,14 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::super::embeddings::EmbeddingsRequest;
-use super::super::sse::{EventRewriter, EventSource, SseRewrite};
+use super::super::sse::{EventRewriter, EventSource};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
 use super::{
-    chat_completion, embeddings_reply, error_reply, json_response, push_turn, read_json,
-    refuse_unsupported, sse_response, stream_error_event, tool_call_input, tool_calls_of, CallStop,
-    ChunkWriter, ProviderReply,
+    chat_completion, completion_reply, embeddings_reply, error_reply, push_turn, read_json,
+    refuse_unsupported, stop_sequences, stream_error_event, stream_reply, tool_call_input,
+    tool_calls_of, unsupported, CallStop, ChunkWriter, ProviderReply, MAX_ERROR_BYTES,
+    MAX_RESPONSE_BYTES,
 };
 use crate::aws::event_stream::EventStreamDecoder;
 use crate::aws::sigv4::{self, AwsCredentials, SigningScope};
@@ -42,8 +43,6 @@ use crate::error::GatewayError;
 use crate::platform::{Clock, HttpClient};
 use crate::proxy::{upstream_error, with_timeout};
 
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// The SigV4 service name of the Bedrock runtime.
 pub const SIGNING_SERVICE: &str = "bedrock";
 
@@ -56,10 +55,7 @@ pub struct BedrockDeployment<'a> {
 }
 
 fn refuse(message: &str, param: &'static str) -> GatewayError {
-    GatewayError::invalid_request(
-        format!("{message} (not supported by the Bedrock provider)."),
-        Some(param),
-    )
+    unsupported("Bedrock", message, param)
 }
 
 /// OpenAI content → Converse content blocks (empty text is left out:
@@ -190,14 +186,8 @@ pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
             inference.insert(to.into(), value.clone());
         }
     }
-    match body.get("stop") {
-        Some(Value::String(stop)) => {
-            inference.insert("stopSequences".into(), json!([stop]));
-        }
-        Some(Value::Array(stops)) => {
-            inference.insert("stopSequences".into(), Value::Array(stops.clone()));
-        }
-        _ => {}
+    if let Some(stops) = stop_sequences(body) {
+        inference.insert("stopSequences".into(), stops);
     }
     if !inference.is_empty() {
         out.insert("inferenceConfig".into(), Value::Object(inference));
@@ -577,20 +567,13 @@ pub async fn bedrock_chat(
     let created = now_ms / 1000;
     let id = format!("chatcmpl-bedrock-{request_id}");
     if chat.stream {
-        let stream = SseRewrite::<_, ConverseEvents>::with_source(
-            body,
-            BedrockStreamTranslator::new(&id, &chat.model, created, chat.include_usage),
-        );
-        return Ok(ProviderReply::Stream {
-            response: sse_response(Body::from_stream(stream)),
-        });
+        let translator =
+            BedrockStreamTranslator::new(&id, &chat.model, created, chat.include_usage);
+        return Ok(stream_reply::<_, ConverseEvents>(body, translator));
     }
     let response = read_json(body, MAX_RESPONSE_BYTES, "response").await?;
     let (completion, usage) = bedrock_response_to_openai(&response, &chat.model, &id, created);
-    Ok(ProviderReply::Complete {
-        response: json_response(StatusCode::OK, completion.to_string()),
-        usage: Some(usage),
-    })
+    Ok(completion_reply(&completion, usage))
 }
 
 /// Which InvokeModel body an embedding model takes.
@@ -750,6 +733,7 @@ pub async fn bedrock_embeddings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ai::sse::SseRewrite;
     use crate::aws::event_stream::encode_message;
     use crate::body::BodyError;
     use futures_executor::block_on;

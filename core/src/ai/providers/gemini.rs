@@ -22,13 +22,13 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::super::embeddings::{vector_of, EmbeddingsRequest};
-use super::super::sse::{EventRewriter, SseRewrite};
+use super::super::sse::{EventRewriter, SseDecoder};
 use super::super::usage::{content_text, Usage};
 use super::super::ChatRequest;
 use super::{
-    chat_completion, embeddings_reply, error_reply, json_response, push_turn, read_json,
-    refuse_unsupported, sse_response, tool_call_input, tool_calls_of, CallStop, ChunkWriter,
-    ProviderReply,
+    chat_completion, completion_reply, embeddings_reply, error_reply, push_turn, read_json,
+    refuse_unsupported, stop_sequences, stream_reply, tool_call_input, tool_calls_of, unsupported,
+    CallStop, ChunkWriter, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
@@ -36,12 +36,10 @@ use crate::error::GatewayError;
 use crate::platform::{Clock, HttpClient};
 use crate::proxy::{upstream_error, with_timeout};
 
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Requests per `batchEmbedContents` call, as Gemini allows.
 const GEMINI_EMBED_BATCH: usize = 100;
 /// Concurrent `batchEmbedContents` calls of one embeddings request.
 const GEMINI_EMBED_BATCHES_IN_FLIGHT: usize = 4;
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Schema keywords Gemini's function declarations accept.
 const SCHEMA_KEYS: [&str; 16] = [
@@ -71,10 +69,7 @@ pub struct GeminiDeployment<'a> {
 }
 
 fn refuse(message: &str, param: &'static str) -> GatewayError {
-    GatewayError::invalid_request(
-        format!("{message} (not supported by the Gemini provider)."),
-        Some(param),
-    )
+    unsupported("Gemini", message, param)
 }
 
 /// A JSON schema reduced to what Gemini accepts.
@@ -233,14 +228,8 @@ pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
             generation.insert(to.into(), value.clone());
         }
     }
-    match body.get("stop") {
-        Some(Value::String(stop)) => {
-            generation.insert("stopSequences".into(), json!([stop]));
-        }
-        Some(Value::Array(stops)) => {
-            generation.insert("stopSequences".into(), Value::Array(stops.clone()));
-        }
-        _ => {}
+    if let Some(stops) = stop_sequences(body) {
+        generation.insert("stopSequences".into(), stops);
     }
     match body
         .get("response_format")
@@ -560,20 +549,12 @@ pub async fn gemini_chat(
     }
     let created = clock.now_unix_ms() / 1000;
     if chat.stream {
-        let stream = SseRewrite::new(
-            body,
-            GeminiStreamTranslator::new(&chat.model, created, chat.include_usage),
-        );
-        return Ok(ProviderReply::Stream {
-            response: sse_response(Body::from_stream(stream)),
-        });
+        let translator = GeminiStreamTranslator::new(&chat.model, created, chat.include_usage);
+        return Ok(stream_reply::<_, SseDecoder>(body, translator));
     }
     let response = read_json(body, MAX_RESPONSE_BYTES, "response").await?;
     let (completion, usage) = gemini_response_to_openai(&response, &chat.model, created);
-    Ok(ProviderReply::Complete {
-        response: json_response(StatusCode::OK, completion.to_string()),
-        usage: Some(usage),
-    })
+    Ok(completion_reply(&completion, usage))
 }
 
 /// The pure embeddings mapping: texts → a `batchEmbedContents` body.

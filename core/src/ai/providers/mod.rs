@@ -11,9 +11,11 @@ pub mod openai;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::sse::{EventRewriter, EventSource, SseRewrite};
 use super::usage::Usage;
 use crate::body::Body;
 use crate::error::GatewayError;
+use crate::platform::MaybeSend;
 
 /// What a provider hands back to the AI pipeline.
 pub enum ProviderReply {
@@ -85,18 +87,56 @@ pub(crate) async fn read_json(body: Body, limit: usize, what: &str) -> Result<Va
     })
 }
 
+/// Upstream JSON bodies larger than this are refused as invalid.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Upstream error bodies are read up to this size.
+pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// The 400 for an OpenAI parameter `vendor` cannot honour.
+pub(crate) fn unsupported(vendor: &str, what: &str, param: &'static str) -> GatewayError {
+    GatewayError::invalid_request(
+        format!("{what} (not supported by the {vendor} provider)."),
+        Some(param),
+    )
+}
+
+/// OpenAI's `stop` (a string or an array) as a list of stop sequences.
+pub(crate) fn stop_sequences(body: &Map<String, Value>) -> Option<Value> {
+    match body.get("stop") {
+        Some(Value::String(stop)) => Some(json!([stop])),
+        Some(Value::Array(stops)) => Some(Value::Array(stops.clone())),
+        _ => None,
+    }
+}
+
+/// A translated stream: the upstream body, split into events by `S`,
+/// re-encoded as OpenAI SSE by `rewriter`.
+pub(crate) fn stream_reply<R, S>(body: Body, rewriter: R) -> ProviderReply
+where
+    R: EventRewriter + MaybeSend + 'static,
+    S: EventSource + MaybeSend + 'static,
+{
+    let stream = SseRewrite::<R, S>::with_source(body, rewriter);
+    ProviderReply::Stream {
+        response: sse_response(Body::from_stream(stream)),
+    }
+}
+
+/// A translated `chat.completion` and the usage it reports.
+pub(crate) fn completion_reply(completion: &Value, usage: Usage) -> ProviderReply {
+    ProviderReply::Complete {
+        response: json_response(StatusCode::OK, completion.to_string()),
+        usage: Some(usage),
+    }
+}
+
 /// Refuses the OpenAI parameters no translated provider can honour:
 /// `n > 1`, `logprobs`, non-zero presence or frequency penalties.
 pub(crate) fn refuse_unsupported(
     body: &Map<String, Value>,
     vendor: &str,
 ) -> Result<(), GatewayError> {
-    let refuse = |what: &str, param: &'static str| {
-        GatewayError::invalid_request(
-            format!("{what} (not supported by the {vendor} provider)."),
-            Some(param),
-        )
-    };
+    let refuse = |what: &str, param: &'static str| unsupported(vendor, what, param);
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(refuse("`n` greater than 1", "n"));
     }

@@ -16,17 +16,12 @@ use super::super::embeddings::EmbeddingsRequest;
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
-use super::ProviderReply;
+use super::{sse_response, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES};
 use crate::body::Body;
 use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
 use crate::platform::{Clock, HttpClient};
 use crate::proxy::{upstream_error, with_timeout, X_REQUEST_ID};
-
-/// Non-streamed completions larger than this are refused as invalid.
-const MAX_COMPLETION_BYTES: usize = 64 * 1024 * 1024;
-/// Upstream error bodies are read up to this size.
-const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 /// Response headers from the upstream that clients may rely on.
 fn passes_through(name: &str) -> bool {
@@ -83,39 +78,46 @@ pub async fn openai_chat(
         return handle_openai_error(parts.status, &parts.headers, body).await;
     }
 
-    let mut reply = Response::new(Body::empty());
-    copy_passthrough_headers(&parts.headers, reply.headers_mut());
     if request.stream {
-        let headers = reply.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        *reply.body_mut() = if request.include_usage {
+        let body = if request.include_usage {
             body
         } else {
             Body::from_stream(SseRewrite::new(body, UsageFolding::default()))
         };
+        let mut reply = sse_response(body);
+        copy_passthrough_headers(&parts.headers, reply.headers_mut());
         return Ok(ProviderReply::Stream { response: reply });
     }
 
+    let usage_of = |bytes: &[u8]| {
+        serde_json::from_slice::<Value>(bytes).map(|v| v.get("usage").and_then(Usage::from_openai))
+    };
+    relay_json(&parts.headers, body, "completion", usage_of).await
+}
+
+/// A JSON answer relayed as it came, with the upstream headers clients rely
+/// on; `usage_of` reads its usage (`what` names it in errors).
+async fn relay_json(
+    upstream_headers: &HeaderMap,
+    body: Body,
+    what: &str,
+    usage_of: fn(&[u8]) -> serde_json::Result<Option<Usage>>,
+) -> Result<ProviderReply, GatewayError> {
     let bytes =
-        body.collect(MAX_COMPLETION_BYTES)
+        body.collect(MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| GatewayError::UpstreamInvalid {
-                detail: format!("reading completion: {e}"),
+                detail: format!("reading {what}: {e}"),
             })?;
-    let json: Value =
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("completion is not JSON: {e}"),
-        })?;
-    let usage = json.get("usage").and_then(Usage::from_openai);
+    let usage = usage_of(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
+        detail: format!("{what} is not JSON: {e}"),
+    })?;
+    let mut reply = Response::new(Body::from(bytes));
+    copy_passthrough_headers(upstream_headers, reply.headers_mut());
     reply.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    *reply.body_mut() = Body::from(bytes);
     Ok(ProviderReply::Complete {
         response: reply,
         usage,
@@ -200,32 +202,16 @@ pub async fn openai_embeddings(
     if !parts.status.is_success() {
         return handle_openai_error(parts.status, &parts.headers, body).await;
     }
-    let bytes =
-        body.collect(MAX_COMPLETION_BYTES)
-            .await
-            .map_err(|e| GatewayError::UpstreamInvalid {
-                detail: format!("reading embeddings: {e}"),
-            })?;
     /// Only `usage` is read; the vectors are skipped, not parsed.
     #[derive(serde::Deserialize)]
     struct UsageOnly {
         usage: Option<Value>,
     }
-    let parsed: UsageOnly =
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("embeddings response is not JSON: {e}"),
-        })?;
-    let usage = parsed.usage.as_ref().and_then(Usage::from_openai);
-    let mut reply = Response::new(Body::from(bytes));
-    copy_passthrough_headers(&parts.headers, reply.headers_mut());
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(ProviderReply::Complete {
-        response: reply,
-        usage,
-    })
+    let usage_of = |bytes: &[u8]| {
+        serde_json::from_slice::<UsageOnly>(bytes)
+            .map(|parsed| parsed.usage.as_ref().and_then(Usage::from_openai))
+    };
+    relay_json(&parts.headers, body, "embeddings response", usage_of).await
 }
 
 /// For clients that did not ask for `stream_options.include_usage`: the
