@@ -102,7 +102,7 @@ fn bench_auth(c: &mut Criterion) {
             "EC1" => EC256_PUBLIC.to_owned(),
             "ED1" => ED25519_PUBLIC.to_owned(),
             "ADMIN_SHA" => {
-                gateway_core::ai::hex(&gateway_core::auth::api_key::sha256(admin_key.as_bytes()))
+                gateway_core::util::hex(&gateway_core::auth::api_key::sha256(admin_key.as_bytes()))
             }
             _ => return None,
         })

@@ -10,11 +10,11 @@ use http::{Request, Response, StatusCode};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
-use crate::ai::hex;
 use crate::auth::api_key::{sha256, KEY_PREFIX};
 use crate::platform::Clock;
 use crate::testing::jwt_fixtures::*;
 use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::util::hex;
 use crate::{Body, Config, Gateway};
 
 const ADMIN_KEY: &str = "admin-test-key-please-rotate";

@@ -63,7 +63,6 @@ pub enum GatewayError {
         retry_after_s: u64,
         /// A token budget (long window) rather than a rate limit.
         budget: bool,
-        snapshot: crate::quota::RateLimitSnapshot,
     },
     #[error("The quota service is unavailable. Try again shortly.")]
     QuotaUnavailable,

@@ -10,6 +10,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod ai;
 pub mod auth;
 #[cfg(test)]
@@ -21,18 +22,20 @@ pub mod error;
 mod gateway;
 #[cfg(test)]
 mod gateway_tests;
+pub mod http;
+mod pipeline;
 pub mod platform;
-pub mod proxy;
 pub mod quota;
 #[cfg(test)]
 mod quota_tests;
-pub mod routing;
+pub mod schema;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod util;
 
 pub use body::{Body, BodyError};
 pub use config::{Config, ConfigError};
 pub use error::GatewayError;
 pub use gateway::Gateway;
+pub use http::ClientInfo;
 pub use platform::Platform;
-pub use proxy::ClientInfo;

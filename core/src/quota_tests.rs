@@ -10,10 +10,10 @@ use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::ai::hex;
 use crate::auth::api_key::sha256;
 use crate::platform::Clock;
 use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::util::hex;
 use crate::{Body, Config, Gateway};
 
 const ADMIN_KEY: &str = "quota-admin";

@@ -29,7 +29,7 @@ const ISSUER: &str = "https://issuer.conformance.test";
 const ROTATING_ISSUER: &str = "https://rotating.conformance.test";
 
 fn hex_sha256(text: &str) -> String {
-    gateway_core::ai::hex(&gateway_core::auth::api_key::sha256(text.as_bytes()))
+    gateway_core::util::hex(&gateway_core::auth::api_key::sha256(text.as_bytes()))
 }
 
 /// The fake provider key the gateway must send upstream (never a real key).

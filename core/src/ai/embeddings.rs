@@ -45,7 +45,7 @@ pub struct EmbeddingsRequest {
 impl EmbeddingsRequest {
     /// Parses and checks the request; errors are 400s naming the parameter.
     pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
-        let (body, model) = super::parse_object_with_model(bytes)?;
+        let (body, model) = super::json::parse_object_with_model(bytes)?;
         let bad_input = || {
             GatewayError::invalid_request(
                 "`input` must be a non-empty string, an array of non-empty strings, an array of token ids, or an array of token arrays.",

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::usage::Usage;
+use crate::schema::raw::RawPrice;
 
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -34,6 +35,16 @@ impl Price {
         uncached as f64 * self.input
             + cached as f64 * self.cached_input
             + usage.completion_tokens as f64 * self.output
+    }
+}
+
+impl From<RawPrice> for Price {
+    fn from(raw: RawPrice) -> Self {
+        Self {
+            input: raw.input,
+            cached_input: raw.cached_input,
+            output: raw.output,
+        }
     }
 }
 

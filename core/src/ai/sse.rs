@@ -13,9 +13,9 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use super::usage::Usage;
+use crate::body::observe::BodyEnd;
 use crate::body::{Body, BodyError};
 use crate::error::{ErrorShape, GatewayError};
-use crate::platform::MaybeSend;
 
 /// A `data:` line longer than this stops observation (the bytes still flow).
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
@@ -204,10 +204,12 @@ pub struct StreamSummary {
     pub bytes: u64,
 }
 
-/// Relays an OpenAI-format SSE body and reports a [`StreamSummary`] exactly
-/// once: at the end, on upstream failure, or when dropped (client gone).
-pub struct ObservedSse<F: FnOnce(StreamSummary)> {
-    inner: Body,
+/// Reads an OpenAI-format SSE body as it passes (the usage, the streamed
+/// text, whether `[DONE]` or an error event arrived) and decides how the
+/// stream ends: **correct or loudly failed** — a stream cut by the upstream
+/// or ended without `[DONE]` gets a final OpenAI error event.
+#[derive(Debug, Default)]
+pub struct SseUsage {
     decoder: SseDecoder,
     usage: Option<Usage>,
     completion_text_bytes: u64,
@@ -216,32 +218,12 @@ pub struct ObservedSse<F: FnOnce(StreamSummary)> {
     /// the stream already ends explicitly.
     saw_error: bool,
     bytes: u64,
-    done: bool,
-    on_finish: Option<F>,
 }
 
-impl<F: FnOnce(StreamSummary) + MaybeSend + Unpin + 'static> ObservedSse<F> {
-    pub fn new(inner: Body, on_finish: F) -> Self {
-        Self {
-            inner,
-            decoder: SseDecoder::default(),
-            usage: None,
-            completion_text_bytes: 0,
-            saw_done: false,
-            saw_error: false,
-            bytes: 0,
-            done: false,
-            on_finish: Some(on_finish),
-        }
-    }
-
-    pub fn into_body(self) -> Body {
-        Body::from_stream(self)
-    }
-}
-
-impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
-    fn observe(&mut self, chunk: &[u8]) {
+impl SseUsage {
+    /// Reads one chunk.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
         let (usage, text, done, failed) = (
             &mut self.usage,
             &mut self.completion_text_bytes,
@@ -282,15 +264,36 @@ impl<F: FnOnce(StreamSummary)> ObservedSse<F> {
         });
     }
 
-    fn finish(&mut self, outcome: StreamOutcome) {
-        self.done = true;
-        if let Some(on_finish) = self.on_finish.take() {
-            on_finish(StreamSummary {
-                outcome,
-                reported_usage: self.usage,
-                estimated_completion_tokens: self.completion_text_bytes.div_ceil(4),
-                bytes: self.bytes,
-            });
+    /// How a stream that ended this way is accounted, and the error event
+    /// to send last when it did not end correctly.
+    pub fn end(&self, end: BodyEnd<'_>) -> (StreamOutcome, Option<Bytes>) {
+        match end {
+            BodyEnd::Failed(err) => {
+                tracing::warn!(error = %err, "upstream stream failed mid-way");
+                let error = GatewayError::UpstreamInvalid {
+                    detail: err.to_string(),
+                };
+                (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
+            }
+            BodyEnd::Completed if self.saw_done => (StreamOutcome::Completed, None),
+            BodyEnd::Completed if self.saw_error => (StreamOutcome::UpstreamFailed, None),
+            BodyEnd::Completed => {
+                tracing::warn!("upstream stream ended without [DONE]");
+                let error = GatewayError::UpstreamInvalid {
+                    detail: "stream ended without [DONE]".into(),
+                };
+                (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
+            }
+        }
+    }
+
+    /// What was learned, for accounting.
+    pub fn summary(&self, outcome: StreamOutcome) -> StreamSummary {
+        StreamSummary {
+            outcome,
+            reported_usage: self.usage,
+            estimated_completion_tokens: self.completion_text_bytes.div_ceil(4),
+            bytes: self.bytes,
         }
     }
 }
@@ -302,60 +305,10 @@ pub fn error_event(error: &GatewayError) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
-impl<F: FnOnce(StreamSummary) + Unpin> Stream for ObservedSse<F> {
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.bytes += chunk.len() as u64;
-                this.observe(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(err))) => {
-                tracing::warn!(error = %err, "upstream stream failed mid-way");
-                this.finish(StreamOutcome::UpstreamFailed);
-                let error = GatewayError::UpstreamInvalid {
-                    detail: err.to_string(),
-                };
-                Poll::Ready(Some(Ok(error_event(&error))))
-            }
-            Poll::Ready(None) if this.saw_done => {
-                this.finish(StreamOutcome::Completed);
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) if this.saw_error => {
-                this.finish(StreamOutcome::UpstreamFailed);
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => {
-                tracing::warn!("upstream stream ended without [DONE]");
-                this.finish(StreamOutcome::UpstreamFailed);
-                let error = GatewayError::UpstreamInvalid {
-                    detail: "stream ended without [DONE]".into(),
-                };
-                Poll::Ready(Some(Ok(error_event(&error))))
-            }
-        }
-    }
-}
-
-impl<F: FnOnce(StreamSummary)> Drop for ObservedSse<F> {
-    fn drop(&mut self) {
-        if self.on_finish.is_some() {
-            self.finish(StreamOutcome::ClientDisconnected);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::observe::{EndAction, Observed, Observer};
     use futures_executor::block_on;
     use futures_util::{stream, StreamExt};
     use std::sync::{Arc, Mutex};
@@ -372,13 +325,42 @@ mod tests {
         assert_eq!(events, vec!["{\"a\":1}", "[DONE]"]);
     }
 
-    fn summary_slot() -> (
-        Arc<Mutex<Option<StreamSummary>>>,
-        impl FnOnce(StreamSummary) + Send + Unpin + 'static,
-    ) {
+    /// Relays a body through an [`SseUsage`] the way the AI accounting
+    /// observer does, reporting the summary once.
+    struct ObservedSse {
+        sse: SseUsage,
+        slot: Arc<Mutex<Option<StreamSummary>>>,
+    }
+
+    impl Observer for ObservedSse {
+        fn on_chunk(&mut self, chunk: &Bytes) {
+            self.sse.push(chunk);
+        }
+        fn on_end(&mut self, end: BodyEnd<'_>) -> EndAction {
+            let (outcome, trailer) = self.sse.end(end);
+            *self.slot.lock().unwrap() = Some(self.sse.summary(outcome));
+            EndAction {
+                trailer,
+                task: None,
+            }
+        }
+        fn on_drop(&mut self) {
+            *self.slot.lock().unwrap() = Some(self.sse.summary(StreamOutcome::ClientDisconnected));
+        }
+    }
+
+    impl ObservedSse {
+        fn new(inner: Body, slot: Arc<Mutex<Option<StreamSummary>>>) -> Observed<ObservedSse> {
+            let sse = SseUsage::default();
+            Observed::new(inner, ObservedSse { sse, slot })
+        }
+    }
+
+    type Slot = Arc<Mutex<Option<StreamSummary>>>;
+
+    fn summary_slot() -> (Slot, Slot) {
         let slot = Arc::new(Mutex::new(None));
-        let writer = slot.clone();
-        (slot, move |s| *writer.lock().unwrap() = Some(s))
+        (slot.clone(), slot)
     }
 
     fn body(chunks: Vec<Result<&'static str, &'static str>>) -> Body {

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::ai::hex;
 use crate::platform::Platform;
+use crate::util::hex;
 
 pub const KEY_PREFIX: &str = "sk-gw-";
 /// Keys longer than this are refused before hashing.

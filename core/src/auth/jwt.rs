@@ -21,8 +21,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use crate::platform::with_timeout;
 use crate::platform::{Clock, HttpClient};
-use crate::proxy::with_timeout;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;

@@ -17,8 +17,8 @@
 //! 5 minutes, and for JWKS issuers at most the JWKS cache TTL, so repeated
 //! requests with one token skip the signature check.
 
-pub mod admin;
 pub mod api_key;
+mod config;
 pub mod jwt;
 pub mod store;
 
@@ -29,9 +29,9 @@ use http::HeaderMap;
 use self::api_key::{digest_eq, looks_like_api_key, sha256, KeyRecord};
 use self::jwt::{JwksCache, JwtIssuer};
 use self::store::{Consumer, TtlCache};
-use crate::ai::hex;
 use crate::error::GatewayError;
 use crate::platform::{Clock, Platform};
+use crate::util::hex;
 
 pub use self::store::Consumer as ConsumerRecord;
 
@@ -76,6 +76,14 @@ pub struct AdminConfig {
     pub path_prefix: String,
     /// Hex SHA-256 of the admin key (lower case).
     pub key_sha256: String,
+}
+
+/// What authentication reads from the config: its own settings and the
+/// consumers defined in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthView<'a> {
+    pub auth: &'a AuthConfig,
+    pub consumers: &'a [Consumer],
 }
 
 /// Who is calling.
@@ -164,7 +172,7 @@ const BAD_KEY: &str = "Incorrect API key provided, or the key was revoked.";
 
 /// The consumer record for `id`: config first, then the store.
 pub(crate) async fn find_consumer<P: Platform>(
-    config: &crate::config::Config,
+    config: AuthView<'_>,
     platform: &P,
     id: &str,
 ) -> Result<Option<Consumer>, GatewayError> {
@@ -177,7 +185,7 @@ pub(crate) async fn find_consumer<P: Platform>(
 }
 
 async fn verify_api_key<P: Platform>(
-    config: &crate::config::Config,
+    config: AuthView<'_>,
     platform: &P,
     state: &AuthState,
     key: &str,
@@ -232,7 +240,7 @@ fn trusted_until(issuer: &JwtIssuer, verified: &jwt::Verified, now_ms: u64) -> u
 
 /// Phase 2: who is calling, under the route's policy.
 pub(crate) async fn authenticate<P: Platform>(
-    config: &crate::config::Config,
+    config: AuthView<'_>,
     platform: &P,
     state: &AuthState,
     policy: &RouteAuth,

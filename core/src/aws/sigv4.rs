@@ -12,8 +12,8 @@ use hmac::{Hmac, Mac};
 use http::{HeaderValue, Request};
 use sha2::{Digest, Sha256};
 
-use crate::ai::hex;
-use crate::config::Secret;
+use crate::util::hex;
+use crate::util::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -17,38 +17,43 @@ use crate::body::Body;
 
 pub mod memory;
 
-/// `Send` on native targets, nothing on wasm32.
-#[cfg(not(target_arch = "wasm32"))]
-pub trait MaybeSend: Send {}
-#[cfg(not(target_arch = "wasm32"))]
-impl<T: Send + ?Sized> MaybeSend for T {}
+pub use crate::util::{BackgroundTask, MaybeSend, MaybeSync};
 
-/// `Send` on native targets, nothing on wasm32.
-#[cfg(target_arch = "wasm32")]
-pub trait MaybeSend {}
-#[cfg(target_arch = "wasm32")]
-impl<T: ?Sized> MaybeSend for T {}
+/// Runs `future` until it completes or `timeout` passes on `clock`; `None`
+/// on timeout.
+pub async fn with_timeout<F: Future>(
+    clock: &impl Clock,
+    timeout: Duration,
+    future: F,
+) -> Option<F::Output> {
+    crate::util::with_timeout(clock.sleep(timeout), future).await
+}
 
-/// `Sync` on native targets, nothing on wasm32.
-#[cfg(not(target_arch = "wasm32"))]
-pub trait MaybeSync: Sync {}
-#[cfg(not(target_arch = "wasm32"))]
-impl<T: Sync + ?Sized> MaybeSync for T {}
+/// The platform's clock behind an `Arc`, so it can move into streams that
+/// outlive the request handler (paced mock streams).
+pub struct PlatformClock<P>(std::sync::Arc<P>);
 
-/// `Sync` on native targets, nothing on wasm32.
-#[cfg(target_arch = "wasm32")]
-pub trait MaybeSync {}
-#[cfg(target_arch = "wasm32")]
-impl<T: ?Sized> MaybeSync for T {}
+impl<P> PlatformClock<P> {
+    pub fn new(platform: std::sync::Arc<P>) -> Self {
+        Self(platform)
+    }
+}
 
-/// Work that outlives the request that started it (settling a quota
-/// reservation after the client went away).
-#[cfg(not(target_arch = "wasm32"))]
-pub type BackgroundTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-/// Work that outlives the request that started it (settling a quota
-/// reservation after the client went away).
-#[cfg(target_arch = "wasm32")]
-pub type BackgroundTask = std::pin::Pin<Box<dyn Future<Output = ()> + 'static>>;
+impl<P> Clone for PlatformClock<P> {
+    fn clone(&self) -> Self {
+        Self(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<P: Platform> Clock for PlatformClock<P> {
+    fn now_unix_ms(&self) -> u64 {
+        self.0.clock().now_unix_ms()
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + MaybeSend + use<P> {
+        self.0.clock().sleep(duration)
+    }
+}
 
 /// The bundle of ports one runtime provides. `Gateway<P>` is generic over it.
 pub trait Platform: MaybeSend + MaybeSync + 'static {

@@ -39,11 +39,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::ai::pricing::Price;
-use crate::ai::usage::Usage;
+mod config;
+mod reservation;
+
+pub use self::reservation::Reservation;
 use crate::error::GatewayError;
-use crate::platform::{Clock, Platform, QuotaStore, StoreError};
-use crate::proxy::with_timeout;
+use crate::platform::{with_timeout, Clock, Platform, QuotaStore, StoreError};
 
 /// Token limits over windows this long or longer are budgets (429
 /// `insufficient_quota`); shorter ones are rate limits (`rate_limit_exceeded`).
@@ -287,19 +288,32 @@ fn note_store_failure(state: &QuotaState, plan: &Plan, error: &StoreError) {
     tracing::warn!(plan = %plan.name, %error, store_failures = failures, mode = ?plan.on_store_error, "quota store failed");
 }
 
+/// What a request really used, in each settled unit: the one input of
+/// settlement. The AI accounting computes it from the provider's usage and
+/// the serving deployment's price (`ai::accounting::actual`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Actual {
+    pub tokens: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub micro_usd: u64,
+}
+
 /// Consumes every limit of `plans` that `amount_for` prices (`None` skips a
 /// limit). All or nothing: a refusal refunds what was already granted.
+/// The state of each limit checked (also of the one that refused) is noted
+/// in `snapshot`, for the rate-limit response headers.
 pub(crate) async fn consume<P: Platform>(
     platform: &P,
     state: &QuotaState,
     plans: &[&Plan],
     subject: &Subject,
+    snapshot: &mut RateLimitSnapshot,
     amount_for: impl Fn(&Plan, &Limit) -> Option<u64>,
-) -> Result<(Vec<Grant>, RateLimitSnapshot), GatewayError> {
+) -> Result<Vec<Grant>, GatewayError> {
     let clock = platform.clock();
     let store = platform.quota();
     let mut grants: Vec<Grant> = Vec::new();
-    let mut snapshot = RateLimitSnapshot::default();
     for plan in plans {
         for limit in &plan.limits {
             let Some(amount) = amount_for(plan, limit) else {
@@ -393,7 +407,6 @@ pub(crate) async fn consume<P: Platform>(
                         retry_after_s,
                         budget: limit.unit == Unit::SpendMicroUsd
                             || (limit.unit.is_settled() && limit.window_ms >= BUDGET_WINDOW_MS),
-                        snapshot,
                     });
                 }
                 Err(error) => {
@@ -406,7 +419,7 @@ pub(crate) async fn consume<P: Platform>(
             }
         }
     }
-    Ok((grants, snapshot))
+    Ok(grants)
 }
 
 /// Gives back everything in `grants` (a later limit refused the request).
@@ -424,20 +437,16 @@ pub(crate) async fn rollback<P: Platform>(platform: &P, grants: &[Grant]) {
     }
 }
 
-/// Settles token reservations against the real `usage`: refunds the unused
-/// part, or records what was used beyond the reservation.
-pub(crate) async fn settle<P: Platform>(
-    platform: &P,
-    grants: &[Grant],
-    usage: Usage,
-    price: Option<Price>,
-) {
+/// Settles token reservations against what was `used`: refunds the unused
+/// part, or records what was used beyond the reservation. Called only by
+/// [`Reservation`], which makes sure it happens once.
+async fn settle<P: Platform>(platform: &P, grants: &[Grant], used: Actual) {
     for grant in grants.iter().filter(|g| g.unit.is_settled()) {
         let actual = match grant.unit {
-            Unit::Tokens => usage.total_tokens,
-            Unit::PromptTokens => usage.prompt_tokens,
-            Unit::CompletionTokens => usage.completion_tokens,
-            Unit::SpendMicroUsd => micro_usd(price, &usage),
+            Unit::Tokens => used.tokens,
+            Unit::PromptTokens => used.prompt_tokens,
+            Unit::CompletionTokens => used.completion_tokens,
+            Unit::SpendMicroUsd => used.micro_usd,
             Unit::Requests => continue,
         };
         let clock = platform.clock();
@@ -475,14 +484,6 @@ pub(crate) async fn settle<P: Platform>(
             }
         }
     }
-}
-
-/// The cost of `usage` in millionths of a dollar, rounded up (0 unpriced);
-/// float noise below a billionth of a micro-dollar is not rounded up.
-pub fn micro_usd(price: Option<Price>, usage: &Usage) -> u64 {
-    price.map_or(0, |price| {
-        (price.cost_micro_usd(usage) - 1e-9).ceil().max(0.0) as u64
-    })
 }
 
 /// Current counters of the `scope` limits of `plan` for `subject` (admin
@@ -529,31 +530,6 @@ pub(crate) async fn current_usage<P: Platform>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn micro_usd_rounds_up_fractions_but_not_float_noise() {
-        let price = Price {
-            input: 0.15,
-            cached_input: 0.075,
-            output: 0.6,
-        };
-        // 11 × 0.15 + 15 × 0.6 = 10.65 micro-USD → 11.
-        assert_eq!(micro_usd(Some(price), &Usage::new(11, 15)), 11);
-        let whole = Price {
-            input: 1.0,
-            cached_input: 0.5,
-            output: 2.0,
-        };
-        assert_eq!(micro_usd(Some(whole), &Usage::new(11, 15)), 41);
-        let noisy = Price {
-            input: 0.07,
-            cached_input: 0.07,
-            output: 0.07,
-        };
-        // 100 × 0.07 is 7.000000000000001 in f64: still 7, not 8.
-        assert_eq!(micro_usd(Some(noisy), &Usage::new(100, 0)), 7);
-        assert_eq!(micro_usd(None, &Usage::new(10, 20)), 0);
-    }
 
     #[test]
     fn windows_are_aligned() {

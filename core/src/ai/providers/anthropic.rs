@@ -29,10 +29,12 @@ use super::{
     ChunkWriter, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::body::Body;
-use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
+use crate::http::proxy::upstream_error;
+use crate::http::UpstreamBase;
+use crate::platform::with_timeout;
 use crate::platform::{Clock, HttpClient};
-use crate::proxy::{upstream_error, with_timeout};
+use crate::util::Secret;
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by Anthropic; used when the request sets none.
@@ -445,7 +447,7 @@ pub async fn anthropic_chat(
             .map_err(|_| GatewayError::internal("bad anthropic version"))?,
     );
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::proxy::X_REQUEST_ID, id);
+        headers.insert(crate::http::X_REQUEST_ID, id);
     }
 
     let result = with_timeout(clock, deployment.timeout, http.send(request)).await;

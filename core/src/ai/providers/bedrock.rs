@@ -38,10 +38,11 @@ use super::{
 use crate::aws::event_stream::EventStreamDecoder;
 use crate::aws::sigv4::{self, AwsCredentials, SigningScope};
 use crate::body::Body;
-use crate::config::UpstreamBase;
 use crate::error::GatewayError;
+use crate::http::proxy::upstream_error;
+use crate::http::UpstreamBase;
+use crate::platform::with_timeout;
 use crate::platform::{Clock, HttpClient};
-use crate::proxy::{upstream_error, with_timeout};
 
 /// The SigV4 service name of the Bedrock runtime.
 pub const SIGNING_SERVICE: &str = "bedrock";
@@ -532,7 +533,7 @@ pub(crate) fn signed_request(
         .headers_mut()
         .insert(header::ACCEPT, HeaderValue::from_static(accept));
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        request.headers_mut().insert(crate::proxy::X_REQUEST_ID, id);
+        request.headers_mut().insert(crate::http::X_REQUEST_ID, id);
     }
     Ok(request)
 }
@@ -1190,7 +1191,7 @@ mod tests {
 
     #[test]
     fn requests_are_signed_for_the_encoded_model_path() {
-        let base = crate::config::UpstreamBase::parse("http://127.0.0.1:8123").unwrap();
+        let base = crate::http::UpstreamBase::parse("http://127.0.0.1:8123").unwrap();
         let credentials = AwsCredentials {
             access_key_id: crate::config::Secret::new("AKIDEXAMPLE"),
             secret_access_key: crate::config::Secret::new(

@@ -31,10 +31,12 @@ use super::{
     CallStop, ChunkWriter, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::body::Body;
-use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
+use crate::http::proxy::upstream_error;
+use crate::http::UpstreamBase;
+use crate::platform::with_timeout;
 use crate::platform::{Clock, HttpClient};
-use crate::proxy::{upstream_error, with_timeout};
+use crate::util::Secret;
 
 /// Requests per `batchEmbedContents` call, as Gemini allows.
 const GEMINI_EMBED_BATCH: usize = 100;
@@ -523,7 +525,7 @@ fn gemini_post(
             .map_err(|_| GatewayError::internal("gemini key is not a header value"))?,
     );
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::proxy::X_REQUEST_ID, id);
+        headers.insert(crate::http::X_REQUEST_ID, id);
     }
     Ok(request)
 }

@@ -18,10 +18,12 @@ use super::super::usage::Usage;
 use super::super::ChatRequest;
 use super::{sse_response, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES};
 use crate::body::Body;
-use crate::config::{Secret, UpstreamBase};
 use crate::error::GatewayError;
+use crate::http::proxy::{upstream_error, X_REQUEST_ID};
+use crate::http::UpstreamBase;
+use crate::platform::with_timeout;
 use crate::platform::{Clock, HttpClient};
-use crate::proxy::{upstream_error, with_timeout, X_REQUEST_ID};
+use crate::util::Secret;
 
 /// Response headers from the upstream that clients may rely on.
 fn passes_through(name: &str) -> bool {

@@ -18,15 +18,15 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api_key::{digest_eq, generate_key, sha256, KeyRecord};
-use super::store::{self, valid_consumer_id, Consumer};
-use super::{find_consumer, AdminConfig, AuthState};
-use crate::ai::hex;
+use crate::auth::api_key::{digest_eq, generate_key, sha256, KeyRecord};
+use crate::auth::store::{self, valid_consumer_id, Consumer};
+use crate::auth::{find_consumer, AdminConfig, AuthState};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::platform::{Clock, Platform};
 use crate::quota::{self, Scope, Subject};
+use crate::util::hex;
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(Body::from(value.to_string()));
@@ -150,7 +150,7 @@ pub(crate) async fn handle_admin<P: Platform>(
         ["consumers"] if method == Method::POST => {
             let consumer: Consumer = parse_body(request.body())?;
             validate_consumer(config, &consumer)?;
-            if find_consumer(config, platform, &consumer.id)
+            if find_consumer(config.auth_view(), platform, &consumer.id)
                 .await?
                 .is_some()
             {
@@ -167,7 +167,7 @@ pub(crate) async fn handle_admin<P: Platform>(
         }
         ["consumers"] => Err(not_allowed(vec![Method::POST])),
         ["consumers", id] if method == Method::GET => {
-            match find_consumer(config, platform, id).await? {
+            match find_consumer(config.auth_view(), platform, id).await? {
                 Some(consumer) => Ok(json_response(StatusCode::OK, &json!(consumer))),
                 None => Err(GatewayError::NotFound(format!("No consumer `{id}`."))),
             }
@@ -175,7 +175,10 @@ pub(crate) async fn handle_admin<P: Platform>(
         ["consumers", _] => Err(not_allowed(vec![Method::GET])),
         ["consumers", id, "keys"] if method == Method::POST => {
             let new_key: NewKey = parse_body(request.body())?;
-            if find_consumer(config, platform, id).await?.is_none() {
+            if find_consumer(config.auth_view(), platform, id)
+                .await?
+                .is_none()
+            {
                 return Err(GatewayError::NotFound(format!("No consumer `{id}`.")));
             }
             let now_s = platform.clock().now_unix_ms() / 1000;
@@ -203,7 +206,10 @@ pub(crate) async fn handle_admin<P: Platform>(
             Ok(json_response(StatusCode::CREATED, &view))
         }
         ["consumers", id, "keys"] if method == Method::GET => {
-            if find_consumer(config, platform, id).await?.is_none() {
+            if find_consumer(config.auth_view(), platform, id)
+                .await?
+                .is_none()
+            {
                 return Err(GatewayError::NotFound(format!("No consumer `{id}`.")));
             }
             let keys = store::list_keys(kv, id).await.map_err(store_failure)?;
@@ -212,7 +218,7 @@ pub(crate) async fn handle_admin<P: Platform>(
         }
         ["consumers", _, "keys"] => Err(not_allowed(vec![Method::GET, Method::POST])),
         ["consumers", id, "usage"] if method == Method::GET => {
-            let Some(consumer) = find_consumer(config, platform, id).await? else {
+            let Some(consumer) = find_consumer(config.auth_view(), platform, id).await? else {
                 return Err(GatewayError::NotFound(format!("No consumer `{id}`.")));
             };
             let mut limits = Vec::new();

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub mod observe;
+
 /// A chunk stream that failed mid-way. The message is for logs.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("body stream failed: {0}")]

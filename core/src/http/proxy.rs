@@ -1,4 +1,4 @@
-//! Phase 6a: the REST upstream proxy.
+//! The REST upstream proxy (the `proxy` action of the dispatch phase).
 //!
 //! Forwards method, path (kept, prefix-stripped or rewritten), query, headers
 //! and body. Hop-by-hop headers are dropped in both directions; the upstream
@@ -13,12 +13,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 
-use crate::auth::{Identity, RouteAuth, CREDENTIAL_HEADERS};
+use super::config::{PathRewrite, ProxyRoute};
+use super::routing::Params;
 use crate::body::Body;
-use crate::config::{PathRewrite, ProxyRoute};
 use crate::error::GatewayError;
-use crate::platform::{Clock, HttpClient, HttpClientError, HttpClientErrorKind};
-use crate::routing::Params;
+use crate::platform::{with_timeout, Clock, HttpClient, HttpClientError, HttpClientErrorKind};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -99,22 +98,6 @@ fn set_forwarding_headers(
     }
 }
 
-/// Runs `future`, giving up after `timeout`. The future is polled first, so
-/// an immediately ready result always wins.
-pub async fn with_timeout<F: std::future::Future>(
-    clock: &impl Clock,
-    timeout: Duration,
-    future: F,
-) -> Option<F::Output> {
-    use futures_util::future::{select, Either};
-    let sleep = clock.sleep(timeout);
-    futures_util::pin_mut!(future, sleep);
-    match select(future, sleep).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(((), _)) => None,
-    }
-}
-
 /// Maps a transport failure (or timeout) to the client-facing error.
 pub fn upstream_error(
     result: Option<Result<Response<Body>, HttpClientError>>,
@@ -142,8 +125,10 @@ pub struct ProxyCall<'a> {
     pub params: &'a Params,
     pub matched_len: usize,
     pub request_id: &'a str,
-    pub auth: Option<&'a RouteAuth>,
-    pub identity: Option<&'a Identity>,
+    /// Credential headers to remove (the route does not forward them).
+    pub strip_headers: &'a [&'a str],
+    /// Sent as `X-Consumer-Id` when the route forwards the consumer.
+    pub consumer_id: Option<&'a str>,
 }
 
 pub const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
@@ -179,16 +164,12 @@ pub async fn forward(
     set_forwarding_headers(headers, client.as_ref(), original_host);
     // Only the gateway says who the consumer is.
     headers.remove(&X_CONSUMER_ID);
-    if let Some(policy) = call.auth {
-        if !policy.forward_credential {
-            for name in CREDENTIAL_HEADERS {
-                headers.remove(name);
-            }
-        }
-        if let (true, Some(identity)) = (policy.forward_consumer_id, call.identity) {
-            if let Ok(value) = HeaderValue::from_str(&identity.consumer_id) {
-                headers.insert(X_CONSUMER_ID, value);
-            }
+    for name in call.strip_headers {
+        headers.remove(*name);
+    }
+    if let Some(consumer_id) = call.consumer_id {
+        if let Ok(value) = HeaderValue::from_str(consumer_id) {
+            headers.insert(X_CONSUMER_ID, value);
         }
     }
     if let Ok(id) = HeaderValue::from_str(call.request_id) {

@@ -204,7 +204,7 @@ pub struct RawModel {
     pub provider: String,
     pub upstream_model: Option<String>,
     /// USD per million tokens: `{input, cached_input, output}`.
-    pub pricing: Option<crate::ai::pricing::Price>,
+    pub pricing: Option<RawPrice>,
     /// Request defaults for this deployment (fields added when absent).
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
@@ -218,7 +218,7 @@ pub struct RawModel {
 pub struct RawDeployment {
     pub provider: String,
     pub upstream_model: Option<String>,
-    pub pricing: Option<crate::ai::pricing::Price>,
+    pub pricing: Option<RawPrice>,
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
 }
@@ -261,4 +261,13 @@ pub struct RawProxy {
 #[serde(deny_unknown_fields)]
 pub struct RawAi {
     pub timeout_ms: Option<u64>,
+}
+
+/// USD per million tokens (`ai::pricing::Price` once validated).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
 }

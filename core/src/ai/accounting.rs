@@ -1,0 +1,229 @@
+//! Token and cost accounting: what a request is expected to use (for its
+//! reservation), what it did use (from the provider's report, else
+//! estimated), the `gateway::usage` log event, and the settlement of the
+//! request's [`Reservation`] — for complete replies and, through a body
+//! observer, for streams (also when the client disconnects or the upstream
+//! fails mid-way).
+//!
+//! This is the one place that decides what is charged: [`actual`].
+
+use bytes::Bytes;
+
+use super::pricing::{builtin_price, Price};
+use super::request::Operation;
+use super::sse::{SseUsage, StreamOutcome, StreamSummary};
+use super::usage::Usage;
+use crate::body::observe::{BodyEnd, EndAction, Observer};
+use crate::error::{ErrorOrigin, GatewayError};
+use crate::platform::Platform;
+use crate::quota::{Actual, Limit, Plan, Reservation, Scope, Unit};
+
+/// What a request really used, in every settled unit, at `price` (the
+/// serving deployment's).
+pub fn actual(usage: &Usage, price: Option<Price>) -> Actual {
+    Actual {
+        tokens: usage.total_tokens,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        micro_usd: micro_usd(price, usage),
+    }
+}
+
+/// The cost of `usage` in millionths of a dollar, rounded up (0 unpriced);
+/// float noise below a billionth of a micro-dollar is not rounded up.
+pub fn micro_usd(price: Option<Price>, usage: &Usage) -> u64 {
+    price.map_or(0, |price| {
+        (price.cost_micro_usd(usage) - 1e-9).ceil().max(0.0) as u64
+    })
+}
+
+/// The amount `limit` of `plan` reserves for `operation` before the
+/// upstream call: the estimated prompt plus `max_tokens` (or the plan's
+/// default reservation), and for spend limits the cost of that at `price`
+/// (the primary deployment's; settlement charges the serving one's).
+/// Request limits scoped per model are counted here, where the model is
+/// known; other request limits were counted by the limit phase.
+pub fn reservation_amount(
+    operation: Operation<'_>,
+    prompt_estimate: u64,
+    price: Option<Price>,
+    plan: &Plan,
+    limit: &Limit,
+) -> Option<u64> {
+    let completion = operation
+        .completion_reservation()
+        .unwrap_or(plan.reserve_completion_tokens);
+    match limit.unit {
+        Unit::Requests => (limit.scope == Scope::ConsumerModel).then_some(1),
+        Unit::Tokens => Some(prompt_estimate + completion),
+        Unit::PromptTokens => Some(prompt_estimate),
+        Unit::CompletionTokens => Some(completion),
+        Unit::SpendMicroUsd => Some(micro_usd(price, &Usage::new(prompt_estimate, completion))),
+    }
+}
+
+/// Who a usage record is about; updated per attempt (the deployment that
+/// serves may be a fallback).
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub route: String,
+    pub model: String,
+    pub provider: String,
+    pub operation: &'static str,
+    pub prompt_estimate: u64,
+    pub price: Option<Price>,
+}
+
+impl UsageRecord {
+    /// Points the record at the deployment being tried.
+    pub fn deployment(&mut self, provider: &str, upstream_model: &str, price: Option<Price>) {
+        provider.clone_into(&mut self.provider);
+        self.price = price.or_else(|| builtin_price(upstream_model));
+    }
+
+    /// Logs one `gateway::usage` event.
+    pub fn log(&self, usage: Usage, source: &'static str, outcome: &'static str) {
+        // Unpriced models log a cost of -1 (unknown), never a silent 0.
+        let cost_usd = self.price.map_or(-1.0, |price| price.cost_usd(&usage));
+        tracing::info!(
+            target: "gateway::usage",
+            request_id = %self.request_id,
+            route = %self.route,
+            model = %self.model,
+            provider = %self.provider,
+            operation = self.operation,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            total_tokens = usage.total_tokens,
+            cached_tokens = usage.cached_tokens,
+            usage_source = source,
+            cost_usd,
+            outcome,
+            "usage"
+        );
+    }
+
+    /// Accounts a complete reply: the provider's usage if it reported
+    /// some, else the estimate; nothing for a refused request.
+    pub fn complete(&self, success: bool, reported: Option<Usage>) -> Actual {
+        let usage = if success {
+            let (usage, source) = match reported {
+                Some(usage) => (usage, "reported"),
+                None => (Usage::new(self.prompt_estimate, 0), "estimated"),
+            };
+            self.log(usage, source, "completed");
+            usage
+        } else {
+            self.log(Usage::new(0, 0), "none", "upstream_rejected");
+            Usage::default()
+        };
+        actual(&usage, self.price)
+    }
+
+    /// Accounts a finished stream.
+    fn stream(&self, summary: &StreamSummary) -> Actual {
+        let (usage, source) = match summary.reported_usage {
+            Some(usage) => (usage, "reported"),
+            None => (
+                Usage::new(self.prompt_estimate, summary.estimated_completion_tokens),
+                "estimated",
+            ),
+        };
+        let outcome = match summary.outcome {
+            StreamOutcome::Completed => "completed",
+            StreamOutcome::ClientDisconnected => "client_disconnected",
+            StreamOutcome::UpstreamFailed => "upstream_failed",
+        };
+        self.log(usage, source, outcome);
+        actual(&usage, self.price)
+    }
+}
+
+/// The `outcome` of a usage record for a call that failed before any reply.
+pub fn upstream_outcome(err: &GatewayError) -> &'static str {
+    match (err, err.origin()) {
+        (GatewayError::UpstreamTimeout { .. }, _) => "upstream_timeout",
+        // Refused before reaching the provider (a parameter it cannot take).
+        (_, ErrorOrigin::Client) => "invalid_request",
+        (_, ErrorOrigin::Internal) => "gateway_error",
+        (_, ErrorOrigin::Upstream) => "upstream_failed",
+    }
+}
+
+/// The observer on a streamed AI reply: reads usage out of the OpenAI SSE
+/// events as they pass, ends a failed or truncated stream with an explicit
+/// error event, logs the usage and settles the reservation before the
+/// client sees the end (or in the background if the client left).
+pub struct StreamAccounting<P: Platform> {
+    sse: SseUsage,
+    record: UsageRecord,
+    reservation: Option<Reservation<P>>,
+}
+
+impl<P: Platform> StreamAccounting<P> {
+    pub fn new(record: UsageRecord, reservation: Reservation<P>) -> Self {
+        Self {
+            sse: SseUsage::default(),
+            record,
+            reservation: (!reservation.is_empty()).then_some(reservation),
+        }
+    }
+}
+
+impl<P: Platform> Observer for StreamAccounting<P> {
+    fn on_chunk(&mut self, chunk: &Bytes) {
+        self.sse.push(chunk);
+    }
+
+    fn on_end(&mut self, end: BodyEnd<'_>) -> EndAction {
+        let (outcome, trailer) = self.sse.end(end);
+        let used = self.record.stream(&self.sse.summary(outcome));
+        EndAction {
+            trailer,
+            task: self
+                .reservation
+                .take()
+                .map(|r| Box::pin(r.settle(used)) as crate::platform::BackgroundTask),
+        }
+    }
+
+    fn on_drop(&mut self) {
+        let summary = self.sse.summary(StreamOutcome::ClientDisconnected);
+        let used = self.record.stream(&summary);
+        if let Some(mut reservation) = self.reservation.take() {
+            // Dropped here: settles itself in the background.
+            reservation.record(used);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_usd_rounds_up_fractions_but_not_float_noise() {
+        let price = Price {
+            input: 0.15,
+            cached_input: 0.075,
+            output: 0.6,
+        };
+        // 11 × 0.15 + 15 × 0.6 = 10.65 micro-USD → 11.
+        assert_eq!(micro_usd(Some(price), &Usage::new(11, 15)), 11);
+        let whole = Price {
+            input: 1.0,
+            cached_input: 0.5,
+            output: 2.0,
+        };
+        assert_eq!(micro_usd(Some(whole), &Usage::new(11, 15)), 41);
+        let noisy = Price {
+            input: 0.07,
+            cached_input: 0.07,
+            output: 0.07,
+        };
+        // 100 × 0.07 is 7.000000000000001 in f64: still 7, not 8.
+        assert_eq!(micro_usd(Some(noisy), &Usage::new(100, 0)), 7);
+        assert_eq!(micro_usd(None, &Usage::new(10, 20)), 0);
+    }
+}

@@ -1,0 +1,286 @@
+//! Requests on an `ai` route: the OpenAI operations the gateway serves,
+//! parsed and checked before anything is reserved or sent upstream.
+
+use http::Method;
+use serde_json::{Map, Value};
+
+use super::embeddings::EmbeddingsRequest;
+use super::json::parse_object_with_model;
+use super::usage::estimate_prompt_tokens;
+use crate::error::GatewayError;
+
+/// What a request on an `ai` route asks for, once parsed.
+pub enum AiRequest {
+    /// `POST {prefix}/chat/completions` or `POST {prefix}/embeddings`.
+    Call(OwnedOperation),
+    /// `GET {prefix}/models`.
+    ListModels,
+}
+
+impl AiRequest {
+    /// Resolves the operation from the path below the route's prefix and
+    /// the method (404 / 405 otherwise), and parses the body.
+    pub fn parse(
+        subpath: &str,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Self, GatewayError> {
+        let allow = |allowed: Method| GatewayError::MethodNotAllowed {
+            method: method.clone(),
+            path: path.to_owned(),
+            allow: vec![allowed],
+        };
+        match subpath {
+            "/chat/completions" if method == Method::POST => {
+                Ok(Self::Call(OwnedOperation::Chat(ChatRequest::parse(body)?)))
+            }
+            "/chat/completions" => Err(allow(Method::POST)),
+            "/embeddings" if method == Method::POST => Ok(Self::Call(OwnedOperation::Embeddings(
+                EmbeddingsRequest::parse(body)?,
+            ))),
+            "/embeddings" => Err(allow(Method::POST)),
+            "/models" if method == Method::GET => Ok(Self::ListModels),
+            "/models" => Err(allow(Method::GET)),
+            _ => Err(GatewayError::RouteNotFound {
+                method: method.clone(),
+                path: path.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The parts of an OpenAI chat completion request the gateway reads; the
+/// full object is kept in `body` and passed through to OpenAI-compatible
+/// providers unchanged but for `model`.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub messages: Vec<Value>,
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u64>,
+}
+
+impl ChatRequest {
+    /// Parses and checks the fields the gateway relies on; errors are 400s
+    /// naming the offending parameter.
+    pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
+        let (body, model) = parse_object_with_model(bytes)?;
+        let messages = match body.get("messages") {
+            Some(Value::Array(messages)) if !messages.is_empty() => messages.clone(),
+            Some(Value::Array(_)) => {
+                return Err(GatewayError::invalid_request(
+                    "`messages` must contain at least one message.",
+                    Some("messages"),
+                ))
+            }
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "`messages` must be an array.",
+                    Some("messages"),
+                ))
+            }
+            None => {
+                return Err(GatewayError::invalid_request(
+                    "Missing required parameter: 'messages'.",
+                    Some("messages"),
+                ))
+            }
+        };
+        for message in &messages {
+            if !message.get("role").is_some_and(Value::is_string) {
+                return Err(GatewayError::invalid_request(
+                    "Every message must be an object with a string `role`.",
+                    Some("messages"),
+                ));
+            }
+        }
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "`stream` must be a boolean.",
+                    Some("stream"),
+                ))
+            }
+        };
+        let include_usage = body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let max_tokens = match body
+            .get("max_completion_tokens")
+            .or_else(|| body.get("max_tokens"))
+        {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(GatewayError::invalid_request(
+                        "`max_tokens` must be a positive integer.",
+                        Some("max_tokens"),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            body,
+            model,
+            messages,
+            stream,
+            include_usage,
+            max_tokens,
+        })
+    }
+}
+
+/// What a request on an AI route asks for.
+#[derive(Clone, Copy)]
+pub enum Operation<'a> {
+    Chat(&'a ChatRequest),
+    Embeddings(&'a EmbeddingsRequest),
+}
+
+impl Operation<'_> {
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Chat(chat) => &chat.model,
+            Self::Embeddings(request) => &request.model,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Chat(_) => "chat.completions",
+            Self::Embeddings(_) => "embeddings",
+        }
+    }
+
+    pub fn prompt_estimate(&self) -> u64 {
+        match self {
+            Self::Chat(chat) => estimate_prompt_tokens(&chat.messages),
+            Self::Embeddings(request) => request.estimated_tokens(),
+        }
+    }
+
+    /// The request with `params` added where the client set nothing.
+    pub(crate) fn with_defaults(
+        &self,
+        params: &Map<String, Value>,
+    ) -> Result<OwnedOperation, GatewayError> {
+        let merge = |body: &Map<String, Value>| {
+            let mut body = body.clone();
+            // Two spellings of one limit: a client setting either keeps it.
+            const MAX_TOKENS: [&str; 2] = ["max_tokens", "max_completion_tokens"];
+            let client_limits = MAX_TOKENS.iter().any(|k| body.contains_key(*k));
+            for (key, value) in params {
+                if client_limits && MAX_TOKENS.contains(&key.as_str()) {
+                    continue;
+                }
+                body.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+            serde_json::to_vec(&Value::Object(body))
+                .map_err(|e| GatewayError::internal(format!("request with defaults: {e}")))
+        };
+        Ok(match self {
+            Self::Chat(chat) => OwnedOperation::Chat(ChatRequest::parse(&merge(&chat.body)?)?),
+            Self::Embeddings(request) => {
+                OwnedOperation::Embeddings(EmbeddingsRequest::parse(&merge(&request.body)?)?)
+            }
+        })
+    }
+
+    /// Completion tokens to reserve: `max_tokens` if set (`None`: the
+    /// plan's default); embeddings produce none.
+    pub fn completion_reservation(&self) -> Option<u64> {
+        match self {
+            Self::Chat(chat) => chat.max_tokens,
+            Self::Embeddings(_) => Some(0),
+        }
+    }
+}
+
+/// A request the gateway owns: parsed from the client, or rebuilt with a
+/// deployment's defaults.
+pub enum OwnedOperation {
+    Chat(ChatRequest),
+    Embeddings(EmbeddingsRequest),
+}
+
+impl OwnedOperation {
+    pub(crate) fn as_operation(&self) -> Operation<'_> {
+        match self {
+            Self::Chat(chat) => Operation::Chat(chat),
+            Self::Embeddings(request) => Operation::Embeddings(request),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(body: &str) -> GatewayError {
+        ChatRequest::parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn chat_request_errors_name_the_parameter() {
+        assert!(matches!(parse_err("{"), GatewayError::InvalidJson(_)));
+        assert!(matches!(
+            parse_err("[]"),
+            GatewayError::InvalidRequest { param: None, .. }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"messages":[]}"#),
+            GatewayError::InvalidRequest {
+                param: Some("model"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m"}"#),
+            GatewayError::InvalidRequest {
+                param: Some("messages"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m","messages":[{"content":"x"}]}"#),
+            GatewayError::InvalidRequest {
+                param: Some("messages"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#),
+            GatewayError::InvalidRequest {
+                param: Some("stream"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#),
+            GatewayError::InvalidRequest {
+                param: Some("max_tokens"),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn chat_request_reads_stream_options() {
+        let chat = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":7}"#,
+        )
+        .unwrap();
+        assert!(chat.stream && chat.include_usage);
+        assert_eq!(chat.max_tokens, Some(7));
+    }
+}

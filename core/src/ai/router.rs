@@ -1,0 +1,295 @@
+//! The AI router: serves a parsed request from the model's deployments —
+//! the primary, then each fallback in order while the one before is
+//! unavailable (unreachable, timed out, 5xx, 429, 503) and no byte has
+//! reached the client — and hands the reply to accounting: complete replies
+//! are settled here, streams get the [`StreamAccounting`] observer.
+
+use std::sync::Arc;
+
+use http::Response;
+use serde_json::{Map, Value};
+
+use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
+use super::config::{AiRoute, Model, Provider, ProviderKind};
+use super::pricing::Price;
+use super::providers::mock::{self, mock_chat};
+use super::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
+use super::request::{Operation, OwnedOperation};
+use super::usage::Usage;
+use crate::body::observe::observe;
+use crate::body::Body;
+use crate::error::{ErrorOrigin, GatewayError};
+use crate::platform::{Clock, Platform, PlatformClock};
+use crate::quota::{Actual, Reservation};
+use crate::util::hex;
+
+/// One deployment tried for a request, for the request context and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub provider: String,
+    pub upstream_model: String,
+    /// `served`, `fell_back` or the failure's usage outcome.
+    pub outcome: &'static str,
+}
+
+/// Where and how to call: the platform, the providers, the route.
+pub struct Upstreams<'a, P> {
+    pub platform: &'a Arc<P>,
+    pub providers: &'a [Provider],
+    pub route: &'a AiRoute,
+    pub request_id: &'a str,
+}
+
+/// Serves `operation` for `model`; see the module docs. Every attempt is
+/// appended to `attempts`; `reservation` is settled exactly once (here for
+/// complete replies and failures, by the stream observer for streams).
+pub async fn serve<P: Platform>(
+    upstreams: Upstreams<'_, P>,
+    model: &Model,
+    operation: Operation<'_>,
+    mut record: UsageRecord,
+    reservation: Reservation<P>,
+    attempts: &mut Vec<Attempt>,
+) -> Result<Response<Body>, GatewayError> {
+    // The primary deployment, then the fallbacks, as plain data (nothing
+    // borrowed by a closure lives across the awaits below).
+    type DeploymentRef<'a> = (usize, &'a str, Option<Price>, &'a Map<String, Value>);
+    let deployments: Vec<DeploymentRef<'_>> = std::iter::once((
+        model.provider,
+        model.upstream_model.as_str(),
+        model.price,
+        &model.params,
+    ))
+    .chain(
+        model
+            .fallbacks
+            .iter()
+            .map(|d| (d.provider, d.upstream_model.as_str(), d.price, &d.params)),
+    )
+    .collect();
+    let mut next_deployment = 0;
+    let reply = loop {
+        let Some(&(provider_index, upstream_model, price, params)) =
+            deployments.get(next_deployment)
+        else {
+            return Err(GatewayError::internal("a model without deployments"));
+        };
+        next_deployment += 1;
+        let provider = &upstreams.providers[provider_index];
+        record.deployment(&provider.name, upstream_model, price);
+        let mut attempt = Attempt {
+            provider: provider.name.clone(),
+            upstream_model: upstream_model.to_owned(),
+            outcome: "served",
+        };
+        // The deployment's request defaults, for this attempt only; a
+        // failure here is accounted and settled like a failed call.
+        let with_defaults = if params.is_empty() {
+            Ok(None)
+        } else {
+            operation.with_defaults(params).map(Some)
+        };
+        let result = match &with_defaults {
+            Ok(owned) => {
+                let attempt = owned
+                    .as_ref()
+                    .map_or(operation, OwnedOperation::as_operation);
+                call_provider(
+                    upstreams.platform,
+                    provider,
+                    upstream_model,
+                    upstreams.route,
+                    attempt,
+                    upstreams.request_id,
+                )
+                .await
+            }
+            Err(error) => Err(error.clone()),
+        };
+        // Before any byte reached the client, an unavailable deployment
+        // hands the request to the next one.
+        let unavailable = match &result {
+            Err(error) => error.origin() == ErrorOrigin::Upstream,
+            Ok(ProviderReply::Complete { response, .. }) => {
+                matches!(response.status().as_u16(), 429 | 503)
+            }
+            Ok(ProviderReply::Stream { .. }) => false,
+        };
+        if unavailable && next_deployment < deployments.len() {
+            tracing::warn!(model = %model.name, provider = %provider.name, "deployment unavailable; falling back to the next");
+            record.log(Usage::new(0, 0), "none", "fell_back");
+            attempt.outcome = "fell_back";
+            attempts.push(attempt);
+            continue;
+        }
+        match result {
+            Ok(reply) => {
+                attempts.push(attempt);
+                break reply;
+            }
+            Err(error) => {
+                let outcome = upstream_outcome(&error);
+                record.log(Usage::new(0, 0), "none", outcome);
+                attempt.outcome = outcome;
+                attempts.push(attempt);
+                reservation.settle(Actual::default()).await;
+                return Err(error);
+            }
+        }
+    };
+
+    Ok(match reply {
+        ProviderReply::Complete { response, usage } => {
+            let used = record.complete(response.status().is_success(), usage);
+            reservation.settle(used).await;
+            response
+        }
+        ProviderReply::Stream { response } => {
+            let (parts, body) = response.into_parts();
+            let accounting = StreamAccounting::new(record, reservation);
+            Response::from_parts(parts, observe(body, accounting).await)
+        }
+    })
+}
+
+/// One upstream call to `provider` for `upstream_model`.
+async fn call_provider<P: Platform>(
+    platform: &Arc<P>,
+    provider: &Provider,
+    upstream_model: &str,
+    route: &AiRoute,
+    operation: Operation<'_>,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let (http, clock, timeout) = (platform.http(), platform.clock(), route.timeout);
+    match (&provider.kind, operation) {
+        (ProviderKind::Mock { stream_delay }, Operation::Chat(chat)) => {
+            let mut id = [0u8; 12];
+            platform.fill_random(&mut id);
+            let created = clock.now_unix_ms() / 1000;
+            Ok(mock_chat(
+                PlatformClock::new(Arc::clone(platform)),
+                chat,
+                *stream_delay,
+                format!("chatcmpl-{}", hex(&id)),
+                created,
+            ))
+        }
+        (ProviderKind::Mock { .. }, Operation::Embeddings(request)) => {
+            mock::mock_embeddings(request)
+        }
+        (ProviderKind::Gemini { base, api_key }, operation) => {
+            let deployment = gemini::GeminiDeployment {
+                base,
+                api_key,
+                upstream_model,
+                timeout,
+            };
+            let result = match operation {
+                Operation::Chat(chat) => {
+                    gemini::gemini_chat(http, clock, deployment, chat, request_id).await
+                }
+                Operation::Embeddings(request) => {
+                    gemini::gemini_embeddings(http, clock, deployment, request, request_id).await
+                }
+            };
+            result
+        }
+        (
+            ProviderKind::Bedrock {
+                base,
+                region,
+                credentials,
+            },
+            operation,
+        ) => {
+            let deployment = bedrock::BedrockDeployment {
+                base,
+                region,
+                credentials,
+                upstream_model,
+                timeout,
+            };
+            let result = match operation {
+                Operation::Chat(chat) => {
+                    bedrock::bedrock_chat(http, clock, deployment, chat, request_id).await
+                }
+                Operation::Embeddings(request) => {
+                    bedrock::bedrock_embeddings(http, clock, deployment, request, request_id).await
+                }
+            };
+            result
+        }
+        (
+            ProviderKind::Anthropic {
+                base,
+                api_key,
+                version,
+            },
+            Operation::Chat(chat),
+        ) => {
+            let deployment = anthropic::AnthropicDeployment {
+                base,
+                api_key,
+                version,
+                upstream_model,
+                timeout,
+            };
+            let result = anthropic::anthropic_chat(http, clock, deployment, chat, request_id).await;
+            result
+        }
+        (ProviderKind::Anthropic { .. }, Operation::Embeddings(request)) => {
+            Err(GatewayError::invalid_request(
+                format!(
+                    "The model `{}` does not support embeddings (Anthropic has no embeddings API).",
+                    request.model
+                ),
+                Some("model"),
+            ))
+        }
+        (ProviderKind::OpenAi { base, api_key }, operation) => {
+            let deployment = openai::OpenAiDeployment {
+                base,
+                api_key: api_key.as_ref(),
+                upstream_model,
+                timeout,
+                flavor: openai::Flavor::OpenAi,
+            };
+            openai_call(http, clock, deployment, operation, request_id).await
+        }
+        (
+            ProviderKind::Azure {
+                base,
+                api_key,
+                api_version,
+            },
+            operation,
+        ) => {
+            let deployment = openai::OpenAiDeployment {
+                base,
+                api_key: Some(api_key),
+                upstream_model,
+                timeout,
+                flavor: openai::Flavor::Azure { api_version },
+            };
+            openai_call(http, clock, deployment, operation, request_id).await
+        }
+    }
+}
+
+async fn openai_call(
+    http: &impl crate::platform::HttpClient,
+    clock: &impl Clock,
+    deployment: openai::OpenAiDeployment<'_>,
+    operation: Operation<'_>,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    match operation {
+        Operation::Chat(chat) => {
+            openai::openai_chat(http, clock, deployment, chat, request_id).await
+        }
+        Operation::Embeddings(request) => {
+            openai::openai_embeddings(http, clock, deployment, request, request_id).await
+        }
+    }
+}

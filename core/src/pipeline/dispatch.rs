@@ -1,0 +1,127 @@
+//! Phase 9: the route's action — the REST proxy (`http::proxy`), the AI
+//! router (`ai::router`, which attaches the accounting observer to the
+//! response body), or the admin API (`admin`).
+//!
+//! Reads everything earlier phases added; takes the `reservation` (the AI
+//! router settles it). Adds `attempts` and `timings.dispatched_ms`. Errors:
+//! the upstream's (passed through in the route's shape), 502, 504.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+use super::{route_config, RequestContext, Shared};
+use crate::ai::accounting::UsageRecord;
+use crate::ai::pricing::builtin_price;
+use crate::ai::router::{self, Upstreams};
+use crate::ai::{self, AiRequest};
+use crate::auth::CREDENTIAL_HEADERS;
+use crate::body::Body;
+use crate::config::RouteAction;
+use crate::error::GatewayError;
+use crate::http::proxy::{self, ProxyCall};
+use crate::platform::{Clock, Platform};
+use crate::quota::Reservation;
+
+pub async fn dispatch<P: Platform>(
+    shared: &Arc<Shared<P>>,
+    ctx: &mut RequestContext<P>,
+    request: Request<Bytes>,
+) -> Result<Response<Body>, GatewayError> {
+    let (Some(route), Some(matched)) = (route_config(shared, ctx), ctx.route.as_ref()) else {
+        return Err(GatewayError::internal("dispatch without a route"));
+    };
+    ctx.timings.dispatched_ms = Some(shared.platform.clock().now_unix_ms());
+    match &route.action {
+        RouteAction::Proxy(proxy_route) => {
+            let policy = route.auth.as_ref();
+            let strip_headers: &[&str] = match policy {
+                Some(policy) if !policy.forward_credential => &CREDENTIAL_HEADERS,
+                _ => &[],
+            };
+            let consumer_id = match policy {
+                Some(policy) if policy.forward_consumer_id => ctx.consumer_id(),
+                _ => None,
+            };
+            let call = ProxyCall {
+                route: proxy_route,
+                params: &matched.params,
+                matched_len: matched.matched_len,
+                request_id: &ctx.request_id,
+                strip_headers,
+                consumer_id,
+            };
+            let platform = &shared.platform;
+            proxy::forward(platform.http(), platform.clock(), call, request).await
+        }
+        RouteAction::Ai(ai_route) => {
+            let config = &shared.config;
+            let model = match (&ctx.ai, ctx.model) {
+                (Some(AiRequest::ListModels), _) => {
+                    return Ok(ai::list_models(
+                        &config.providers,
+                        &config.models,
+                        ctx.identity.as_ref(),
+                    ))
+                }
+                (Some(AiRequest::Call(_)), Some(model)) => &config.models[model],
+                _ => return Err(GatewayError::internal("ai dispatch without a request")),
+            };
+            let Some(AiRequest::Call(operation)) = &ctx.ai else {
+                return Err(GatewayError::internal("ai dispatch without a request"));
+            };
+            let operation = operation.as_operation();
+            let record = UsageRecord {
+                request_id: ctx.request_id.clone(),
+                route: route.name.clone(),
+                model: model.name.clone(),
+                provider: config.providers[model.provider].name.clone(),
+                operation: operation.name(),
+                prompt_estimate: operation.prompt_estimate(),
+                price: model.price.or_else(|| builtin_price(&model.upstream_model)),
+            };
+            let reservation = ctx
+                .reservation
+                .take()
+                .unwrap_or_else(|| Reservation::new(Arc::clone(&shared.platform), Vec::new()));
+            let upstreams = Upstreams {
+                platform: &shared.platform,
+                providers: &config.providers,
+                route: ai_route,
+                request_id: &ctx.request_id,
+            };
+            router::serve(
+                upstreams,
+                model,
+                operation,
+                record,
+                reservation,
+                &mut ctx.attempts,
+            )
+            .await
+        }
+    }
+}
+
+/// The admin API (phases 2–8 do not apply: it checks its own key).
+pub async fn admin<P: Platform>(
+    shared: &Shared<P>,
+    subpath: &str,
+    request: Request<Bytes>,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(admin) = &shared.config.admin else {
+        return Err(GatewayError::internal(
+            "admin dispatch without admin config",
+        ));
+    };
+    crate::admin::handle_admin(
+        &shared.config,
+        &*shared.platform,
+        &shared.auth,
+        admin,
+        subpath,
+        request,
+    )
+    .await
+}

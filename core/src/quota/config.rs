@@ -1,0 +1,122 @@
+//! The quota domain's part of the config: plans and their limits.
+
+use std::time::Duration;
+
+use super::{Algorithm, FailMode, Limit, Plan, Scope, Unit};
+use crate::schema::raw::{RawLimit, RawPlan};
+use crate::schema::validate::Validator;
+
+impl Validator<'_> {
+    pub(crate) fn plan(&mut self, path: &str, name: String, raw: RawPlan) -> Option<Plan> {
+        let on_store_error = match raw.on_store_error.as_deref() {
+            None | Some("fail_closed") => FailMode::Closed,
+            Some("fail_open") => FailMode::Open,
+            Some(other) => {
+                self.issue(
+                    format!("{path}.on_store_error"),
+                    format!("`{other}`: use fail_open or fail_closed"),
+                );
+                FailMode::Closed
+            }
+        };
+        let store_timeout = self.timeout(
+            &format!("{path}.store_timeout_ms"),
+            raw.store_timeout_ms,
+            Duration::from_millis(1000),
+        );
+        let mut limits: Vec<Limit> = Vec::new();
+        for (i, raw_limit) in raw.limits.into_iter().enumerate() {
+            let limit_path = format!("{path}.limits[{i}]");
+            let name = raw_limit
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("limit-{i}"));
+            if limits.iter().any(|l| l.name == name) {
+                self.issue(
+                    format!("{limit_path}.name"),
+                    format!("duplicate limit `{name}`"),
+                );
+                continue;
+            }
+            if let Some(limit) = self.limit(&limit_path, name, raw_limit) {
+                limits.push(limit);
+            }
+        }
+        Some(Plan {
+            name,
+            limits,
+            on_store_error,
+            store_timeout,
+            reserve_completion_tokens: raw.reserve_completion_tokens.unwrap_or(4096),
+        })
+    }
+
+    pub(crate) fn limit(&mut self, path: &str, name: String, raw: RawLimit) -> Option<Limit> {
+        let spend_micro_usd = match raw.spend_usd {
+            Some(usd) if usd.is_finite() && usd >= 0.000_001 => {
+                Some((usd * 1_000_000.0).round() as u64)
+            }
+            Some(_) => {
+                self.issue(
+                    format!("{path}.spend_usd"),
+                    "must be a positive number of US dollars, at least 0.000001 (one micro-dollar)",
+                );
+                return None;
+            }
+            None => None,
+        };
+        let units: Vec<(Unit, u64)> = [
+            (Unit::Requests, raw.requests),
+            (Unit::Tokens, raw.tokens),
+            (Unit::PromptTokens, raw.prompt_tokens),
+            (Unit::CompletionTokens, raw.completion_tokens),
+            (Unit::SpendMicroUsd, spend_micro_usd),
+        ]
+        .into_iter()
+        .filter_map(|(unit, max)| max.map(|m| (unit, m)))
+        .collect();
+        let [(unit, max)] = units.as_slice() else {
+            self.issue(
+                path,
+                "set exactly one of `requests`, `tokens`, `prompt_tokens`, `completion_tokens`, `spend_usd`",
+            );
+            return None;
+        };
+        if raw.window_s == 0 {
+            self.issue(format!("{path}.window_s"), "must be greater than 0");
+            return None;
+        }
+        let scope = match raw.scope.as_deref().unwrap_or("consumer") {
+            "consumer" => Scope::Consumer,
+            "consumer_route" => Scope::ConsumerRoute,
+            "consumer_model" => Scope::ConsumerModel,
+            "ip" => Scope::Ip,
+            other => {
+                self.issue(
+                    format!("{path}.scope"),
+                    format!("`{other}`: use consumer, consumer_route, consumer_model or ip"),
+                );
+                return None;
+            }
+        };
+        let algorithm = match raw.algorithm.as_deref().unwrap_or("sliding_window") {
+            "sliding_window" => Algorithm::SlidingWindow,
+            "fixed_window" => Algorithm::FixedWindow,
+            other => {
+                self.issue(
+                    format!("{path}.algorithm"),
+                    format!("`{other}`: use sliding_window or fixed_window"),
+                );
+                return None;
+            }
+        };
+        Some(Limit {
+            name,
+            scope,
+            unit: *unit,
+            window_ms: raw.window_s.saturating_mul(1000),
+            max: *max,
+            algorithm,
+        })
+    }
+}
