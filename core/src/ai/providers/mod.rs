@@ -1,6 +1,9 @@
-//! One file per vendor, each in the same order: wire types, request mapping,
-//! response and stream mapping, error mapping, tests. Providers are picked
-//! with the closed [`crate::config::ProviderKind`] enum, not `dyn`.
+//! One module per vendor, each in the same order: wire types, request mapping,
+//! response and stream mapping, error mapping, tests. A vendor too large for
+//! one file is a folder (`bedrock/`, `gemini/`): entry points and error
+//! mapping in `mod.rs`, then `request`, `response`, `stream` and `embeddings`.
+//! Providers are picked with the closed [`crate::config::ProviderKind`] enum,
+//! not `dyn`.
 
 pub mod anthropic;
 pub mod bedrock;
