@@ -58,18 +58,7 @@ impl Config {
         yaml: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let deserializer = serde_yaml::Deserializer::from_str(yaml);
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let path = err.path().to_string();
-            // serde_path_to_error marks a position it could not name with `?`.
-            let path = path.trim_end_matches(".?").to_owned();
-            ConfigError {
-                issues: vec![ConfigIssue {
-                    path: if path == "." { "(root)".into() } else { path },
-                    message: err.into_inner().to_string(),
-                }],
-            }
-        })?;
+        let raw: RawConfig = crate::schema::yaml::parse(yaml)?;
         Self::validate(raw, &env)
     }
 

@@ -10,3 +10,4 @@
 
 pub mod raw;
 pub(crate) mod validate;
+pub(crate) mod yaml;
