@@ -441,13 +441,20 @@ pub(crate) async fn rollback<P: Platform>(platform: &P, grants: &[Grant]) {
 /// part, or records what was used beyond the reservation. Called only by
 /// [`Reservation`], which makes sure it happens once.
 async fn settle<P: Platform>(platform: &P, grants: &[Grant], used: Actual) {
-    for grant in grants.iter().filter(|g| g.unit.is_settled()) {
+    for grant in grants {
+        settle_one(platform, grant, used).await;
+    }
+}
+
+/// Settles one grant (request limits are final: nothing to do).
+async fn settle_one<P: Platform>(platform: &P, grant: &Grant, used: Actual) {
+    {
         let actual = match grant.unit {
             Unit::Tokens => used.tokens,
             Unit::PromptTokens => used.prompt_tokens,
             Unit::CompletionTokens => used.completion_tokens,
             Unit::SpendMicroUsd => used.micro_usd,
-            Unit::Requests => continue,
+            Unit::Requests => return,
         };
         let clock = platform.clock();
         let store = platform.quota();

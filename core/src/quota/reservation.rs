@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::{settle, Actual, Grant};
+use super::{settle, settle_one, Actual, Grant};
 use crate::platform::Platform;
 
 /// Token and spend limits held by one request; settles exactly once.
@@ -46,11 +46,13 @@ impl<P: Platform> Reservation<P> {
     }
 
     /// Settles against `used`: refunds what was not used, charges what was
-    /// used beyond the reservation.
+    /// used beyond the reservation. If this future is dropped half-way (the
+    /// client left while the store was slow), the grants not yet settled
+    /// settle in the background, with `used`.
     pub async fn settle(mut self, used: Actual) {
-        let grants = std::mem::take(&mut self.grants);
-        if !grants.is_empty() {
-            settle(&*self.platform, &grants, used).await;
+        self.recorded = Some(used);
+        while let Some(grant) = self.grants.pop() {
+            settle_one(&*self.platform, &grant, used).await;
         }
     }
 }
