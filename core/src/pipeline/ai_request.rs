@@ -34,7 +34,7 @@ pub fn ai_request<P: Platform>(
     if let AiRequest::Call(operation) = &parsed {
         let operation = operation.as_operation();
         let name = operation.model();
-        authorize_model(ctx.identity.as_ref(), name)?;
+        authorize_model(ctx.identity.as_deref(), name)?;
         let index = shared
             .config
             .models
@@ -43,6 +43,6 @@ pub fn ai_request<P: Platform>(
             .ok_or_else(|| GatewayError::ModelNotFound(name.to_owned()))?;
         ctx.model = Some(index);
     }
-    ctx.ai = Some(parsed);
+    ctx.ai = Some(Box::new(parsed));
     Ok(())
 }

@@ -32,6 +32,6 @@ pub async fn authenticate<P: Platform>(
     )
     .await?;
     let authorized = auth::authorize_route(&identity, policy, &route.name);
-    ctx.identity = Some(identity);
+    ctx.identity = Some(Box::new(identity));
     authorized
 }

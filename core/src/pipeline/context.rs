@@ -7,6 +7,7 @@
 use crate::ai::router::Attempt;
 use crate::ai::AiRequest;
 use crate::auth::Identity;
+use crate::config::Config;
 use crate::error::ErrorShape;
 use crate::http::routing::Params;
 use crate::http::ClientInfo;
@@ -17,7 +18,6 @@ use crate::quota::{RateLimitSnapshot, Reservation, Subject};
 pub struct RouteRef {
     /// Index into `Config::routes`; `None` for the admin API.
     pub index: Option<usize>,
-    pub name: String,
     /// `{name}` captures of the route's path template.
     pub params: Params,
     /// Length of the matched prefix of the path.
@@ -35,6 +35,11 @@ pub struct Timings {
 }
 
 /// Everything the pipeline learned about one request.
+///
+/// It lives in every request's future, so it is kept small: the parts
+/// only some routes have (an identity, quota subject, parsed AI request)
+/// are boxed, allocated only where they exist (measured: an inline 720-byte
+/// context made a proxy round trip ~10 % slower through future copies).
 pub struct RequestContext<P: crate::platform::Platform> {
     /// The client's `X-Request-Id` if sane, else a new random one; echoed
     /// on the response.
@@ -46,18 +51,18 @@ pub struct RequestContext<P: crate::platform::Platform> {
     pub shape: ErrorShape,
     pub route: Option<RouteRef>,
     /// Who is calling (phase 2), when the route requires authentication.
-    pub identity: Option<Identity>,
+    pub identity: Option<Box<Identity>>,
     /// Indexes into `Config::plans` of the plans that apply: the route's,
     /// then the consumer's (phase 4).
     pub plans: Vec<usize>,
     /// Who the quota counters are about (phase 4).
-    pub subject: Option<Subject>,
+    pub subject: Option<Box<Subject>>,
     /// Rate-limit state for the response headers (phase 4).
     pub rate_limits: RateLimitSnapshot,
     /// The route has plans: its responses carry rate-limit headers.
     pub limited: bool,
     /// The parsed request of an `ai` route (phase 5).
-    pub ai: Option<AiRequest>,
+    pub ai: Option<Box<AiRequest>>,
     /// Index into `Config::models` of the requested model (phase 5).
     pub model: Option<usize>,
     /// Token and spend limits held until the reply is accounted (phase 6);
@@ -91,9 +96,16 @@ impl<P: crate::platform::Platform> RequestContext<P> {
         }
     }
 
-    /// The route name for logs (empty before routing).
-    pub fn route_name(&self) -> &str {
-        self.route.as_ref().map_or("", |r| r.name.as_str())
+    /// The route name for logs (empty before routing; `admin` for the
+    /// admin API).
+    pub fn route_name<'a>(&self, config: &'a Config) -> &'a str {
+        match &self.route {
+            None => "",
+            Some(RouteRef { index: None, .. }) => "admin",
+            Some(RouteRef {
+                index: Some(index), ..
+            }) => config.routes.get(*index).map_or("", |r| r.name.as_str()),
+        }
     }
 
     /// The consumer id for logs and quota subjects.

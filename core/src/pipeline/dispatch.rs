@@ -57,18 +57,18 @@ pub async fn dispatch<P: Platform>(
         }
         RouteAction::Ai(ai_route) => {
             let config = &shared.config;
-            let model = match (&ctx.ai, ctx.model) {
+            let model = match (ctx.ai.as_deref(), ctx.model) {
                 (Some(AiRequest::ListModels), _) => {
                     return Ok(ai::list_models(
                         &config.providers,
                         &config.models,
-                        ctx.identity.as_ref(),
+                        ctx.identity.as_deref(),
                     ))
                 }
                 (Some(AiRequest::Call(_)), Some(model)) => &config.models[model],
                 _ => return Err(GatewayError::internal("ai dispatch without a request")),
             };
-            let Some(AiRequest::Call(operation)) = &ctx.ai else {
+            let Some(AiRequest::Call(operation)) = ctx.ai.as_deref() else {
                 return Err(GatewayError::internal("ai dispatch without a request"));
             };
             let operation = operation.as_operation();
@@ -91,14 +91,17 @@ pub async fn dispatch<P: Platform>(
                 route: ai_route,
                 request_id: &ctx.request_id,
             };
-            router::serve(
+            // Boxed: the router's state is large, and inline it would
+            // enlarge every request's future (measured: proxy requests paid
+            // for it in memcpy).
+            Box::pin(router::serve(
                 upstreams,
                 model,
                 operation,
                 record,
                 reservation,
                 &mut ctx.attempts,
-            )
+            ))
             .await
         }
     }
@@ -115,13 +118,14 @@ pub async fn admin<P: Platform>(
             "admin dispatch without admin config",
         ));
     };
-    crate::admin::handle_admin(
+    // Boxed for the same reason as the AI router: rare and large.
+    Box::pin(crate::admin::handle_admin(
         &shared.config,
         &*shared.platform,
         &shared.auth,
         admin,
         subpath,
         request,
-    )
+    ))
     .await
 }

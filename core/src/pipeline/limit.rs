@@ -9,7 +9,8 @@
 //! the [`Reservation`] it puts in the context is settled by the dispatch.
 //!
 //! Reads `route`, `identity`, `client`, then `ai` and `model`. Adds
-//! `plans`, `subject`, `limited`, `rate_limits`, `reservation`. Errors: 429
+//! `plans`, `subject`, `limited`, `rate_limits` (only when some plan
+//! applies), `reservation`. Errors: 429
 //! (`rate_limit_exceeded`, or `insufficient_quota` for budgets), 503 when
 //! the store fails and the plan fails closed.
 
@@ -42,16 +43,16 @@ pub async fn requests<P: Platform>(
     if let Some(plan) = consumer_plan.filter(|p| !plans.contains(p)) {
         plans.push(plan);
     }
-    ctx.subject = Some(Subject {
+    if plans.is_empty() {
+        return Ok(());
+    }
+    ctx.subject = Some(Box::new(Subject {
         consumer: ctx.consumer_id().map(str::to_owned),
         route: route.name.clone(),
         model: None,
         ip: ctx.client.and_then(|c| c.ip),
-    });
+    }));
     ctx.plans = plans;
-    if ctx.plans.is_empty() {
-        return Ok(());
-    }
     ctx.limited = true;
     let plans: Vec<&Plan> = ctx.plans.iter().map(|&i| &config.plans[i]).collect();
     let Some(subject) = &ctx.subject else {
@@ -74,7 +75,7 @@ pub async fn reserve<P: Platform>(
     shared: &Arc<Shared<P>>,
     ctx: &mut RequestContext<P>,
 ) -> Result<(), GatewayError> {
-    let (Some(AiRequest::Call(operation)), Some(model)) = (&ctx.ai, ctx.model) else {
+    let (Some(AiRequest::Call(operation)), Some(model)) = (ctx.ai.as_deref(), ctx.model) else {
         return Ok(());
     };
     let config = &shared.config;
@@ -83,7 +84,7 @@ pub async fn reserve<P: Platform>(
     let grants = match &ctx.subject {
         Some(subject) if !ctx.plans.is_empty() => {
             let plans: Vec<&Plan> = ctx.plans.iter().map(|&i| &config.plans[i]).collect();
-            let mut subject = subject.clone();
+            let mut subject = Subject::clone(subject);
             subject.model = Some(model.name.clone());
             let prompt_estimate = operation.prompt_estimate();
             let price = model.price.or_else(|| builtin_price(&model.upstream_model));

@@ -87,7 +87,7 @@ pub async fn run<P: Platform>(shared: &Arc<Shared<P>>, request: Request<Bytes>) 
     async {
         let mut ctx = RequestContext::new(request_id, client, received_ms);
         let result = phases(shared, &mut ctx, request).await;
-        respond::respond(shared, ctx, result)
+        respond::respond(shared, &mut ctx, result)
     }
     .instrument(span)
     .await

@@ -14,7 +14,7 @@ use crate::quota::{LimitStatus, RateLimitSnapshot};
 
 pub fn respond<P: Platform>(
     shared: &Shared<P>,
-    mut ctx: RequestContext<P>,
+    ctx: &mut RequestContext<P>,
     result: Result<Response<Body>, GatewayError>,
 ) -> Response<Body> {
     let clock = shared.platform.clock();
@@ -41,7 +41,7 @@ pub fn respond<P: Platform>(
     let latency_ms = now_ms.saturating_sub(ctx.timings.received_ms);
     let served_by = ctx.attempts.last().map(|a| a.provider.as_str());
     tracing::info!(
-        route = %ctx.route_name(),
+        route = %ctx.route_name(&shared.config),
         consumer = ctx.consumer_id().unwrap_or_default(),
         provider = served_by.unwrap_or_default(),
         attempts = ctx.attempts.len(),

@@ -39,7 +39,6 @@ pub fn route<P: Platform>(
         if let Some(subpath) = below_prefix(path, &admin.path_prefix) {
             ctx.route = Some(RouteRef {
                 index: None,
-                name: "admin".into(),
                 params: Vec::new(),
                 matched_len: admin.path_prefix.len(),
             });
@@ -61,7 +60,6 @@ pub fn route<P: Platform>(
             }
             ctx.route = Some(RouteRef {
                 index: Some(route),
-                name: config.name.clone(),
                 params,
                 matched_len,
             });

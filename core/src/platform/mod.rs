@@ -20,13 +20,14 @@ pub mod memory;
 pub use crate::util::{BackgroundTask, MaybeSend, MaybeSync};
 
 /// Runs `future` until it completes or `timeout` passes on `clock`; `None`
-/// on timeout.
-pub async fn with_timeout<F: Future>(
-    clock: &impl Clock,
+/// on timeout. (A plain function returning the combined future: an `async`
+/// wrapper here would move `future` once more per call — measured.)
+pub fn with_timeout<C: Clock, F: Future>(
+    clock: &C,
     timeout: Duration,
     future: F,
-) -> Option<F::Output> {
-    crate::util::with_timeout(clock.sleep(timeout), future).await
+) -> impl Future<Output = Option<F::Output>> + use<C, F> {
+    crate::util::with_timeout(clock.sleep(timeout), future)
 }
 
 /// The platform's clock behind an `Arc`, so it can move into streams that
