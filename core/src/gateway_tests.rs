@@ -662,3 +662,70 @@ fn gemini_embeddings_go_out_in_batches_of_100_and_come_back_in_order() {
         assert_eq!(item["embedding"][0], i as f64, "vector {i} in input order");
     }
 }
+
+/// Routes where a weaker route follows a protected one with the same
+/// prefix: a path trick must not reach the protected upstream through it.
+const BYPASS_CONFIG: &str = r"
+routes:
+  - name: admin-api
+    match: { path_prefix: /api/admin }
+    auth: { methods: [api_key] }
+    proxy: { url: 'http://admin.internal' }
+  - name: public-api
+    match: { path_prefix: /api }
+    proxy: { url: 'http://rest.internal' }
+  - name: matrix
+    match: { path_prefix: /matrix, allow_semicolons: true }
+    proxy: { url: 'http://matrix.internal' }
+";
+
+#[test]
+fn encoded_or_doubled_paths_cannot_bypass_a_protected_route() {
+    let http = echo_upstream();
+    let config = Config::from_yaml(BYPASS_CONFIG, |_| None).unwrap();
+    let gw = Gateway::new(config, TestPlatform::new(http.clone()));
+    let get = |path: &str| send(&gw, Request::get(path).body(Bytes::new()).unwrap());
+    for path in [
+        "/api/admin/users",
+        "/api/%61dmin/users",
+        "/api//admin/users",
+        "//api/%61dmin//users",
+    ] {
+        let (parts, _) = get(path);
+        assert_eq!(
+            parts.status,
+            StatusCode::UNAUTHORIZED,
+            "{path} missed the admin route"
+        );
+    }
+    for path in [
+        "/api/admin;x/users",
+        "/api/admin%5Cusers",
+        "/api/admin\\users",
+        "/api/%2e%2e/admin",
+        "/api/a%2fb",
+    ] {
+        let (parts, body) = get(path);
+        assert_eq!(parts.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(json(&body)["error"]["code"], "invalid_path", "{path}");
+    }
+    assert!(http.requests().is_empty(), "nothing reached an upstream");
+
+    // What is forwarded is the normalised path.
+    let (parts, _) = get("/api//v1/%7Euser/caf%c3%a9?q=%2f");
+    assert_eq!(parts.status, StatusCode::OK);
+    let (parts, _) = get("/matrix/a;v=1/b");
+    assert_eq!(parts.status, StatusCode::OK);
+    let sent: Vec<String> = http
+        .requests()
+        .iter()
+        .map(|r| r.uri().to_string())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "http://rest.internal/api/v1/~user/caf%C3%A9?q=%2f",
+            "http://matrix.internal/matrix/a;v=1/b"
+        ]
+    );
+}

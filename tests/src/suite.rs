@@ -149,6 +149,7 @@ pub fn cases() -> Vec<Case> {
         request_id_generated_and_echoed,
         hop_by_hop_headers_dropped,
         path_params_rewrite,
+        path_tricks_cannot_bypass_a_protected_route,
         not_found_is_json_404,
         wrong_method_is_json_405,
         body_over_limit_is_413,
@@ -380,6 +381,36 @@ async fn path_params_rewrite(ctx: &Ctx) -> CaseResult {
     let echoed = json_body(response).await?;
     check_eq!(echoed["path"], json!("/user-profiles/42"));
     check_eq!(echoed["query"], json!("expand=orders"));
+    Ok(())
+}
+
+/// `/guarded/admin` needs an API key; `/guarded` after it is public. A path
+/// that upstreams read as `/guarded/admin/...` must meet the key check (401)
+/// or be refused (400), never reach the echo upstream through `/guarded`.
+async fn path_tricks_cannot_bypass_a_protected_route(ctx: &Ctx) -> CaseResult {
+    for path in ["/guarded/%61dmin/users", "/guarded//admin/users"] {
+        let response = send(ctx.client.get(ctx.url(path))).await?;
+        check_eq!((path, response.status()), (path, StatusCode::UNAUTHORIZED));
+    }
+    for path in [
+        "/guarded/admin;x/users",
+        "/guarded/admin%5Cusers",
+        "/guarded/a%2Fb",
+    ] {
+        let response = send(ctx.client.get(ctx.url(path))).await?;
+        let status = response.status();
+        check!(
+            status == StatusCode::BAD_REQUEST,
+            "{path}: {status}, expected 400"
+        );
+        let body = json_body(response).await?;
+        check_eq!(body["error"]["code"], json!("invalid_path"));
+    }
+    // The upstream receives the normalised path.
+    let response = send(ctx.client.get(ctx.url("/guarded//v1/%7Euser/caf%c3%a9"))).await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let echoed = json_body(response).await?;
+    check_eq!(echoed["path"], json!("/guarded/v1/~user/caf%C3%A9"));
     Ok(())
 }
 

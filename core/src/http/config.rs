@@ -150,6 +150,7 @@ impl Validator<'_> {
             host,
             methods,
             path: pattern,
+            allow_semicolons: raw.allow_semicolons,
         })
     }
 

@@ -1,7 +1,9 @@
-//! HTTP mechanics the pipeline uses: route matching ([`routing`]), the REST
+//! HTTP mechanics the pipeline uses: path normalisation ([`normalize`]),
+//! route matching ([`routing`]), the REST
 //! upstream proxy ([`proxy`]) and their config ([`config`]).
 
 pub mod config;
+pub mod normalize;
 pub mod proxy;
 pub mod routing;
 

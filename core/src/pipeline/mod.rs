@@ -6,7 +6,7 @@
 //!
 //! | # | phase | file | reads | adds | errors |
 //! |---|---|---|---|---|---|
-//! | 1 | route: path check, admin prefix, route match | [`route`] | request | `route`, `shape` | 400 path, 404, 405 |
+//! | 1 | route: path normalisation, admin prefix, route match | [`route`] | request (its path is normalised) | `route`, `shape` | 400 path, 404, 405 |
 //! | 2 | authenticate + authorize the route | [`authenticate`] | `route` | `identity` | 401, 403, 503 store |
 //! | 3 | protect: body limit | [`protect`] | `route` | — | 413 |
 //! | 4 | limit: request limits of the route's and consumer's plans | [`limit`] | `route`, `identity`, `client` | `plans`, `subject`, `rate_limits` | 429, 503 |
@@ -97,9 +97,9 @@ pub async fn run<P: Platform>(shared: &Arc<Shared<P>>, request: Request<Bytes>) 
 async fn phases<P: Platform>(
     shared: &Arc<Shared<P>>,
     ctx: &mut RequestContext<P>,
-    request: Request<Bytes>,
+    mut request: Request<Bytes>,
 ) -> Result<Response<Body>, GatewayError> {
-    if let Matched::Admin { subpath } = route::route(shared, ctx, &request)? {
+    if let Matched::Admin { subpath } = route::route(shared, ctx, &mut request)? {
         return dispatch::admin(shared, &subpath, request).await;
     }
     authenticate::authenticate(shared, ctx, &request).await?;

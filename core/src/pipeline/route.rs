@@ -1,8 +1,13 @@
-//! Phase 1: the request id, the path check, the admin prefix and the route
-//! match (config order, first match wins; see `http::routing`).
+//! Phase 1: the request id, path normalisation (`http::normalize`), the
+//! admin prefix and the route match (config order, first match wins; see
+//! `http::routing`).
 //!
-//! Reads the request. Adds `route` and `shape` (OpenAI JSON on `ai`
-//! routes). Errors: 400 for a path it refuses, 404, 405.
+//! Reads the request and rewrites its path to the normalised one, which is
+//! what later phases see and the upstream receives. Adds `route` and
+//! `shape` (OpenAI JSON on `ai` routes). Errors: 400 for a path it refuses
+//! (also a `;` on a route that does not allow it), 404, 405.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::{header, Request};
@@ -11,7 +16,8 @@ use super::context::RouteRef;
 use super::{RequestContext, Shared};
 use crate::config::RouteAction;
 use crate::error::{ErrorShape, GatewayError};
-use crate::http::routing::{check_path, RouteMatch};
+use crate::http::normalize::normalize_path;
+use crate::http::routing::RouteMatch;
 use crate::http::X_REQUEST_ID;
 use crate::platform::Platform;
 use crate::util::hex;
@@ -31,10 +37,14 @@ pub enum Matched {
 pub fn route<P: Platform>(
     shared: &Shared<P>,
     ctx: &mut RequestContext<P>,
-    request: &Request<Bytes>,
+    request: &mut Request<Bytes>,
 ) -> Result<Matched, GatewayError> {
+    let normalized = normalize_path(request.uri().path()).map_err(GatewayError::InvalidPath)?;
+    if let Cow::Owned(path) = normalized {
+        set_path(request, &path)?;
+    }
+    let request = &*request;
     let path = request.uri().path();
-    check_path(path).map_err(GatewayError::InvalidPath)?;
     if let Some(admin) = &shared.config.admin {
         if let Some(subpath) = below_prefix(path, &admin.path_prefix) {
             ctx.route = Some(RouteRef {
@@ -55,6 +65,11 @@ pub fn route<P: Platform>(
             matched_len,
         } => {
             let config = &shared.config.routes[route];
+            if path.contains(';') && !config.matcher.allow_semicolons {
+                return Err(GatewayError::InvalidPath(
+                    "`;` is not allowed in this route's paths",
+                ));
+            }
             if matches!(config.action, RouteAction::Ai(_)) {
                 ctx.shape = ErrorShape::OpenAi;
             }
@@ -75,6 +90,23 @@ pub fn route<P: Platform>(
             path: path.to_owned(),
         }),
     }
+}
+
+/// Replaces the path of `request`'s URI, keeping its query.
+fn set_path(request: &mut Request<Bytes>, path: &str) -> Result<(), GatewayError> {
+    let uri = request.uri();
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query =
+        Some(path_and_query.parse().map_err(|_| {
+            GatewayError::InvalidPath("the normalised path is not a valid URI path")
+        })?);
+    *request.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| GatewayError::InvalidPath("the normalised path is not a valid URI path"))?;
+    Ok(())
 }
 
 /// Keeps a client's `X-Request-Id` when it is 1–128 visible ASCII

@@ -245,6 +245,9 @@ pub struct RawMatch {
     pub methods: Option<Vec<String>>,
     pub path: Option<String>,
     pub path_prefix: Option<String>,
+    /// Paths containing `;` may match this route.
+    #[serde(default)]
+    pub allow_semicolons: bool,
 }
 
 #[derive(Debug, Deserialize)]
