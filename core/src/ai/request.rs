@@ -57,7 +57,6 @@ impl AiRequest {
 pub struct ChatRequest {
     pub body: Map<String, Value>,
     pub model: String,
-    pub messages: Vec<Value>,
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
@@ -66,12 +65,21 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// The `messages` array (checked by [`ChatRequest::parse`]: non-empty,
+    /// each with a string `role`); read in place, never copied.
+    pub fn messages(&self) -> &[Value] {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Parses and checks the fields the gateway relies on; errors are 400s
     /// naming the offending parameter.
     pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
         let (body, model) = parse_object_with_model(bytes)?;
         let messages = match body.get("messages") {
-            Some(Value::Array(messages)) if !messages.is_empty() => messages.clone(),
+            Some(Value::Array(messages)) if !messages.is_empty() => messages,
             Some(Value::Array(_)) => {
                 return Err(GatewayError::invalid_request(
                     "`messages` must contain at least one message.",
@@ -91,7 +99,7 @@ impl ChatRequest {
                 ))
             }
         };
-        for message in &messages {
+        for message in messages {
             if !message.get("role").is_some_and(Value::is_string) {
                 return Err(GatewayError::invalid_request(
                     "Every message must be an object with a string `role`.",
@@ -132,7 +140,6 @@ impl ChatRequest {
         Ok(Self {
             body,
             model,
-            messages,
             stream,
             include_usage,
             max_tokens,
@@ -164,7 +171,7 @@ impl Operation<'_> {
 
     pub fn prompt_estimate(&self) -> u64 {
         match self {
-            Self::Chat(chat) => estimate_prompt_tokens(&chat.messages),
+            Self::Chat(chat) => estimate_prompt_tokens(chat.messages()),
             Self::Embeddings(request) => request.estimated_tokens(),
         }
     }

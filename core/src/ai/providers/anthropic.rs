@@ -110,7 +110,7 @@ pub fn anthropic_request(chat: &ChatRequest, upstream_model: &str) -> Result<Val
 
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
-    for message in &chat.messages {
+    for message in chat.messages() {
         let role = message["role"].as_str().unwrap_or_default();
         match role {
             "system" | "developer" => system.push(text_of(&message["content"])),

@@ -66,9 +66,9 @@ pub fn mock_chat(
     created_unix_s: u64,
 ) -> ProviderReply {
     let (text, finish_reason) =
-        apply_max_tokens(mock_reply_text(&request.messages), request.max_tokens);
+        apply_max_tokens(mock_reply_text(request.messages()), request.max_tokens);
     let usage = Usage::new(
-        estimate_prompt_tokens(&request.messages),
+        estimate_prompt_tokens(request.messages()),
         estimate_tokens(&text),
     );
     let model = request.model.as_str();

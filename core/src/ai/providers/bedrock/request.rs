@@ -82,7 +82,7 @@ pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     }
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
-    for message in &chat.messages {
+    for message in chat.messages() {
         match message["role"].as_str().unwrap_or_default() {
             "system" | "developer" => {
                 let text = content_text(&message["content"]);
@@ -164,7 +164,7 @@ pub fn bedrock_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     // already holds tool calls or results, which Converse only accepts
     // with a `toolConfig` (sent then without a `toolChoice`).
     let history_has_tools = chat
-        .messages
+        .messages()
         .iter()
         .any(|m| m["role"] == "tool" || m.get("tool_calls").is_some_and(|c| !c.is_null()));
     let send_tools = choice != Some(Value::Null) || history_has_tools;

@@ -132,7 +132,7 @@ pub fn gemini_request(chat: &ChatRequest) -> Result<Value, GatewayError> {
     let mut contents: Vec<Value> = Vec::new();
     // Gemini answers tool results by function name, OpenAI by call id.
     let mut call_names: HashMap<String, String> = HashMap::new();
-    for message in &chat.messages {
+    for message in chat.messages() {
         match message["role"].as_str().unwrap_or_default() {
             "system" | "developer" => system.push(content_text(&message["content"])),
             "user" => push_turn(&mut contents, "parts", "user", parts(&message["content"])?),
