@@ -729,3 +729,19 @@ fn encoded_or_doubled_paths_cannot_bypass_a_protected_route() {
         ]
     );
 }
+
+#[test]
+fn a_max_tokens_near_u64_max_is_a_400_not_a_500() {
+    let gw = gateway(echo_upstream());
+    for field in ["max_tokens", "max_completion_tokens"] {
+        let body = format!(
+            r#"{{"model":"mock-gpt","messages":[{{"role":"user","content":"hi"}}],"{field}":18446744073709551615}}"#
+        );
+        let request = Request::post("/v1/chat/completions")
+            .body(Bytes::from(body))
+            .unwrap();
+        let (parts, body) = send(&gw, request);
+        assert_eq!(parts.status, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(json(&body)["error"]["param"], "max_tokens", "{field}");
+    }
+}

@@ -55,7 +55,7 @@ pub fn reservation_amount(
         .unwrap_or(plan.reserve_completion_tokens);
     match limit.unit {
         Unit::Requests => (limit.scope == Scope::ConsumerModel).then_some(1),
-        Unit::Tokens => Some(prompt_estimate + completion),
+        Unit::Tokens => Some(prompt_estimate.saturating_add(completion)),
         Unit::PromptTokens => Some(prompt_estimate),
         Unit::CompletionTokens => Some(completion),
         Unit::SpendMicroUsd => Some(micro_usd(price, &Usage::new(prompt_estimate, completion))),

@@ -9,6 +9,10 @@ use super::json::parse_object_with_model;
 use super::usage::estimate_prompt_tokens;
 use crate::error::GatewayError;
 
+/// The largest `max_tokens` accepted (no model comes near it); larger
+/// values are refused, so accounting never sums near `u64::MAX`.
+pub const MAX_TOKENS_CAP: u64 = u32::MAX as u64;
+
 /// What a request on an `ai` route asks for, once parsed.
 pub enum AiRequest {
     /// `POST {prefix}/chat/completions` or `POST {prefix}/embeddings`.
@@ -128,7 +132,13 @@ impl ChatRequest {
         {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
-                Some(n) if n > 0 => Some(n),
+                Some(n) if n > 0 && n <= MAX_TOKENS_CAP => Some(n),
+                Some(n) if n > 0 => {
+                    return Err(GatewayError::invalid_request(
+                        format!("`max_tokens` is too large: {n} (at most {MAX_TOKENS_CAP})."),
+                        Some("max_tokens"),
+                    ))
+                }
                 _ => {
                     return Err(GatewayError::invalid_request(
                         "`max_tokens` must be a positive integer.",
@@ -279,6 +289,24 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_huge_max_tokens_is_refused_not_summed() {
+        let error = parse_err(
+            r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":18446744073709551615}"#,
+        );
+        assert!(
+            matches!(error, GatewayError::InvalidRequest { param: Some("max_tokens"), ref message } if message.contains("too large")),
+            "{error:?}"
+        );
+        let at_cap = format!(
+            r#"{{"model":"m","messages":[{{"role":"user"}}],"max_completion_tokens":{MAX_TOKENS_CAP}}}"#
+        );
+        assert_eq!(
+            ChatRequest::parse(at_cap.as_bytes()).unwrap().max_tokens,
+            Some(MAX_TOKENS_CAP)
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ impl Usage {
         Self {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
             cached_tokens: 0,
         }
     }
@@ -32,7 +32,10 @@ impl Usage {
     pub fn with_cache(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Self {
         Self {
             cached_tokens: cache_read,
-            ..Self::new(input + cache_read + cache_write, output)
+            ..Self::new(
+                input.saturating_add(cache_read).saturating_add(cache_write),
+                output,
+            )
         }
     }
 
