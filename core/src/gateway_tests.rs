@@ -745,3 +745,27 @@ fn a_max_tokens_near_u64_max_is_a_400_not_a_500() {
         assert_eq!(json(&body)["error"]["param"], "max_tokens", "{field}");
     }
 }
+
+#[test]
+fn an_upstream_401_about_the_provider_key_is_a_502_that_does_not_echo_it() {
+    let http = FakeHttp::new(|_| {
+        let body = r#"{"error":{"message":"Incorrect API key provided: sk-test-***-key. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        FakeReply::Respond(response)
+    });
+    let gw = gateway(http);
+    let request = Request::post("/v1/chat/completions")
+        .body(Bytes::from_static(
+            br#"{"model":"big","messages":[{"role":"user","content":"hi"}]}"#,
+        ))
+        .unwrap();
+    let (parts, body) = send(&gw, request);
+    assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        !text.contains("sk-test") && !text.contains("API key"),
+        "{text}"
+    );
+    assert_eq!(json(&body)["error"]["code"], "upstream_error");
+}

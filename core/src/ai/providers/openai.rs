@@ -270,7 +270,9 @@ fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 /// Client errors (4xx) in OpenAI's error shape reach the client as sent, with
-/// their status and `Retry-After`; upstream 5xx and malformed errors become
+/// their status and `Retry-After` — except 401 and 403, which are about the
+/// gateway's provider credentials, not the client's request (and their text
+/// may echo part of the key): those, upstream 5xx and malformed errors become
 /// 502 with the upstream body kept in the log only.
 async fn handle_openai_error(
     status: StatusCode,
@@ -281,7 +283,8 @@ async fn handle_openai_error(
     let is_openai_error = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .is_some_and(|v| v.get("error").is_some_and(Value::is_object));
-    if status.is_client_error() && is_openai_error {
+    let about_our_credentials = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    if status.is_client_error() && is_openai_error && !about_our_credentials {
         let mut reply = Response::new(Body::from(bytes));
         *reply.status_mut() = status;
         copy_passthrough_headers(headers, reply.headers_mut());
