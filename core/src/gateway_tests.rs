@@ -406,7 +406,9 @@ fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
     let (parts, body) = send(&gw, request);
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(json(&body)["usage"]["total_tokens"], 7);
-    assert_eq!(parts.headers["x-ratelimit-remaining-requests"], "99");
+    // The provider's rate limits describe the gateway's account: not relayed
+    // unless the route opts in (see the next test).
+    assert!(!parts.headers.contains_key("x-ratelimit-remaining-requests"));
     assert!(!parts.headers.contains_key("set-cookie"));
 
     let sent = &http.requests()[0];
@@ -768,4 +770,28 @@ fn an_upstream_401_about_the_provider_key_is_a_502_that_does_not_echo_it() {
         "{text}"
     );
     assert_eq!(json(&body)["error"]["code"], "upstream_error");
+}
+
+#[test]
+fn provider_rate_limit_headers_are_relayed_only_where_the_route_opts_in() {
+    let config = CONFIG.replace(
+        "ai: { timeout_ms: 1000 }",
+        "ai: { timeout_ms: 1000, forward_provider_rate_limits: true }",
+    );
+    let config = Config::from_yaml(&config, |_| Some("sk-test-key".to_owned())).unwrap();
+    let http = FakeHttp::new(|_| {
+        let body = r#"{"id":"c1","object":"chat.completion","model":"big-2025-01","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let mut response = Response::new(Body::from(body));
+        response
+            .headers_mut()
+            .insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
+        FakeReply::Respond(response)
+    });
+    let gw = Gateway::new(config, TestPlatform::new(http));
+    let (parts, _) = send(
+        &gw,
+        chat(r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#),
+    );
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["x-ratelimit-remaining-requests"], "99");
 }

@@ -18,6 +18,9 @@ pub const DEFAULT_AI_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct AiRoute {
     pub timeout: Duration,
+    /// Relay the provider's `x-ratelimit-*` headers (off: they describe the
+    /// gateway's provider account, not the client's limits).
+    pub forward_provider_rate_limits: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +103,10 @@ impl Validator<'_> {
             ai.timeout_ms,
             DEFAULT_AI_TIMEOUT,
         );
-        AiRoute { timeout }
+        AiRoute {
+            timeout,
+            forward_provider_rate_limits: ai.forward_provider_rate_limits,
+        }
     }
 
     /// Providers (by name) and the models they serve.

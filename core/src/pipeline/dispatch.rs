@@ -103,6 +103,12 @@ pub async fn dispatch<P: Platform>(
                 &mut ctx.attempts,
             ))
             .await
+            .map(|mut response| {
+                if !ai_route.forward_provider_rate_limits {
+                    remove_provider_rate_limits(response.headers_mut());
+                }
+                response
+            })
         }
     }
 }
@@ -128,4 +134,18 @@ pub async fn admin<P: Platform>(
         request,
     ))
     .await
+}
+
+/// Drops the provider's `x-ratelimit-*` headers: they describe the
+/// gateway's account with the provider. (Routes with plans get the
+/// gateway's own in the respond phase.)
+fn remove_provider_rate_limits(headers: &mut http::HeaderMap) {
+    let names: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-ratelimit-"))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
 }

@@ -264,6 +264,9 @@ pub struct RawProxy {
 #[serde(deny_unknown_fields)]
 pub struct RawAi {
     pub timeout_ms: Option<u64>,
+    /// Relay the provider's `x-ratelimit-*` headers to clients.
+    #[serde(default)]
+    pub forward_provider_rate_limits: bool,
 }
 
 /// USD per million tokens (`ai::pricing::Price` once validated).
