@@ -190,6 +190,14 @@ impl Validator<'_> {
         }
         policy.jwt_issuers.sort_unstable();
         policy.jwt_issuers.dedup();
+        if !policy.required_scopes.is_empty() && policy.jwt_issuers.is_empty() {
+            // API keys carry no scopes: every request would get 403.
+            self.issue(
+                format!("{path}.required_scopes"),
+                "scopes come from JWTs: add a `jwt` method, or drop `required_scopes` (API keys carry no scopes)",
+            );
+            return None;
+        }
         Some(policy)
     }
 }

@@ -428,6 +428,22 @@ routes:
     }
 
     #[test]
+    fn required_scopes_on_an_api_key_only_route_are_an_error() {
+        let yaml = r"
+routes:
+  - match: { path_prefix: /api }
+    auth: { methods: [api_key], required_scopes: [reports:read] }
+    proxy: { url: 'http://127.0.0.1:9' }
+";
+        let errors = errors(yaml);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("routes[0].auth.required_scopes: scopes come from JWTs"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn zero_limits_and_timeouts_are_rejected() {
         let yaml = "server: { max_body_bytes: 0 }\nroutes:\n  - match: { path_prefix: /a }\n    max_body_bytes: 0\n    proxy: { url: 'http://a', timeout_ms: 0 }\n";
         let errs = errors(yaml);
