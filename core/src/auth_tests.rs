@@ -285,6 +285,34 @@ fn unknown_wrong_and_expired_keys_are_401() {
 }
 
 #[test]
+fn ambiguous_credentials_are_401() {
+    let w = world();
+    let (key, _) = consumer_with_key(&w, "team-a", json!({}));
+    let (other, _) = consumer_with_key(&w, "team-b", json!({}));
+    // Two Authorization headers: the second one must not be ignored.
+    let mut request = chat(bearer(&key), "mock-gpt");
+    request
+        .headers_mut()
+        .append("authorization", format!("Bearer {other}").parse().unwrap());
+    let (parts, body) = send(&w.gw, request);
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{body}");
+    // Two different keys in two headers.
+    let mut request = chat(bearer(&key), "mock-gpt");
+    request
+        .headers_mut()
+        .insert("x-api-key", other.parse().unwrap());
+    let (parts, _) = send(&w.gw, request);
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    // The same key in two headers is fine.
+    let mut request = chat(bearer(&key), "mock-gpt");
+    request
+        .headers_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    let (parts, body) = send(&w.gw, request);
+    assert_eq!(parts.status, StatusCode::OK, "{body}");
+}
+
+#[test]
 fn consumer_allow_lists_are_403() {
     let w = world();
     let (key, _) = consumer_with_key(

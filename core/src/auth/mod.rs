@@ -161,6 +161,35 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     found
 }
 
+const AMBIGUOUS: &str =
+    "Send one credential: the request has the same credential header twice, or two different API keys.";
+
+/// A credential header sent twice, or two different gateway API keys in
+/// different headers: which one would be judged depends on order, and a
+/// proxy in front may have appended one. Refused rather than guessed.
+fn ambiguous_credentials(headers: &HeaderMap) -> bool {
+    let mut keys: Vec<&str> = Vec::new();
+    for name in CREDENTIAL_HEADERS {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return true;
+        }
+        let Some(value) = first.and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let value = value.trim();
+        let value = match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => value,
+        };
+        if value.starts_with(api_key::KEY_PREFIX) {
+            keys.push(value);
+        }
+    }
+    keys.windows(2).any(|pair| pair[0] != pair[1])
+}
+
 fn unauthorized(message: &'static str, invalid_token: bool) -> GatewayError {
     GatewayError::Unauthorized {
         message,
@@ -246,6 +275,9 @@ pub(crate) async fn authenticate<P: Platform>(
     policy: &RouteAuth,
     headers: &HeaderMap,
 ) -> Result<Identity, GatewayError> {
+    if ambiguous_credentials(headers) {
+        return Err(unauthorized(AMBIGUOUS, true));
+    }
     let found = credentials(headers);
     if let (true, Some(key)) = (policy.api_key, found.api_key) {
         return verify_api_key(config, platform, state, key).await;
