@@ -53,12 +53,16 @@ fn refuse(message: &str, param: &'static str) -> GatewayError {
 }
 
 /// OpenAI content (string or parts) → Anthropic content blocks.
+/// Empty text is dropped: Anthropic refuses empty text blocks, and agent
+/// frameworks send `content: ""` beside an assistant's `tool_calls`.
 fn content_blocks(content: &Value) -> Result<Vec<Value>, GatewayError> {
     match content {
         Value::Null => Ok(Vec::new()),
+        Value::String(text) if text.is_empty() => Ok(Vec::new()),
         Value::String(text) => Ok(vec![json!({"type": "text", "text": text})]),
         Value::Array(parts) => parts
             .iter()
+            .filter(|part| !super::is_empty_text_part(part))
             .map(|part| match part.get("type").and_then(Value::as_str) {
                 Some("text") => Ok(
                     json!({"type": "text", "text": part.get("text").cloned().unwrap_or_default()}),
@@ -477,6 +481,34 @@ mod tests {
 
     fn chat(body: Value) -> ChatRequest {
         ChatRequest::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn empty_assistant_text_beside_tool_calls_is_dropped() {
+        let request = chat(json!({
+            "model": "claude",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+                {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "thanks"}]}
+            ]
+        }));
+        let out = anthropic_request(&request, "claude-x").unwrap();
+        let assistant = &out["messages"][1]["content"];
+        assert_eq!(assistant.as_array().unwrap().len(), 1, "{assistant}");
+        assert_eq!(assistant[0]["type"], "tool_use");
+        let last = out["messages"].as_array().unwrap().last().unwrap().clone();
+        let texts: Vec<&Value> = last["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .collect();
+        assert_eq!(texts.len(), 1, "{last}");
+        assert_eq!(texts[0]["text"], "thanks");
     }
 
     #[test]

@@ -103,6 +103,15 @@ pub(crate) fn unsupported(vendor: &str, what: &str, param: &'static str) -> Gate
     )
 }
 
+/// A `{"type":"text"}` part whose text is empty or missing.
+pub(crate) fn is_empty_text_part(part: &Value) -> bool {
+    part.get("type").and_then(Value::as_str) == Some("text")
+        && part
+            .get("text")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+}
+
 /// OpenAI's `stop` (a string or an array) as a list of stop sequences.
 pub(crate) fn stop_sequences(body: &Map<String, Value>) -> Option<Value> {
     match body.get("stop") {

@@ -92,12 +92,16 @@ pub fn clean_schema(schema: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Empty text is dropped: Gemini refuses empty text parts, and agent
+/// frameworks send `content: ""` beside an assistant's `tool_calls`.
 fn parts(content: &Value) -> Result<Vec<Value>, GatewayError> {
     match content {
         Value::Null => Ok(Vec::new()),
+        Value::String(text) if text.is_empty() => Ok(Vec::new()),
         Value::String(text) => Ok(vec![json!({"text": text})]),
         Value::Array(items) => items
             .iter()
+            .filter(|part| !crate::ai::providers::is_empty_text_part(part))
             .map(|part| match part.get("type").and_then(Value::as_str) {
                 Some("text") => Ok(json!({"text": part.get("text").cloned().unwrap_or_default()})),
                 Some("image_url") => {
@@ -262,6 +266,29 @@ mod tests {
 
     fn chat(body: Value) -> ChatRequest {
         ChatRequest::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn empty_model_text_beside_function_calls_is_dropped() {
+        let request = chat(json!({
+            "model": "gemini",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+            ]
+        }));
+        let out = gemini_request(&request).unwrap();
+        let model_turn = &out["contents"][1];
+        assert_eq!(model_turn["role"], "model");
+        let parts = model_turn["parts"].as_array().unwrap();
+        assert!(
+            parts.iter().all(|p| p.get("text").is_none()),
+            "empty text part sent: {model_turn}"
+        );
+        assert!(parts.iter().any(|p| p.get("functionCall").is_some()));
     }
 
     #[test]
