@@ -389,6 +389,40 @@ fn jwt_with_each_algorithm_family() {
     );
 }
 
+/// An HS256 token with a hand-written header (to add fields
+/// `jsonwebtoken::Header` cannot carry), validly signed with the test secret.
+fn hs256_with_header(header: &Value, claims: &Value) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let signing_input = format!("{}.{}", b64(header), b64(claims));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HS_SECRET.as_bytes()).unwrap();
+    mac.update(signing_input.as_bytes());
+    let signature =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{signature}")
+}
+
+#[test]
+fn jwt_critical_header_extensions_are_refused() {
+    let w = world();
+    let good = claims(ISS, AUD, "someone", now_s(&w));
+    // The hand-signed token is accepted without extensions, so the refusals
+    // below are about `crit` and `b64`, not the signing.
+    let plain = hs256_with_header(&json!({"alg": "HS256", "typ": "JWT", "kid": "hs1"}), &good);
+    let (parts, body) = send(&w.gw, chat(bearer(&plain), "mock-gpt"));
+    assert_eq!(parts.status, StatusCode::OK, "{body}");
+    for header in [
+        json!({"alg": "HS256", "kid": "hs1", "crit": ["http://example.com/ext"], "http://example.com/ext": true}),
+        json!({"alg": "HS256", "kid": "hs1", "crit": ["b64"], "b64": false}),
+        json!({"alg": "HS256", "kid": "hs1", "b64": false}),
+    ] {
+        let token = hs256_with_header(&header, &good);
+        let (parts, _) = send(&w.gw, chat(bearer(&token), "mock-gpt"));
+        assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{header}");
+    }
+}
+
 #[test]
 fn jwt_attacks_are_refused() {
     let w = world();

@@ -326,6 +326,24 @@ fn check_claims(
     })
 }
 
+/// RFC 7515 §4.1.11: a `crit` header names extensions the verifier must
+/// understand, and this gateway understands none, so any `crit` is refused;
+/// so is `b64: false` (RFC 7797, an unencoded payload). The header is read
+/// again here because `jsonwebtoken`'s `Header` drops unknown fields.
+fn has_unsupported_extensions(token: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return true;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return true;
+    };
+    let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&bytes) else {
+        return true;
+    };
+    header.contains_key("crit") || header.get("b64") == Some(&Value::Bool(false))
+}
+
 /// Verifies `token` for `issuer`.
 pub async fn verify_token(
     issuer: &JwtIssuer,
@@ -338,6 +356,9 @@ pub async fn verify_token(
         return Err(JwtFailure::Malformed);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| JwtFailure::Malformed)?;
+    if has_unsupported_extensions(token) {
+        return Err(JwtFailure::Malformed);
+    }
     let keys = candidate_keys(issuer, header.kid.as_deref(), http, clock, cache).await;
     if keys.is_empty() {
         return Err(JwtFailure::UnknownKey);
