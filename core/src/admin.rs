@@ -60,8 +60,7 @@ fn check_admin_key(admin: &AdminConfig, request: &Request<Bytes>) -> Result<(), 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim())
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        .map(|(_, key)| key.trim());
     let Some(presented) = presented else {
         return Err(GatewayError::Unauthorized {
             message: "The admin API needs the admin key: `Authorization: Bearer <admin key>`.",
@@ -78,11 +77,24 @@ fn check_admin_key(admin: &AdminConfig, request: &Request<Bytes>) -> Result<(), 
     }
 }
 
+/// Largest admin request body (consumers and key requests are small).
+pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON object body (empty means `{}`). An array is refused although
+/// serde would read a struct from one (`[]` would have created a key).
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, GatewayError> {
-    if body.is_empty() {
-        return serde_json::from_slice(b"{}").map_err(|e| GatewayError::InvalidJson(e.to_string()));
+    let value = if body.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?
+    };
+    if !value.is_object() {
+        return Err(GatewayError::invalid_request(
+            "The request body must be a JSON object.",
+            None,
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))
+    serde_json::from_value(value).map_err(|e| GatewayError::InvalidJson(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -138,6 +150,17 @@ pub(crate) async fn handle_admin<P: Platform>(
     request: Request<Bytes>,
 ) -> Result<Response<Body>, GatewayError> {
     check_admin_key(admin, &request)?;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |n: u64| n > MAX_ADMIN_BODY_BYTES as u64;
+    if declared.is_some_and(too_large) || too_large(request.body().len() as u64) {
+        return Err(GatewayError::PayloadTooLarge {
+            limit: MAX_ADMIN_BODY_BYTES,
+        });
+    }
     let kv = platform.kv();
     let method = request.method().clone();
     let segments: Vec<&str> = subpath.trim_matches('/').split('/').collect();

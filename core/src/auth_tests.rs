@@ -171,6 +171,30 @@ fn missing_credentials_are_401_with_challenge() {
 }
 
 #[test]
+fn admin_api_takes_only_bearer_keys_object_bodies_and_small_bodies() {
+    let w = world();
+    // The admin key only as `Authorization: Bearer` (as documented).
+    let request = Request::get("/admin/consumers/x")
+        .header("x-api-key", ADMIN_KEY)
+        .body(Bytes::new())
+        .unwrap();
+    let (parts, _) = send(&w.gw, request);
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    // A JSON array is not an object, even where every field is optional.
+    let (status, _) = admin(&w.gw, "POST", "/consumers", json!({"id": "arr"}));
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = admin(&w.gw, "POST", "/consumers/arr/keys", json!([]));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = admin(&w.gw, "GET", "/consumers/arr/keys", Value::Null);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(0), "{body}");
+    // Bodies are bounded.
+    let big = json!({"id": "big", "metadata": {"pad": "x".repeat(100 * 1024)}});
+    let (status, _) = admin(&w.gw, "POST", "/consumers", big);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[test]
 fn admin_api_needs_the_admin_key() {
     let w = world();
     let request = Request::post("/admin/consumers")
