@@ -13,6 +13,106 @@ use crate::error::GatewayError;
 /// values are refused, so accounting never sums near `u64::MAX`.
 pub const MAX_TOKENS_CAP: u64 = u32::MAX as u64;
 
+/// The JSON type a known Chat Completions parameter must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    Number,
+    Integer,
+    Bool,
+    String,
+    Object,
+    /// A string or an array of strings (`stop`).
+    StringOrStrings,
+    /// A string or an object (`tool_choice`).
+    StringOrObject,
+}
+
+/// Parameters the gateway reads or translates, with their types (OpenAI's
+/// API reference, Chat Completions request body). `null` means unset.
+const PARAMETER_KINDS: [(&str, Kind); 17] = [
+    ("temperature", Kind::Number),
+    ("top_p", Kind::Number),
+    ("presence_penalty", Kind::Number),
+    ("frequency_penalty", Kind::Number),
+    ("n", Kind::Integer),
+    ("seed", Kind::Integer),
+    ("top_logprobs", Kind::Integer),
+    ("logprobs", Kind::Bool),
+    ("parallel_tool_calls", Kind::Bool),
+    ("store", Kind::Bool),
+    ("user", Kind::String),
+    ("response_format", Kind::Object),
+    ("stream_options", Kind::Object),
+    ("metadata", Kind::Object),
+    ("logit_bias", Kind::Object),
+    ("stop", Kind::StringOrStrings),
+    ("tool_choice", Kind::StringOrObject),
+];
+
+/// Refuses a known parameter of the wrong type, and malformed `tools`,
+/// before anything is reserved or sent (a vendor would refuse them later,
+/// or a translator would silently drop them).
+fn check_parameter_types(body: &Map<String, Value>) -> Result<(), GatewayError> {
+    for (name, kind) in PARAMETER_KINDS {
+        let Some(value) = body.get(name).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let ok = match kind {
+            Kind::Number => value.is_number(),
+            Kind::Integer => value.is_i64() || value.is_u64(),
+            Kind::Bool => value.is_boolean(),
+            Kind::String => value.is_string(),
+            Kind::Object => value.is_object(),
+            Kind::StringOrStrings => {
+                value.is_string()
+                    || value
+                        .as_array()
+                        .is_some_and(|items| items.iter().all(Value::is_string))
+            }
+            Kind::StringOrObject => value.is_string() || value.is_object(),
+        };
+        if !ok {
+            let expected = match kind {
+                Kind::Number => "a number",
+                Kind::Integer => "an integer",
+                Kind::Bool => "a boolean",
+                Kind::String => "a string",
+                Kind::Object => "an object",
+                Kind::StringOrStrings => "a string or an array of strings",
+                Kind::StringOrObject => "a string or an object",
+            };
+            return Err(GatewayError::invalid_request(
+                format!("`{name}` must be {expected}."),
+                Some(name),
+            ));
+        }
+    }
+    match body.get("tools") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(tools)) => {
+            for tool in tools {
+                let kind = tool.get("type").and_then(Value::as_str);
+                let named = tool
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                if kind.is_none() || (kind == Some("function") && !named) {
+                    return Err(GatewayError::invalid_request(
+                        "Every tool must be an object with a `type`; a `function` tool needs `function.name`.",
+                        Some("tools"),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(GatewayError::invalid_request(
+            "`tools` must be an array.",
+            Some("tools"),
+        )),
+    }
+}
+
 /// What a request on an `ai` route asks for, once parsed.
 pub enum AiRequest {
     /// `POST {prefix}/chat/completions` or `POST {prefix}/embeddings`.
@@ -111,6 +211,7 @@ impl ChatRequest {
                 ));
             }
         }
+        check_parameter_types(&body)?;
         let stream = match body.get("stream") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -307,6 +408,38 @@ mod tests {
             ChatRequest::parse(at_cap.as_bytes()).unwrap().max_tokens,
             Some(MAX_TOKENS_CAP)
         );
+    }
+
+    #[test]
+    fn wrong_parameter_types_and_malformed_tools_are_400_naming_them() {
+        let base = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]"#;
+        let cases: [(&str, &str); 11] = [
+            (r#""temperature":"hot""#, "temperature"),
+            (r#""temperature":[]"#, "temperature"),
+            (r#""top_p":{}"#, "top_p"),
+            (r#""n":1.5"#, "n"),
+            (r#""stop":[1]"#, "stop"),
+            (r#""user":7"#, "user"),
+            (r#""tool_choice":3"#, "tool_choice"),
+            (r#""tools":"x""#, "tools"),
+            (r#""tools":{}"#, "tools"),
+            (r#""tools":[1]"#, "tools"),
+            (r#""tools":[{"type":"function","function":{}}]"#, "tools"),
+        ];
+        for (extra, param) in cases {
+            let body = format!("{base},{extra}}}");
+            match ChatRequest::parse(body.as_bytes()) {
+                Err(GatewayError::InvalidRequest { param: Some(p), .. }) => {
+                    assert_eq!(p, param, "{extra}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        // Right types, nulls and non-function tool types are accepted.
+        let ok = format!(
+            r#"{base},"temperature":0.2,"top_p":null,"n":1,"stop":["x"],"tool_choice":"auto","tools":[{{"type":"function","function":{{"name":"f"}}}},{{"type":"custom","custom":{{"name":"g"}}}}]}}"#
+        );
+        assert!(ChatRequest::parse(ok.as_bytes()).is_ok());
     }
 
     #[test]
