@@ -1031,8 +1031,10 @@ async fn api_key_lifecycle(ctx: &Ctx) -> CaseResult {
     let (status, listed) =
         admin_call(ctx, Method::GET, &format!("/consumers/{id}/keys"), None).await?;
     check_eq!(status, StatusCode::OK);
-    // The secret follows `sk-gw-<8 hex id>_` (it may itself contain `_`).
-    let secret_part = key.get("sk-gw-".len() + 9..).unwrap_or_default();
+    // The secret follows `sk-gw-<id>_` (it may itself contain `_`).
+    let secret_part = key
+        .get(format!("sk-gw-{key_id}_").len()..)
+        .unwrap_or_default();
     check!(secret_part.len() >= 40, "unexpected key shape {key}");
     check!(
         !listed.to_string().contains(secret_part),
