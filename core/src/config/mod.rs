@@ -444,6 +444,32 @@ routes:
     }
 
     #[test]
+    fn limit_windows_are_bounded_and_ipv6_prefix_belongs_to_ip_limits() {
+        let yaml = r"
+plans:
+  p:
+    limits:
+      - { requests: 1, window_s: 40000000 }
+      - { requests: 1, window_s: 60, ipv6_prefix: 48 }
+      - { requests: 1, window_s: 60, scope: ip, ipv6_prefix: 0 }
+      - { requests: 1, window_s: 60, scope: ip, ipv6_prefix: 56 }
+routes:
+  - match: { path_prefix: /api }
+    plan: p
+    proxy: { url: 'http://127.0.0.1:9' }
+";
+        let errors = errors(yaml);
+        assert_eq!(
+            errors,
+            [
+                "plans.p.limits[0].window_s: must be at most 31622400 (366 days)",
+                "plans.p.limits[1].ipv6_prefix: only applies to `scope: ip`",
+                "plans.p.limits[2].ipv6_prefix: must be 1 to 128",
+            ]
+        );
+    }
+
+    #[test]
     fn zero_limits_and_timeouts_are_rejected() {
         let yaml = "server: { max_body_bytes: 0 }\nroutes:\n  - match: { path_prefix: /a }\n    max_body_bytes: 0\n    proxy: { url: 'http://a', timeout_ms: 0 }\n";
         let errs = errors(yaml);

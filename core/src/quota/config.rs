@@ -6,6 +6,9 @@ use super::{Algorithm, FailMode, Limit, Plan, Scope, Unit};
 use crate::schema::raw::{RawLimit, RawPlan};
 use crate::schema::validate::Validator;
 
+/// The longest limit window: a year and a day covers yearly budgets.
+const MAX_WINDOW_S: u64 = 366 * 24 * 3600;
+
 impl Validator<'_> {
     pub(crate) fn plan(&mut self, path: &str, name: String, raw: RawPlan) -> Option<Plan> {
         let on_store_error = match raw.on_store_error.as_deref() {
@@ -86,6 +89,13 @@ impl Validator<'_> {
             self.issue(format!("{path}.window_s"), "must be greater than 0");
             return None;
         }
+        if raw.window_s > MAX_WINDOW_S {
+            self.issue(
+                format!("{path}.window_s"),
+                format!("must be at most {MAX_WINDOW_S} (366 days)"),
+            );
+            return None;
+        }
         let scope = match raw.scope.as_deref().unwrap_or("consumer") {
             "consumer" => Scope::Consumer,
             "consumer_route" => Scope::ConsumerRoute,
@@ -110,6 +120,18 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let ipv6_prefix = match (raw.ipv6_prefix, scope) {
+            (None, _) => 64,
+            (Some(bits @ 1..=128), Scope::Ip) => bits,
+            (Some(_), Scope::Ip) => {
+                self.issue(format!("{path}.ipv6_prefix"), "must be 1 to 128");
+                return None;
+            }
+            (Some(_), _) => {
+                self.issue(format!("{path}.ipv6_prefix"), "only applies to `scope: ip`");
+                return None;
+            }
+        };
         Some(Limit {
             name,
             scope,
@@ -117,6 +139,7 @@ impl Validator<'_> {
             window_ms: raw.window_s.saturating_mul(1000),
             max: *max,
             algorithm,
+            ipv6_prefix,
         })
     }
 }

@@ -118,6 +118,10 @@ pub struct Limit {
     pub window_ms: u64,
     pub max: u64,
     pub algorithm: Algorithm,
+    /// `ip` scope: IPv6 clients are counted per prefix of this length (a
+    /// /64 is one customer's network; one client can rotate through all of
+    /// it). IPv4 clients are counted per address.
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -175,14 +179,34 @@ pub fn counter_key(plan: &str, limit: &Limit, subject: &Subject, index: u64) -> 
         Scope::Consumer => format!("c:{consumer}"),
         Scope::ConsumerRoute => format!("c:{consumer}/r:{}", subject.route),
         Scope::ConsumerModel => format!("c:{consumer}/m:{}", subject.model.as_deref()?),
+        // Without a client address (the runtime gave none) every request
+        // shares the `unknown` counter.
         Scope::Ip => format!(
             "ip:{}",
-            subject
-                .ip
-                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+            subject.ip.map_or_else(
+                || "unknown".to_owned(),
+                |ip| ip_counter_id(ip, limit.ipv6_prefix)
+            )
         ),
     };
     Some(format!("quota/{plan}/{}/{scope}/{index}", limit.name))
+}
+
+/// The address an `ip` counter is about: an IPv4 address (also when mapped
+/// into IPv6) as is, an IPv6 address as its `prefix`-bit network.
+fn ip_counter_id(ip: IpAddr, prefix: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let bits = u128::from(v6);
+                let prefix = u32::from(prefix.clamp(1, 128));
+                let mask = u128::MAX << (128 - prefix);
+                format!("{}/{prefix}", std::net::Ipv6Addr::from(bits & mask))
+            }
+        },
+    }
 }
 
 /// One admitted consumption, to settle or roll back.
@@ -265,6 +289,11 @@ impl QuotaState {
         let mut map = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() > 10_000 {
             map.retain(|_, (_, until)| *until > now_ms);
+            // Still full (many live keys, e.g. one per client IP): start
+            // over; entries are only a cache of a store read.
+            if map.len() > 10_000 {
+                map.clear();
+            }
         }
         map.insert(key, (used, until_ms));
     }
@@ -572,6 +601,7 @@ mod tests {
             window_ms: 60_000,
             max: 1,
             algorithm: Algorithm::FixedWindow,
+            ipv6_prefix: 64,
         };
         let mut subject = Subject {
             consumer: Some("a".into()),
@@ -584,6 +614,52 @@ mod tests {
         assert_eq!(
             counter_key("free", &limit, &subject, 7).unwrap(),
             "quota/free/rpm/c:a/m:m/7"
+        );
+    }
+
+    #[test]
+    fn ip_counters_cover_an_ipv6_prefix() {
+        let mut limit = Limit {
+            name: "ip".into(),
+            scope: Scope::Ip,
+            unit: Unit::Requests,
+            window_ms: 60_000,
+            max: 1,
+            algorithm: Algorithm::FixedWindow,
+            ipv6_prefix: 64,
+        };
+        let key = |ip: &str, limit: &Limit| {
+            let subject = Subject {
+                consumer: None,
+                route: "r".into(),
+                model: None,
+                ip: Some(ip.parse().unwrap()),
+            };
+            counter_key("p", limit, &subject, 1).unwrap()
+        };
+        // Two addresses of one /64 share a counter; another /64 does not.
+        assert_eq!(
+            key("2001:db8:1:2::1", &limit),
+            key("2001:db8:1:2:ffff::9", &limit)
+        );
+        assert_eq!(
+            key("2001:db8:1:2::1", &limit),
+            "quota/p/ip/ip:2001:db8:1:2::/64/1"
+        );
+        assert_ne!(
+            key("2001:db8:1:2::1", &limit),
+            key("2001:db8:1:3::1", &limit)
+        );
+        // IPv4, also mapped into IPv6, is per address.
+        assert_eq!(key("198.51.100.7", &limit), "quota/p/ip/ip:198.51.100.7/1");
+        assert_eq!(
+            key("::ffff:198.51.100.7", &limit),
+            key("198.51.100.7", &limit)
+        );
+        limit.ipv6_prefix = 128;
+        assert_ne!(
+            key("2001:db8:1:2::1", &limit),
+            key("2001:db8:1:2::2", &limit)
         );
     }
 }

@@ -112,6 +112,8 @@ pub struct RawLimit {
     pub name: Option<String>,
     /// `consumer` (default), `consumer_route`, `consumer_model`, `ip`.
     pub scope: Option<String>,
+    /// `ip` scope: the IPv6 prefix length one counter covers.
+    pub ipv6_prefix: Option<u8>,
     pub window_s: u64,
     /// `sliding_window` (default) or `fixed_window`.
     pub algorithm: Option<String>,
