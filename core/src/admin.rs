@@ -24,6 +24,7 @@ use crate::auth::{find_consumer, AdminConfig, AuthState};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::http::check_body_size;
 use crate::platform::{Clock, Platform};
 use crate::quota::{self, Scope, Subject};
 use crate::util::hex;
@@ -150,17 +151,7 @@ pub(crate) async fn handle_admin<P: Platform>(
     request: Request<Bytes>,
 ) -> Result<Response<Body>, GatewayError> {
     check_admin_key(admin, &request)?;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = |n: u64| n > MAX_ADMIN_BODY_BYTES as u64;
-    if declared.is_some_and(too_large) || too_large(request.body().len() as u64) {
-        return Err(GatewayError::PayloadTooLarge {
-            limit: MAX_ADMIN_BODY_BYTES,
-        });
-    }
+    check_body_size(&request, MAX_ADMIN_BODY_BYTES)?;
     let kv = platform.kv();
     let method = request.method().clone();
     let segments: Vec<&str> = subpath.trim_matches('/').split('/').collect();

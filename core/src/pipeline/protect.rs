@@ -5,10 +5,11 @@
 //! body is larger than the route's `max_body_bytes`.
 
 use bytes::Bytes;
-use http::{header, Request};
+use http::Request;
 
 use super::{route_config, RequestContext, Shared};
 use crate::error::GatewayError;
+use crate::http::check_body_size;
 use crate::platform::Platform;
 
 pub fn protect<P: Platform>(
@@ -19,16 +20,5 @@ pub fn protect<P: Platform>(
     let Some(route) = route_config(shared, ctx) else {
         return Ok(());
     };
-    let declared_len = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = |n: u64| n > route.max_body_bytes as u64;
-    if declared_len.is_some_and(too_large) || too_large(request.body().len() as u64) {
-        return Err(GatewayError::PayloadTooLarge {
-            limit: route.max_body_bytes,
-        });
-    }
-    Ok(())
+    check_body_size(request, route.max_body_bytes)
 }
