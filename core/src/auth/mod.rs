@@ -135,6 +135,12 @@ struct Credentials<'a> {
     bearer_token: Option<&'a str>,
 }
 
+/// The token of a `Bearer <token>` header value (scheme case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     let header = |name: &str| {
         headers
@@ -142,10 +148,7 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let bearer = header("authorization").and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-    });
+    let bearer = header("authorization").and_then(bearer_token);
     let mut found = Credentials::default();
     for candidate in [header("x-api-key"), header("api-key"), bearer]
         .into_iter()
@@ -178,11 +181,7 @@ fn ambiguous_credentials(headers: &HeaderMap) -> bool {
         let Some(value) = first.and_then(|v| v.to_str().ok()) else {
             continue;
         };
-        let value = value.trim();
-        let value = match value.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-            _ => value,
-        };
+        let value = bearer_token(value).unwrap_or(value.trim());
         if value.starts_with(api_key::KEY_PREFIX) {
             keys.push(value);
         }
