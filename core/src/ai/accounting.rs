@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::pricing::{builtin_price, Price};
+use super::pricing::{deployment_price, Price};
 use super::request::Operation;
 use super::sse::{SseUsage, StreamOutcome, StreamSummary};
 use super::usage::Usage;
@@ -76,10 +76,31 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
+    /// A record for `operation` on the public `model`, without a deployment
+    /// yet: the router points it at each one it tries ([`Self::deployment`])
+    /// before anything is logged.
+    pub fn new(
+        request_id: String,
+        route: String,
+        model: String,
+        operation: Operation<'_>,
+        prompt_estimate: u64,
+    ) -> Self {
+        Self {
+            request_id,
+            route,
+            model,
+            provider: String::new(),
+            operation: operation.name(),
+            prompt_estimate,
+            price: None,
+        }
+    }
+
     /// Points the record at the deployment being tried.
     pub fn deployment(&mut self, provider: &str, upstream_model: &str, price: Option<Price>) {
         provider.clone_into(&mut self.provider);
-        self.price = price.or_else(|| builtin_price(upstream_model));
+        self.price = deployment_price(price, upstream_model);
     }
 
     /// Logs one `gateway::usage` event.

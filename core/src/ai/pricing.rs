@@ -71,6 +71,12 @@ pub fn pricing_date() -> &'static str {
     &table().taken
 }
 
+/// The price a deployment is charged at: its configured `pricing`, else the
+/// built-in price of its upstream model.
+pub fn deployment_price(configured: Option<Price>, upstream_model: &str) -> Option<Price> {
+    configured.or_else(|| builtin_price(upstream_model))
+}
+
 /// The built-in price of `upstream_model`: an exact id, else the longest
 /// priced name it starts with followed by `-` (dated variants).
 pub fn builtin_price(upstream_model: &str) -> Option<Price> {

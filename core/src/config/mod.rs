@@ -284,7 +284,7 @@ impl Validator<'_> {
                         )
                     }));
             for (upstream_model, price, path) in deployments {
-                if price.is_none() && crate::ai::pricing::builtin_price(upstream_model).is_none() {
+                if crate::ai::pricing::deployment_price(price, upstream_model).is_none() {
                     self.issue(
                         format!("{path}.pricing"),
                         format!(

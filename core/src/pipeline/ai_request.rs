@@ -3,7 +3,7 @@
 //! requested model — checked against the consumer's allowed models and the
 //! configured ones.
 //!
-//! Reads `route`, `identity`. Adds `ai`, `model`. Errors: 400 (bad body),
+//! Reads `route`, `identity`. Adds `ai`, `model`, `prompt_estimate`. Errors: 400 (bad body),
 //! 403 (model not allowed), 404 (unknown path or model), 405.
 
 use bytes::Bytes;
@@ -42,6 +42,7 @@ pub fn ai_request<P: Platform>(
             .position(|m| m.name == name)
             .ok_or_else(|| GatewayError::ModelNotFound(name.to_owned()))?;
         ctx.model = Some(index);
+        ctx.prompt_estimate = operation.prompt_estimate();
     }
     ctx.ai = Some(Box::new(parsed));
     Ok(())

@@ -65,6 +65,9 @@ pub struct RequestContext<P: crate::platform::Platform> {
     pub ai: Option<Box<AiRequest>>,
     /// Index into `Config::models` of the requested model (phase 5).
     pub model: Option<usize>,
+    /// The request's prompt tokens, estimated once (phase 5) for the
+    /// reservation and for accounting when the provider reports none.
+    pub prompt_estimate: u64,
     /// Token and spend limits held until the reply is accounted (phase 6);
     /// moved into the dispatch, which settles it.
     pub reservation: Option<Reservation<P>>,
@@ -87,6 +90,7 @@ impl<P: crate::platform::Platform> RequestContext<P> {
             limited: false,
             ai: None,
             model: None,
+            prompt_estimate: 0,
             reservation: None,
             attempts: Vec::new(),
             timings: Timings {

@@ -13,7 +13,6 @@ use http::{Request, Response};
 
 use super::{route_config, RequestContext, Shared};
 use crate::ai::accounting::UsageRecord;
-use crate::ai::pricing::builtin_price;
 use crate::ai::router::{self, Upstreams};
 use crate::ai::{self, AiRequest};
 use crate::auth::CREDENTIAL_HEADERS;
@@ -72,15 +71,13 @@ pub async fn dispatch<P: Platform>(
                 return Err(GatewayError::internal("ai dispatch without a request"));
             };
             let operation = operation.as_operation();
-            let record = UsageRecord {
-                request_id: ctx.request_id.clone(),
-                route: route.name.clone(),
-                model: model.name.clone(),
-                provider: config.providers[model.provider].name.clone(),
-                operation: operation.name(),
-                prompt_estimate: operation.prompt_estimate(),
-                price: model.price.or_else(|| builtin_price(&model.upstream_model)),
-            };
+            let record = UsageRecord::new(
+                ctx.request_id.clone(),
+                route.name.clone(),
+                model.name.clone(),
+                operation,
+                ctx.prompt_estimate,
+            );
             let reservation = ctx
                 .reservation
                 .take()

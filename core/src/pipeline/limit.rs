@@ -8,7 +8,8 @@
 //! counts per-model request limits) once the model and prompt are known;
 //! the [`Reservation`] it puts in the context is settled by the dispatch.
 //!
-//! Reads `route`, `identity`, `client`, then `ai` and `model`. Adds
+//! Reads `route`, `identity`, `client`, then `ai`, `model` and
+//! `prompt_estimate`. Adds
 //! `plans`, `subject`, `limited`, `rate_limits` (only when some plan
 //! applies), `reservation`. Errors: 429
 //! (`rate_limit_exceeded`, or `insufficient_quota` for budgets), 503 when
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use super::{route_config, RequestContext, Shared};
 use crate::ai::accounting::reservation_amount;
-use crate::ai::pricing::builtin_price;
+use crate::ai::pricing::deployment_price;
 use crate::ai::AiRequest;
 use crate::error::GatewayError;
 use crate::platform::Platform;
@@ -86,8 +87,10 @@ pub async fn reserve<P: Platform>(
             let plans: Vec<&Plan> = ctx.plans.iter().map(|&i| &config.plans[i]).collect();
             let mut subject = Subject::clone(subject);
             subject.model = Some(model.name.clone());
-            let prompt_estimate = operation.prompt_estimate();
-            let price = model.price.or_else(|| builtin_price(&model.upstream_model));
+            let (prompt_estimate, price) = (
+                ctx.prompt_estimate,
+                deployment_price(model.price, &model.upstream_model),
+            );
             quota::consume(
                 &*shared.platform,
                 &shared.quota,

@@ -10,7 +10,7 @@
 //! | 2 | authenticate + authorize the route | [`authenticate`] | `route` | `identity` | 401, 403, 503 store |
 //! | 3 | protect: body limit | [`protect`] | `route` | — | 413 |
 //! | 4 | limit: request limits of the route's and consumer's plans | [`limit`] | `route`, `identity`, `client` | `plans`, `subject`, `rate_limits` | 429, 503 |
-//! | 5 | AI request: operation, body parse, model and its authorization | [`ai_request`] | `route`, `identity` | `ai`, `model` | 400, 403, 404, 405 |
+//! | 5 | AI request: operation, body parse, model and its authorization | [`ai_request`] | `route`, `identity` | `ai`, `model`, `prompt_estimate` | 400, 403, 404, 405 |
 //! | 6 | reserve: token and spend limits (and per-model request limits) | [`limit`] | `ai`, `model`, `plans`, `subject` | `reservation`, `rate_limits` | 429, 503 |
 //! | 7 | (transform, prompt, guard in — not yet) | | | | |
 //! | 8 | (cache lookup — not yet) | | | | |
