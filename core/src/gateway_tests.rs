@@ -384,19 +384,25 @@ fn ai_errors_use_openai_shape_for_404_and_405() {
     assert!(json(&body)["error"]["type"].is_string());
 }
 
-#[test]
-fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
-    let http = FakeHttp::new(|_| {
+/// An OpenAI-compatible upstream answering every call with one completion
+/// (usage 3 + 4) and `headers`.
+fn completion_upstream(headers: &'static [(&'static str, &'static str)]) -> FakeHttp {
+    FakeHttp::new(move |_| {
         let body = r#"{"id":"c1","object":"chat.completion","model":"big-2025-01","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
         let mut response = Response::new(Body::from(body));
-        response
-            .headers_mut()
-            .insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
-        response
-            .headers_mut()
-            .insert("set-cookie", "tracking=1".parse().unwrap());
+        for (name, value) in headers {
+            response.headers_mut().insert(*name, value.parse().unwrap());
+        }
         FakeReply::Respond(response)
-    });
+    })
+}
+
+#[test]
+fn openai_upstream_gets_upstream_model_and_key_not_client_credentials() {
+    let http = completion_upstream(&[
+        ("x-ratelimit-remaining-requests", "99"),
+        ("set-cookie", "tracking=1"),
+    ]);
     let gw = gateway(http.clone());
     let mut request =
         chat(r#"{"model":"big","temperature":0.2,"messages":[{"role":"user","content":"x"}]}"#);
@@ -779,14 +785,7 @@ fn provider_rate_limit_headers_are_relayed_only_where_the_route_opts_in() {
         "ai: { timeout_ms: 1000, forward_provider_rate_limits: true }",
     );
     let config = Config::from_yaml(&config, |_| Some("sk-test-key".to_owned())).unwrap();
-    let http = FakeHttp::new(|_| {
-        let body = r#"{"id":"c1","object":"chat.completion","model":"big-2025-01","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        let mut response = Response::new(Body::from(body));
-        response
-            .headers_mut()
-            .insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
-        FakeReply::Respond(response)
-    });
+    let http = completion_upstream(&[("x-ratelimit-remaining-requests", "99")]);
     let gw = Gateway::new(config, TestPlatform::new(http));
     let (parts, _) = send(
         &gw,
