@@ -28,6 +28,8 @@ pub mod platform;
 pub mod quota;
 #[cfg(test)]
 mod quota_tests;
+#[cfg(test)]
+mod reservation_tests;
 pub mod schema;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -72,6 +72,9 @@ pub struct UsageRecord {
     pub provider: String,
     pub operation: &'static str,
     pub prompt_estimate: u64,
+    /// The completion tokens reserved (the cap the upstream was given, for
+    /// all choices); what is charged when the provider reports no usage.
+    pub completion_reservation: u64,
     pub price: Option<Price>,
 }
 
@@ -93,6 +96,7 @@ impl UsageRecord {
             provider: String::new(),
             operation: operation.name(),
             prompt_estimate,
+            completion_reservation: operation.completion_reservation().unwrap_or(0),
             price: None,
         }
     }
@@ -126,12 +130,16 @@ impl UsageRecord {
     }
 
     /// Accounts a complete reply: the provider's usage if it reported
-    /// some, else the estimate; nothing for a refused request.
+    /// some, else the whole reservation (the provider billed something we
+    /// cannot see; the cap bounds it); nothing for a refused request.
     pub fn complete(&self, success: bool, reported: Option<Usage>) -> Actual {
         let usage = if success {
             let (usage, source) = match reported {
                 Some(usage) => (usage, "reported"),
-                None => (Usage::new(self.prompt_estimate, 0), "estimated"),
+                None => (
+                    Usage::new(self.prompt_estimate, self.completion_reservation),
+                    "reserved",
+                ),
             };
             self.log(usage, source, "completed");
             usage
@@ -142,12 +150,19 @@ impl UsageRecord {
         actual(&usage, self.price)
     }
 
-    /// Accounts a finished stream.
+    /// Accounts a finished stream: the provider's usage, else what was
+    /// streamed or the reservation, whichever is more (the provider may have
+    /// generated more than reached the gateway).
     fn stream(&self, summary: &StreamSummary) -> Actual {
         let (usage, source) = match summary.reported_usage {
             Some(usage) => (usage, "reported"),
             None => (
-                Usage::new(self.prompt_estimate, summary.estimated_completion_tokens),
+                Usage::new(
+                    self.prompt_estimate,
+                    summary
+                        .estimated_completion_tokens
+                        .max(self.completion_reservation),
+                ),
                 "estimated",
             ),
         };

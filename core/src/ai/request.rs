@@ -6,12 +6,15 @@ use serde_json::{Map, Value};
 
 use super::embeddings::EmbeddingsRequest;
 use super::json::parse_object_with_model;
-use super::usage::estimate_prompt_tokens;
+use super::usage::estimate_chat_prompt_tokens;
 use crate::error::GatewayError;
 
 /// The largest `max_tokens` accepted (no model comes near it); larger
 /// values are refused, so accounting never sums near `u64::MAX`.
 pub const MAX_TOKENS_CAP: u64 = u32::MAX as u64;
+
+/// The most choices (`n`) one request may ask for (OpenAI's own bound).
+pub const MAX_CHOICES: u64 = 128;
 
 /// The JSON type a known Chat Completions parameter must have.
 #[derive(Clone, Copy)]
@@ -164,8 +167,15 @@ pub struct ChatRequest {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
-    /// `max_completion_tokens`, else `max_tokens`.
+    /// The completion limit per choice: the client's
+    /// `max_completion_tokens`, else its `max_tokens`, else the cap the
+    /// gateway set ([`ChatRequest::cap_completion`]).
     pub max_tokens: Option<u64>,
+    /// True when `max_tokens` is the gateway's cap, not in `body`: the
+    /// OpenAI-compatible providers write it into the upstream request.
+    pub gateway_capped: bool,
+    /// Choices asked for (`n`, default 1).
+    pub choices: u64,
 }
 
 impl ChatRequest {
@@ -248,13 +258,39 @@ impl ChatRequest {
                 }
             },
         };
+        let choices = match body.get("n").and_then(Value::as_u64) {
+            None if body.get("n").is_none_or(Value::is_null) => 1,
+            Some(n @ 1..=MAX_CHOICES) => n,
+            _ => {
+                return Err(GatewayError::invalid_request(
+                    format!("`n` must be between 1 and {MAX_CHOICES}."),
+                    Some("n"),
+                ))
+            }
+        };
         Ok(Self {
             body,
             model,
             stream,
             include_usage,
             max_tokens,
+            gateway_capped: false,
+            choices,
         })
+    }
+
+    /// Limits the completion to `cap` tokens per choice unless a smaller
+    /// limit is already set, so the upstream call can never use more than
+    /// what was reserved. The client's own spellings are removed: the
+    /// provider writes the cap in the field its API takes.
+    pub fn cap_completion(&mut self, cap: u64) {
+        if self.max_tokens.is_some_and(|max| max <= cap) {
+            return;
+        }
+        self.body.remove("max_tokens");
+        self.body.remove("max_completion_tokens");
+        self.max_tokens = Some(cap);
+        self.gateway_capped = true;
     }
 }
 
@@ -282,7 +318,7 @@ impl Operation<'_> {
 
     pub fn prompt_estimate(&self) -> u64 {
         match self {
-            Self::Chat(chat) => estimate_prompt_tokens(chat.messages()),
+            Self::Chat(chat) => estimate_chat_prompt_tokens(&chat.body),
             Self::Embeddings(request) => request.estimated_tokens(),
         }
     }
@@ -307,18 +343,26 @@ impl Operation<'_> {
                 .map_err(|e| GatewayError::internal(format!("request with defaults: {e}")))
         };
         Ok(match self {
-            Self::Chat(chat) => OwnedOperation::Chat(ChatRequest::parse(&merge(&chat.body)?)?),
+            Self::Chat(chat) => {
+                let mut merged = ChatRequest::parse(&merge(&chat.body)?)?;
+                // A deployment default may lower the gateway's cap, never
+                // raise it.
+                if let (true, Some(cap)) = (chat.gateway_capped, chat.max_tokens) {
+                    merged.cap_completion(cap);
+                }
+                OwnedOperation::Chat(merged)
+            }
             Self::Embeddings(request) => {
                 OwnedOperation::Embeddings(EmbeddingsRequest::parse(&merge(&request.body)?)?)
             }
         })
     }
 
-    /// Completion tokens to reserve: `max_tokens` if set (`None`: the
-    /// plan's default); embeddings produce none.
+    /// Completion tokens to reserve: `max_tokens` for each of the `n`
+    /// choices, if set (`None`: the plan's default); embeddings produce none.
     pub fn completion_reservation(&self) -> Option<u64> {
         match self {
-            Self::Chat(chat) => chat.max_tokens,
+            Self::Chat(chat) => chat.max_tokens.map(|max| max.saturating_mul(chat.choices)),
             Self::Embeddings(_) => Some(0),
         }
     }

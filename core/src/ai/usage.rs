@@ -58,7 +58,8 @@ impl Usage {
         Some(Self {
             prompt_tokens,
             completion_tokens,
-            total_tokens: field("total_tokens").unwrap_or(prompt_tokens + completion_tokens),
+            total_tokens: field("total_tokens")
+                .unwrap_or(prompt_tokens.saturating_add(completion_tokens)),
             cached_tokens: object
                 .get("prompt_tokens_details")
                 .and_then(|d| d.get("cached_tokens"))
@@ -79,15 +80,66 @@ pub fn estimate_tokens(text: &str) -> u64 {
 /// 4 tokens of framing per message and 3 for the reply priming (the counting
 /// rule from OpenAI's cookbook for chat models).
 pub fn estimate_prompt_tokens(messages: &[Value]) -> u64 {
-    let content: u64 = messages
+    messages
         .iter()
         .map(|m| {
             4 + m
                 .get("content")
                 .map_or(0, |c| estimate_tokens(&content_text(c)))
         })
-        .sum();
-    content + 3
+        .fold(3, u64::saturating_add)
+}
+
+/// Tokens charged for one image input when its size is unknown: OpenAI's
+/// price of a 1024×1024 image at high detail (85 base + 4 tiles × 170).
+pub const IMAGE_TOKENS: u64 = 765;
+
+/// Approximate prompt tokens of a whole Chat Completions request: the
+/// messages (text, images, assistant tool calls), the `tools` list and a
+/// `response_format` schema — everything a provider bills as input. The
+/// parts without text are counted from their JSON size, 4 bytes a token.
+pub fn estimate_chat_prompt_tokens(body: &serde_json::Map<String, Value>) -> u64 {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut tokens = estimate_prompt_tokens(messages);
+    for message in messages {
+        if let Some(Value::Array(parts)) = message.get("content") {
+            let images = parts
+                .iter()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("image_url"))
+                .count() as u64;
+            tokens = tokens.saturating_add(images.saturating_mul(IMAGE_TOKENS));
+        }
+        if let Some(calls) = message.get("tool_calls").filter(|c| !c.is_null()) {
+            tokens = tokens.saturating_add(json_tokens(calls));
+        }
+    }
+    for key in ["tools", "response_format"] {
+        if let Some(value) = body.get(key).filter(|v| !v.is_null()) {
+            tokens = tokens.saturating_add(json_tokens(value));
+        }
+    }
+    tokens
+}
+
+/// Approximate tokens of a JSON value: its serialized size, 4 bytes a token.
+fn json_tokens(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0.div_ceil(4)
 }
 
 /// The text of an OpenAI message `content`: a string, or the `text` parts of
@@ -136,5 +188,40 @@ mod tests {
         let messages =
             vec![json!({"role": "user", "content": [{"type": "text", "text": "abcdefgh"}]})];
         assert_eq!(estimate_prompt_tokens(&messages), 4 + 2 + 3);
+    }
+
+    #[test]
+    fn the_chat_estimate_counts_tools_schemas_images_and_tool_calls() {
+        let body = |extra: Value| {
+            let mut body = json!({"messages": [{"role": "user", "content": "abcd"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            body.as_object().unwrap().clone()
+        };
+        let plain = estimate_chat_prompt_tokens(&body(json!({})));
+        assert_eq!(plain, 4 + 1 + 3);
+        let description = "x".repeat(4000);
+        let tools =
+            json!([{"type": "function", "function": {"name": "f", "description": description}}]);
+        let with_tools = estimate_chat_prompt_tokens(&body(json!({"tools": tools})));
+        assert!(with_tools >= plain + 1000, "{with_tools}");
+        let schema = json!({"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": description}}});
+        let with_schema = estimate_chat_prompt_tokens(&body(json!({"response_format": schema})));
+        assert!(with_schema >= plain + 1000, "{with_schema}");
+        let image = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "abcd"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+        ]}]});
+        assert_eq!(
+            estimate_chat_prompt_tokens(image.as_object().unwrap()),
+            plain + IMAGE_TOKENS
+        );
+        let calls = json!({"messages": [
+            {"role": "user", "content": "abcd"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "f", "arguments": description}}]}
+        ]});
+        assert!(estimate_chat_prompt_tokens(calls.as_object().unwrap()) >= plain + 1000);
     }
 }

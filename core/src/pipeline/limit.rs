@@ -5,13 +5,15 @@
 //! the consumer's — and consumes one unit of each request limit, before the
 //! body is parsed, so malformed requests count too. [`reserve`] (phase 6,
 //! `ai` routes) reserves the worst case of each token and spend limit (and
-//! counts per-model request limits) once the model and prompt are known;
-//! the [`Reservation`] it puts in the context is settled by the dispatch.
+//! counts per-model request limits) once the model and prompt are known,
+//! and caps a chat's completion at what it reserved (see
+//! `ChatRequest::cap_completion`); the [`Reservation`] it puts in the
+//! context is settled by the dispatch.
 //!
 //! Reads `route`, `identity`, `client`, then `ai`, `model` and
 //! `prompt_estimate`. Adds
 //! `plans`, `subject`, `limited`, `rate_limits` (only when some plan
-//! applies), `reservation`. Errors: 429
+//! applies), `reservation`; may lower the chat's `max_tokens` in `ai`. Errors: 429
 //! (`rate_limit_exceeded`, or `insufficient_quota` for budgets), 503 when
 //! the store fails and the plan fails closed.
 
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use super::{route_config, RequestContext, Shared};
 use crate::ai::accounting::reservation_amount;
 use crate::ai::pricing::deployment_price;
-use crate::ai::AiRequest;
+use crate::ai::{AiRequest, OwnedOperation};
 use crate::error::GatewayError;
 use crate::platform::Platform;
 use crate::quota::{self, Plan, Reservation, Subject, Unit};
@@ -76,10 +78,25 @@ pub async fn reserve<P: Platform>(
     shared: &Arc<Shared<P>>,
     ctx: &mut RequestContext<P>,
 ) -> Result<(), GatewayError> {
+    let config = &shared.config;
+    // A chat without a completion limit gets the smallest default
+    // reservation of the plans that settle tokens or spend, written into the
+    // upstream request: the call can then never use more than was reserved.
+    if let Some(AiRequest::Call(OwnedOperation::Chat(chat))) = ctx.ai.as_deref_mut() {
+        let cap = ctx
+            .plans
+            .iter()
+            .map(|&i| &config.plans[i])
+            .filter(|plan| plan.limits.iter().any(|l| l.unit.is_settled()))
+            .map(|plan| plan.reserve_completion_tokens)
+            .min();
+        if let (None, Some(cap)) = (chat.max_tokens, cap) {
+            chat.cap_completion(cap);
+        }
+    }
     let (Some(AiRequest::Call(operation)), Some(model)) = (ctx.ai.as_deref(), ctx.model) else {
         return Ok(());
     };
-    let config = &shared.config;
     let model = &config.models[model];
     let operation = operation.as_operation();
     let grants = match &ctx.subject {

@@ -49,6 +49,22 @@ pub struct OpenAiDeployment<'a> {
     pub flavor: Flavor<'a>,
 }
 
+impl OpenAiDeployment<'_> {
+    /// The field the gateway writes its completion cap into: OpenAI and
+    /// Azure take `max_completion_tokens` (their reasoning models refuse
+    /// `max_tokens`); other OpenAI-compatible servers (Mistral, vLLM,
+    /// Ollama, …) know `max_tokens`, and some refuse the newer name.
+    fn completion_limit_field(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Azure { .. } => "max_completion_tokens",
+            Flavor::OpenAi if self.base.authority.host() == "api.openai.com" => {
+                "max_completion_tokens"
+            }
+            Flavor::OpenAi => "max_tokens",
+        }
+    }
+}
+
 pub async fn openai_chat(
     http: &impl HttpClient,
     clock: &impl Clock,
@@ -57,6 +73,9 @@ pub async fn openai_chat(
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
     let mut body = request.body.clone();
+    if let (true, Some(cap)) = (request.gateway_capped, request.max_tokens) {
+        body.insert(deployment.completion_limit_field().into(), cap.into());
+    }
     if request.stream {
         // Always ask for usage so accounting is exact; the client sees the
         // usage chunk only if it asked (see `UsageFolding`).
