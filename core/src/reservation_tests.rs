@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use futures_executor::block_on;
+use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -26,6 +27,7 @@ models:
   - { name: gpt, provider: openai, upstream_model: gpt-5, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: local, provider: vllm, upstream_model: llama, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: silent, provider: vllm, upstream_model: no-usage, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
+  - { name: stall, provider: vllm, upstream_model: stall, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: claude, provider: claude, upstream_model: claude-x, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
 admin:
   path_prefix: /admin
@@ -72,6 +74,17 @@ fn provider(request: &Request<Bytes>) -> FakeReply {
             "stop_sequence": null,
             "usage": {"input_tokens": BILLED_PROMPT, "output_tokens": per_choice},
         }));
+    }
+    if body["model"] == "stall" {
+        // Headers, then (for a stream) one chunk, then nothing ever again.
+        let first = Bytes::from_static(b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n");
+        let chunks = if body["stream"] == true {
+            vec![Ok(first)]
+        } else {
+            vec![]
+        };
+        let stalled = futures_util::stream::iter(chunks).chain(futures_util::stream::pending());
+        return FakeReply::Respond(Response::new(Body::from_stream(stalled)));
     }
     let choices = body["n"].as_u64().unwrap_or(1);
     let completion = per_choice * choices;
@@ -275,4 +288,40 @@ fn absurd_limits_are_refused_not_summed() {
         );
     }
     assert_eq!(counter(&gw), 0);
+}
+
+/// An upstream that answers headers and then stalls: the complete reply
+/// times out (504) and is settled; the stream ends with an error event
+/// after its idle timeout and is settled, nothing held forever.
+#[test]
+fn an_upstream_that_stalls_after_headers_is_timed_out_and_settled() {
+    let gw = gateway();
+    let key = key(&gw);
+    let (status, reply) = chat(&gw, &key, "stall", json!({"max_tokens": 10}));
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{reply}");
+    assert_eq!(counter(&gw), 0, "a timed-out call is refunded");
+
+    let request = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Bytes::from(
+            json!({"model": "stall", "stream": true, "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hello"}]})
+            .to_string(),
+        ))
+        .unwrap();
+    let response = block_on(gw.handle(request));
+    assert_eq!(response.status(), StatusCode::OK);
+    let chunks: Vec<_> = block_on(StreamExt::collect::<Vec<_>>(response.into_body()));
+    let text: String = chunks
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.unwrap()).into_owned())
+        .collect();
+    assert!(text.contains("\"hi\""), "{text}");
+    assert!(
+        text.contains("\"error\""),
+        "the stream ends with an error event: {text}"
+    );
+    // No usage came: the reservation (prompt estimate + 10) is charged.
+    let used = counter(&gw);
+    assert!((10..40).contains(&used), "charged {used}");
 }

@@ -17,7 +17,11 @@ pub const DEFAULT_AI_TIMEOUT: Duration = Duration::from_secs(300);
 /// An `ai` action: the OpenAI-compatible API under the route's prefix.
 #[derive(Debug, Clone)]
 pub struct AiRoute {
+    /// The whole upstream call of a complete reply (headers and body), and
+    /// the wait for a stream's headers.
     pub timeout: Duration,
+    /// The longest quiet spell within a stream (default: `timeout`).
+    pub stream_idle_timeout: Duration,
     /// Relay the provider's `x-ratelimit-*` headers (off: they describe the
     /// gateway's provider account, not the client's limits).
     pub forward_provider_rate_limits: bool,
@@ -103,8 +107,14 @@ impl Validator<'_> {
             ai.timeout_ms,
             DEFAULT_AI_TIMEOUT,
         );
+        let stream_idle_timeout = self.timeout(
+            &format!("{path}.ai.stream_idle_timeout_ms"),
+            ai.stream_idle_timeout_ms,
+            timeout,
+        );
         AiRoute {
             timeout,
+            stream_idle_timeout,
             forward_provider_rate_limits: ai.forward_provider_rate_limits,
         }
     }

@@ -16,6 +16,7 @@
 pub mod accounting;
 pub mod config;
 pub mod embeddings;
+mod idle;
 mod json;
 pub mod pricing;
 pub mod providers;

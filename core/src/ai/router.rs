@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
+use super::idle::with_idle_timeout;
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
 use super::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
@@ -19,9 +20,9 @@ use super::usage::Usage;
 use crate::body::observe::observe;
 use crate::body::Body;
 use crate::error::{ErrorOrigin, GatewayError};
-use crate::platform::{Clock, Platform, PlatformClock};
+use crate::platform::{with_timeout, Clock, Platform, PlatformClock};
 use crate::quota::{Actual, Reservation};
-use crate::util::hex;
+use crate::util::{duration_ms, hex};
 
 /// One deployment tried for a request, for the request context and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,15 +95,22 @@ pub async fn serve<P: Platform>(
                 let attempt = owned
                     .as_ref()
                     .map_or(operation, OwnedOperation::as_operation);
-                call_provider(
+                // The whole call, the reply's body included: an upstream
+                // that sends headers and then stalls times out too.
+                let call = call_provider(
                     upstreams.platform,
                     provider,
                     upstream_model,
                     upstreams.route,
                     attempt,
                     upstreams.request_id,
-                )
-                .await
+                );
+                let timeout = upstreams.route.timeout;
+                with_timeout(upstreams.platform.clock(), timeout, call)
+                    .await
+                    .unwrap_or(Err(GatewayError::UpstreamTimeout {
+                        timeout_ms: duration_ms(timeout),
+                    }))
             }
             Err(error) => Err(error.clone()),
         };
@@ -146,6 +154,11 @@ pub async fn serve<P: Platform>(
         }
         ProviderReply::Stream { response } => {
             let (parts, body) = response.into_parts();
+            let body = with_idle_timeout(
+                body,
+                upstreams.platform,
+                upstreams.route.stream_idle_timeout,
+            );
             let accounting = StreamAccounting::new(record, reservation);
             Response::from_parts(parts, observe(body, accounting).await)
         }

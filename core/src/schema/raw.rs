@@ -266,6 +266,8 @@ pub struct RawProxy {
 #[serde(deny_unknown_fields)]
 pub struct RawAi {
     pub timeout_ms: Option<u64>,
+    /// A stream that sends nothing for this long is ended with an error.
+    pub stream_idle_timeout_ms: Option<u64>,
     /// Relay the provider's `x-ratelimit-*` headers to clients.
     #[serde(default)]
     pub forward_provider_rate_limits: bool,
