@@ -14,6 +14,7 @@
 //!
 //! Config, secrets, upstream client and stores are built once per cold start.
 
+pub mod background;
 pub mod convert;
 pub mod dynamodb;
 pub mod platform;

@@ -3,8 +3,9 @@
 
 use std::convert::Infallible;
 
-use gateway_aws_lambda::{build_gateway, convert};
-use lambda_http::{service_fn, Error};
+use gateway_aws_lambda::{background, build_gateway, convert};
+use gateway_core::RuntimeDeadline;
+use lambda_http::{service_fn, Error, RequestExt};
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -35,7 +36,19 @@ async fn main() -> Result<(), Error> {
         let gateway = gateway.clone();
         let handler = service_fn(move |request: lambda_http::Request| {
             let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(convert::into_core_request(request)).await) }
+            async move {
+                // Streams and upstream calls end (and settle) before the
+                // invocation's deadline, not when Lambda kills it.
+                let deadline = request.lambda_context_ref().map(|context| RuntimeDeadline {
+                    unix_ms: context.deadline,
+                });
+                let mut request = convert::into_core_request(request);
+                if let Some(deadline) = deadline {
+                    request.extensions_mut().insert(deadline);
+                }
+                let response = gateway.handle(request).await;
+                Ok::<_, Infallible>(background::settled(response).await)
+            }
         });
         match lambda_http::run_with_streaming_response_concurrent(handler).await {
             Ok(()) => return Ok(()),

@@ -236,7 +236,7 @@ impl Platform for LambdaPlatform {
         &self.clock
     }
     fn spawn(&self, task: gateway_core::platform::BackgroundTask) {
-        tokio::spawn(task);
+        crate::background::spawn(task);
     }
 
     fn fill_random(&self, dest: &mut [u8]) {

@@ -82,7 +82,7 @@ async fn into_core_request(request: HttpRequest) -> worker::Result<http::Request
 async fn fetch(
     request: HttpRequest,
     env: Env,
-    _ctx: Context,
+    ctx: Context,
 ) -> worker::Result<http::Response<Body>> {
     let gateway = match gateway(&env) {
         Ok(gateway) => gateway,
@@ -93,5 +93,27 @@ async fn fetch(
         return crate::test_hooks::handle(request, gateway.platform()).await;
     }
     let request = into_core_request(request).await?;
-    Ok(gateway.handle(request).await)
+    let response = gateway.handle(request).await;
+    Ok(hold_background_work(&ctx, response))
+}
+
+/// Keeps the request alive (`waitUntil`) until the settlement its response
+/// may still trigger has run: streams settle when they end or when the
+/// client leaves; a complete reply settled before it was returned, unless
+/// something was left to the background.
+fn hold_background_work(ctx: &Context, response: http::Response<Body>) -> http::Response<Body> {
+    use crate::background::{busy, idle, watch_end};
+    if response.body().is_stream() {
+        let (parts, body) = response.into_parts();
+        let (body, ended) = watch_end(body);
+        ctx.wait_until(async move {
+            ended.await;
+            idle().await;
+        });
+        return http::Response::from_parts(parts, body);
+    }
+    if busy() {
+        ctx.wait_until(idle());
+    }
+    response
 }

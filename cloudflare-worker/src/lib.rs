@@ -23,6 +23,8 @@ pub const QUOTA_BINDING: &str = "GATEWAY_QUOTA";
 pub const QUOTA_CLASS: &str = "QuotaCounter";
 
 #[cfg(target_arch = "wasm32")]
+mod background;
+#[cfg(target_arch = "wasm32")]
 mod entry;
 #[cfg(target_arch = "wasm32")]
 mod log;

@@ -233,7 +233,7 @@ impl Platform for WorkerPlatform {
         &self.clock
     }
     fn spawn(&self, task: gateway_core::platform::BackgroundTask) {
-        worker::wasm_bindgen_futures::spawn_local(task);
+        crate::background::spawn(task);
     }
 
     fn fill_random(&self, dest: &mut [u8]) {

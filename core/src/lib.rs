@@ -39,5 +39,5 @@ pub use body::{Body, BodyError};
 pub use config::{Config, ConfigError};
 pub use error::GatewayError;
 pub use gateway::Gateway;
-pub use http::ClientInfo;
+pub use http::{ClientInfo, RuntimeDeadline};
 pub use platform::Platform;

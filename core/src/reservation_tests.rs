@@ -325,3 +325,33 @@ fn an_upstream_that_stalls_after_headers_is_timed_out_and_settled() {
     let used = counter(&gw);
     assert!((10..40).contains(&used), "charged {used}");
 }
+
+/// A runtime deadline (a Lambda invocation's) closer than the time needed
+/// to settle: the stream ends at once with an error event and is settled,
+/// instead of being killed with the reservation unsettled.
+#[test]
+fn a_stream_ends_and_settles_before_the_runtime_deadline() {
+    let gw = gateway();
+    let key = key(&gw);
+    let now = crate::platform::Clock::now_unix_ms(&gw.platform().clock);
+    let mut request = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Bytes::from(
+            json!({"model": "stall", "stream": true, "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hello"}]})
+            .to_string(),
+        ))
+        .unwrap();
+    request.extensions_mut().insert(crate::RuntimeDeadline {
+        unix_ms: now + 1_000,
+    });
+    let response = block_on(gw.handle(request));
+    let chunks: Vec<_> = block_on(StreamExt::collect::<Vec<_>>(response.into_body()));
+    let text: String = chunks
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.unwrap()).into_owned())
+        .collect();
+    assert!(!text.contains("\"hi\""), "ended before relaying: {text}");
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(counter(&gw) > 0, "settled, not lost");
+}

@@ -1,7 +1,9 @@
 //! An upstream stream that goes quiet is ended, not waited on: after
 //! `idle` without a chunk the body fails, so the stream observer writes the
 //! error event and settles the reservation (an upstream that sends headers
-//! and stalls must not hold a sandbox, or its reservation, forever).
+//! and stalls must not hold a sandbox, or its reservation, forever). The
+//! same happens at the runtime's deadline (a Lambda invocation's), so a
+//! long stream is settled before the runtime kills it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,13 +17,22 @@ use crate::body::{Body, BodyError};
 use crate::platform::{Clock, Platform, PlatformClock};
 use crate::util::BackgroundTask;
 
-/// `body`, failing once `idle` passes without a chunk.
-pub fn with_idle_timeout<P: Platform>(body: Body, platform: &Arc<P>, idle: Duration) -> Body {
+/// `body`, failing once `idle` passes without a chunk, or once `deadline`
+/// (from now) has passed.
+pub fn with_idle_timeout<P: Platform>(
+    body: Body,
+    platform: &Arc<P>,
+    idle: Duration,
+    deadline: Option<Duration>,
+) -> Body {
+    let clock = PlatformClock::new(Arc::clone(platform));
+    let deadline = deadline.map(|left| Box::pin(clock.sleep(left)) as BackgroundTask);
     Body::from_stream(IdleTimeout {
         body,
-        clock: PlatformClock::new(Arc::clone(platform)),
+        clock,
         idle,
         sleep: None,
+        deadline,
         done: false,
     })
 }
@@ -32,6 +43,7 @@ struct IdleTimeout<P> {
     idle: Duration,
     /// Started when the body first has nothing to give; reset by a chunk.
     sleep: Option<BackgroundTask>,
+    deadline: Option<BackgroundTask>,
     done: bool,
 }
 
@@ -42,6 +54,14 @@ impl<P: Platform> Stream for IdleTimeout<P> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
+        }
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                this.done = true;
+                return Poll::Ready(Some(Err(BodyError(
+                    "the runtime's deadline is near; the stream was ended".into(),
+                ))));
+            }
         }
         match this.body.poll_next_unpin(cx) {
             Poll::Ready(Some(item)) => {

@@ -39,6 +39,28 @@ pub struct Upstreams<'a, P> {
     pub providers: &'a [Provider],
     pub route: &'a AiRoute,
     pub request_id: &'a str,
+    /// When the runtime stops the request (Unix ms), if it does.
+    pub deadline_ms: Option<u64>,
+}
+
+/// Time kept back before a runtime deadline: to write the error event and
+/// settle the reservation (a few quota-store calls) before the runtime
+/// kills the request.
+const SETTLE_MARGIN_MS: u64 = 2_000;
+
+impl<P: Platform> Upstreams<'_, P> {
+    /// The time left for work that must end before the runtime's deadline
+    /// (`None`: no deadline).
+    fn before_deadline(&self) -> Option<std::time::Duration> {
+        let now = self.platform.clock().now_unix_ms();
+        self.deadline_ms.map(|deadline| {
+            std::time::Duration::from_millis(
+                deadline
+                    .saturating_sub(now)
+                    .saturating_sub(SETTLE_MARGIN_MS),
+            )
+        })
+    }
 }
 
 /// Serves `operation` for `model`; see the module docs. Every attempt is
@@ -105,7 +127,11 @@ pub async fn serve<P: Platform>(
                     attempt,
                     upstreams.request_id,
                 );
-                let timeout = upstreams.route.timeout;
+                let timeout = upstreams
+                    .before_deadline()
+                    .map_or(upstreams.route.timeout, |left| {
+                        left.min(upstreams.route.timeout)
+                    });
                 with_timeout(upstreams.platform.clock(), timeout, call)
                     .await
                     .unwrap_or(Err(GatewayError::UpstreamTimeout {
@@ -158,6 +184,7 @@ pub async fn serve<P: Platform>(
                 body,
                 upstreams.platform,
                 upstreams.route.stream_idle_timeout,
+                upstreams.before_deadline(),
             );
             let accounting = StreamAccounting::new(record, reservation);
             Response::from_parts(parts, observe(body, accounting).await)

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{header, Request};
 
 pub use config::{PathRewrite, ProxyRoute, UpstreamBase};
-pub use proxy::{ClientInfo, X_REQUEST_ID};
+pub use proxy::{ClientInfo, RuntimeDeadline, X_REQUEST_ID};
 
 use crate::error::GatewayError;
 

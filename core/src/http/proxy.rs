@@ -48,6 +48,15 @@ pub struct ClientInfo {
     pub https: bool,
 }
 
+/// When the runtime will stop the request (a Lambda invocation's deadline),
+/// as a Unix time in milliseconds. Adapters insert it as a request
+/// extension; the AI router ends upstream calls and streams early enough
+/// to settle their reservations first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeDeadline {
+    pub unix_ms: u64,
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.is_empty() {

@@ -20,6 +20,7 @@ use crate::body::Body;
 use crate::config::RouteAction;
 use crate::error::GatewayError;
 use crate::http::proxy::{self, ProxyCall};
+use crate::http::RuntimeDeadline;
 use crate::platform::{Clock, Platform};
 use crate::quota::Reservation;
 
@@ -87,6 +88,10 @@ pub async fn dispatch<P: Platform>(
                 providers: &config.providers,
                 route: ai_route,
                 request_id: &ctx.request_id,
+                deadline_ms: request
+                    .extensions()
+                    .get::<RuntimeDeadline>()
+                    .map(|d| d.unix_ms),
             };
             // Boxed: the router's state is large, and inline it would
             // enlarge every request's future (measured: proxy requests paid
