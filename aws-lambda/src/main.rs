@@ -21,6 +21,12 @@ fn init_tracing() {
         .init();
 }
 
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
@@ -38,10 +44,14 @@ async fn main() -> Result<(), Error> {
             let gateway = gateway.clone();
             async move {
                 // Streams and upstream calls end (and settle) before the
-                // invocation's deadline, not when Lambda kills it.
-                let deadline = request.lambda_context_ref().map(|context| RuntimeDeadline {
-                    unix_ms: context.deadline,
-                });
+                // invocation's deadline, not when Lambda kills it. Only a
+                // deadline in the future is one: `cargo lambda watch` sends
+                // the constant 600000 (ten minutes after 1970).
+                let deadline = request
+                    .lambda_context_ref()
+                    .map(|context| context.deadline)
+                    .filter(|&deadline| deadline > unix_now_ms())
+                    .map(|unix_ms| RuntimeDeadline { unix_ms });
                 let mut request = convert::into_core_request(request);
                 if let Some(deadline) = deadline {
                     request.extensions_mut().insert(deadline);

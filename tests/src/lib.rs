@@ -1,6 +1,7 @@
 //! End-to-end test harness: mock upstreams, launchers for each runtime's
 //! local emulator, and the conformance suite run against all of them.
 
+pub mod adversary;
 pub mod bedrock_mock;
 pub mod mocks;
 pub mod runtime;

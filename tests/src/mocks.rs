@@ -12,7 +12,8 @@
 //!   ([`crate::bedrock_mock`]) on the same server.
 //!
 //! The upstream model id selects a behaviour: `mock-429` answers 429 with
-//! `Retry-After`, `mock-cut` breaks the stream after two chunks.
+//! `Retry-After`, `mock-cut` breaks the stream after two chunks, `adv-*`
+//! are the adversarial billing upstreams of [`crate::adversary`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +55,9 @@ struct OpenAiState {
     sent_at: HashMap<String, Vec<Instant>>,
     /// x-request-id → the request as received.
     seen: HashMap<String, SeenRequest>,
+    /// x-request-id → tokens an adversarial upstream billed
+    /// ([`crate::adversary`]).
+    billed: HashMap<String, u64>,
 }
 
 /// Handle on the running OpenAI mock.
@@ -79,6 +83,22 @@ impl OpenAiMock {
 
     pub fn seen(&self, request_id: &str) -> Option<SeenRequest> {
         lock(&self.state).seen.get(request_id).cloned()
+    }
+
+    /// Tokens billed so far for `request_id` by an adversarial model.
+    pub fn billed(&self, request_id: &str) -> u64 {
+        lock(&self.state)
+            .billed
+            .get(request_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn bill(&self, request_id: &str, tokens: u64) {
+        *lock(&self.state)
+            .billed
+            .entry(request_id.to_owned())
+            .or_default() += tokens;
     }
 
     /// URL of the JWKS document this mock serves as an identity provider.
@@ -531,6 +551,9 @@ async fn chat_completions(
         },
     );
     let model = request["model"].as_str().unwrap_or_default().to_owned();
+    if model.starts_with("adv-") {
+        return crate::adversary::chat(&mock, request_id, &request);
+    }
     if model == "mock-429" {
         let error = json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}});
         return (

@@ -179,6 +179,13 @@ pub fn cases() -> Vec<Case> {
         quota_requests_exact_under_concurrency,
         quota_token_budget_with_concurrent_streams,
         quota_spend_budget_charges_real_cost,
+        budget_is_a_cap_against_an_upstream_that_rambles,
+        budget_counts_what_an_overreporting_upstream_bills,
+        budget_charges_the_reservation_when_usage_is_omitted,
+        budget_reserves_every_choice,
+        budget_counts_tools_and_settles_after_a_disconnect,
+        budget_settles_a_stalled_upstream,
+        replies_name_the_public_model_on_every_provider,
         anthropic_completion,
         anthropic_stream,
         anthropic_tool_call_stream,
@@ -1496,6 +1503,363 @@ async fn quota_spend_budget_charges_real_cost(ctx: &Ctx) -> CaseResult {
         admin_call(ctx, Method::GET, &format!("/consumers/{id}/usage"), None).await?;
     check_eq!(status, StatusCode::OK);
     check_eq!(usage["limits"][0]["used"], json!(spent));
+    Ok(())
+}
+
+// --- Budgets against adversarial upstreams (tests/src/adversary.rs) --------
+//
+// The upstreams bill on their own count, honour the completion limit they
+// are sent, and ramble without one; the ledger they keep by request id is
+// what the gateway's counter must match.
+
+/// One chat on `prefix`'s AI route for `model` with `extra` fields and a
+/// fresh request id: the status, that id, and the body.
+async fn adversary_chat(
+    ctx: &Ctx,
+    key: &str,
+    prefix: &str,
+    model: &str,
+    extra: Value,
+) -> Result<(StatusCode, String, Value), String> {
+    let request_id = unique_id(model);
+    let mut body =
+        json!({"model": model, "messages": [{"role": "user", "content": "Tell me everything."}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let response = send(
+        ctx.client
+            .post(ctx.url(&format!("{prefix}/chat/completions")))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-request-id", &request_id)
+            .json(&body),
+    )
+    .await?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        request_id,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    ))
+}
+
+/// The consumer's first limit's counter.
+async fn used_by(ctx: &Ctx, consumer: &str) -> Result<u64, String> {
+    let (status, usage) = admin_call(
+        ctx,
+        Method::GET,
+        &format!("/consumers/{consumer}/usage"),
+        None,
+    )
+    .await?;
+    check_eq!(status, StatusCode::OK);
+    usage["limits"][0]["used"]
+        .as_u64()
+        .ok_or(format!("no counter in {usage}"))
+}
+
+fn five_tools() -> Value {
+    (0..5)
+        .map(|i| {
+            json!({"type": "function", "function": {"name": format!("lookup_{i}"),
+            "description": "Looks a record up in the system of record by its id.",
+            "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}})
+        })
+        .collect()
+}
+
+/// 20 concurrent requests without `max_tokens`, with five tools, against
+/// a 3,000-token budget: what the upstream billed stays within the budget
+/// and the counter equals it (before the cap, each call billed ~1,000).
+async fn budget_is_a_cap_against_an_upstream_that_rambles(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "rambled", json!({"plan": "adversary"})).await?;
+    let calls = (0..20).map(|_| {
+        adversary_chat(
+            ctx,
+            &key,
+            "/keyed/v1",
+            "adv-honest",
+            json!({"tools": five_tools()}),
+        )
+    });
+    let mut billed = 0;
+    for result in futures_util::future::join_all(calls).await {
+        let (status, request_id, body) = result?;
+        check!(
+            status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS,
+            "unexpected {status}: {body}"
+        );
+        billed += ctx.openai.billed(&request_id);
+    }
+    check!(billed > 0, "nothing was admitted");
+    check!(
+        billed <= 3000,
+        "the upstream billed {billed} on a 3,000-token budget"
+    );
+    check_eq!(used_by(ctx, &id).await?, billed);
+    Ok(())
+}
+
+/// An upstream whose usage is larger than the gateway's estimate: the
+/// counter holds what it billed, and once that passes the budget every
+/// request is refused.
+async fn budget_counts_what_an_overreporting_upstream_bills(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "overbilled", json!({"plan": "adversary"})).await?;
+    let mut billed = 0;
+    let mut refused = false;
+    for _ in 0..40 {
+        let (status, request_id, body) = adversary_chat(
+            ctx,
+            &key,
+            "/keyed/v1",
+            "adv-overreport",
+            json!({"max_tokens": 200}),
+        )
+        .await?;
+        match status {
+            StatusCode::OK => billed += ctx.openai.billed(&request_id),
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = true;
+                break;
+            }
+            other => return Err(format!("unexpected {other}: {body}")),
+        }
+    }
+    check!(refused, "40 requests of 200+ tokens never exhausted 3,000");
+    check_eq!(used_by(ctx, &id).await?, billed);
+    Ok(())
+}
+
+/// An upstream that bills but reports no usage: the gateway charges what
+/// it reserved, never less than was billed.
+async fn budget_charges_the_reservation_when_usage_is_omitted(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "unreported", json!({"plan": "adversary"})).await?;
+    let mut billed = 0;
+    for extra in [
+        json!({"max_tokens": 100}),
+        json!({"max_tokens": 100}),
+        json!({"max_tokens": 100, "stream": true, "stream_options": {"include_usage": true}}),
+    ] {
+        let (status, request_id, _) =
+            adversary_chat(ctx, &key, "/keyed/v1", "adv-silent", extra).await?;
+        check_eq!(status, StatusCode::OK);
+        billed += ctx.openai.billed(&request_id);
+    }
+    let used = used_by(ctx, &id).await?;
+    check!(
+        used >= billed,
+        "charged {used}, the upstream billed {billed}"
+    );
+    check!(used <= 3000, "charged {used} on a 3,000 budget");
+    Ok(())
+}
+
+/// `n: 2` reserves both choices: with `max_tokens: 400`, three requests fit
+/// in 3,000 tokens, a fourth does not, and the counter equals the bill.
+async fn budget_reserves_every_choice(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "choices", json!({"plan": "adversary"})).await?;
+    let (mut billed, mut admitted) = (0, 0);
+    for _ in 0..6 {
+        let (status, request_id, body) = adversary_chat(
+            ctx,
+            &key,
+            "/keyed/v1",
+            "adv-honest",
+            json!({"n": 2, "max_tokens": 400}),
+        )
+        .await?;
+        match status {
+            StatusCode::OK => {
+                check_eq!(body["choices"].as_array().map(Vec::len), Some(2));
+                admitted += 1;
+                billed += ctx.openai.billed(&request_id);
+            }
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => return Err(format!("unexpected {other}: {body}")),
+        }
+    }
+    check_eq!(admitted, 3);
+    check!(billed <= 3000, "billed {billed}");
+    check_eq!(used_by(ctx, &id).await?, billed);
+    Ok(())
+}
+
+/// A 100k-token `tools` prompt, streamed, and the client leaves after the
+/// first chunk: the reservation counted the tools, and the settlement that
+/// runs after the disconnect charges at least what the upstream billed.
+async fn budget_counts_tools_and_settles_after_a_disconnect(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "leaver", json!({"plan": "adversary-large"})).await?;
+    let description = "Knows a great deal. ".repeat(20_000);
+    let tools =
+        json!([{"type": "function", "function": {"name": "oracle", "description": description}}]);
+    let request_id = unique_id("leaver");
+    let body = json!({"model": "adv-honest", "stream": true, "max_tokens": 1000, "tools": tools,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "Tell me everything."}]});
+    let response = send(
+        ctx.client
+            .post(ctx.url("/keyed/v1/chat/completions"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-request-id", &request_id)
+            .json(&body),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await;
+    check!(matches!(first, Some(Ok(_))), "no first chunk: {first:?}");
+    drop(stream);
+    // The settlement runs after the disconnect; wait for the counter to
+    // leave the reservation behind or reach its final value.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut used, mut billed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        used = used_by(ctx, &id).await?;
+        billed = ctx.openai.billed(&request_id);
+        if (used >= billed && billed > 0) || Instant::now() > deadline {
+            break;
+        }
+    }
+    check!(
+        billed >= 100_000,
+        "the upstream billed only {billed} for a 100k-token prompt"
+    );
+    check!(
+        used >= billed,
+        "charged {used}, the upstream billed {billed}"
+    );
+    Ok(())
+}
+
+/// An upstream that sends headers and stalls: a complete call times out
+/// (504), a stream ends with an error event after its idle timeout, both
+/// are settled, and the gateway keeps answering.
+async fn budget_settles_a_stalled_upstream(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "stalled", json!({"plan": "adversary"})).await?;
+    let started = Instant::now();
+    let (status, _, body) = adversary_chat(
+        ctx,
+        &key,
+        "/impatient/v1",
+        "adv-stall",
+        json!({"max_tokens": 100}),
+    )
+    .await?;
+    check_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    check_eq!(body["error"]["code"], json!("upstream_timeout"));
+    check!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let response = send(
+        ctx.client
+            .post(ctx.url("/impatient/v1/chat/completions"))
+            .header("authorization", format!("Bearer {key}"))
+            .json(
+                &json!({"model": "adv-stall", "stream": true, "max_tokens": 100,
+                "messages": [{"role": "user", "content": "Tell me everything."}]}),
+            ),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = tokio::time::timeout(Duration::from_secs(10), read_events(response))
+        .await
+        .map_err(|_| "the stalled stream was never ended".to_owned())??;
+    check!(
+        events.iter().any(|(_, data)| data.contains("\"error\"")),
+        "no error event: {events:?}"
+    );
+    // Settled: the stream's reservation (no usage came) is charged; the
+    // timed-out call was refunded.
+    let used = used_by(ctx, &id).await?;
+    check!((100..=3000).contains(&used), "counter {used}");
+    let (status, _, _) = adversary_chat(
+        ctx,
+        &key,
+        "/keyed/v1",
+        "adv-honest",
+        json!({"max_tokens": 10}),
+    )
+    .await?;
+    check_eq!(status, StatusCode::OK);
+    Ok(())
+}
+
+/// One rule on every provider: replies (complete, every stream chunk,
+/// embeddings) name the model the client asked for, never the upstream's
+/// id (a snapshot, an Azure deployment's model, a fallback's).
+async fn replies_name_the_public_model_on_every_provider(ctx: &Ctx) -> CaseResult {
+    for model in [
+        "mock-gpt",
+        "upstream-gpt",
+        "azure-gpt",
+        "fallback-gpt",
+        "claude-mock",
+        "gemini-mock",
+        "bedrock-claude",
+    ] {
+        let response = send(
+            ctx.client
+                .post(ctx.url("/v1/chat/completions"))
+                .json(&chat_body(model, false)),
+        )
+        .await?;
+        check_eq!(response.status(), StatusCode::OK);
+        let body = json_body(response).await?;
+        check!(
+            body["model"] == json!(model),
+            "{model}: complete reply names {}",
+            body["model"]
+        );
+        let mut request = chat_body(model, true);
+        request["stream_options"] = json!({"include_usage": true});
+        let response = send(
+            ctx.client
+                .post(ctx.url("/v1/chat/completions"))
+                .json(&request),
+        )
+        .await?;
+        check_eq!(response.status(), StatusCode::OK);
+        let events = read_events(response).await?;
+        let chunks: Vec<Value> = events
+            .iter()
+            .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+            .collect();
+        check!(!chunks.is_empty(), "{model}: no chunks");
+        for chunk in &chunks {
+            check!(
+                chunk["model"] == json!(model),
+                "{model}: a chunk names {}",
+                chunk["model"]
+            );
+        }
+    }
+    for model in [
+        "mock-embedding",
+        "embed-openai",
+        "embed-azure",
+        "embed-gemini",
+        "embed-titan",
+    ] {
+        let response = send(
+            ctx.client
+                .post(ctx.url("/v1/embeddings"))
+                .json(&json!({"model": model, "input": ["a", "b"]})),
+        )
+        .await?;
+        check_eq!(response.status(), StatusCode::OK);
+        let body = json_body(response).await?;
+        check!(
+            body["model"] == json!(model),
+            "{model}: embeddings reply names {}",
+            body["model"]
+        );
+        check_eq!(body["data"].as_array().map(Vec::len), Some(2));
+    }
     Ok(())
 }
 

@@ -2,6 +2,11 @@
 //! Ollama, vLLM, …): the request passes through with `model` replaced by the
 //! deployment's upstream id; SSE streams are relayed chunk by chunk.
 //!
+//! Replies name the model the client asked for (its public name), as the
+//! translated providers' do: the upstream's id (a snapshot, an Azure
+//! deployment's model, a fallback's) is replaced in JSON replies and in
+//! every stream chunk.
+//!
 //! Wire shapes: <https://platform.openai.com/docs/api-reference/chat/create>
 //! and <https://platform.openai.com/docs/api-reference/chat-streaming>;
 //! errors: <https://platform.openai.com/docs/guides/error-codes>.
@@ -100,11 +105,12 @@ pub async fn openai_chat(
     }
 
     if request.stream {
-        let body = if request.include_usage {
-            body
-        } else {
-            Body::from_stream(SseRewrite::new(body, UsageFolding::default()))
+        let rewrite = UsageFolding {
+            fold: !request.include_usage,
+            public_model: request.model.clone(),
+            held: None,
         };
+        let body = Body::from_stream(SseRewrite::new(body, rewrite));
         let mut reply = sse_response(body);
         copy_passthrough_headers(&parts.headers, reply.headers_mut());
         return Ok(ProviderReply::Stream { response: reply });
@@ -113,15 +119,17 @@ pub async fn openai_chat(
     let usage_of = |bytes: &[u8]| {
         serde_json::from_slice::<Value>(bytes).map(|v| v.get("usage").and_then(Usage::from_openai))
     };
-    relay_json(&parts.headers, body, "completion", usage_of).await
+    relay_json(&parts.headers, body, "completion", &request.model, usage_of).await
 }
 
-/// A JSON answer relayed as it came, with the upstream headers clients rely
-/// on; `usage_of` reads its usage (`what` names it in errors).
+/// A JSON answer relayed as it came but for its `model` (the public name),
+/// with the upstream headers clients rely on; `usage_of` reads its usage
+/// (`what` names it in errors).
 async fn relay_json(
     upstream_headers: &HeaderMap,
     body: Body,
     what: &str,
+    public_model: &str,
     usage_of: fn(&[u8]) -> serde_json::Result<Option<Usage>>,
 ) -> Result<ProviderReply, GatewayError> {
     let bytes =
@@ -133,6 +141,10 @@ async fn relay_json(
     let usage = usage_of(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
         detail: format!("{what} is not JSON: {e}"),
     })?;
+    let bytes =
+        with_public_model(bytes, public_model).map_err(|e| GatewayError::UpstreamInvalid {
+            detail: format!("{what} is not a JSON object: {e}"),
+        })?;
     let mut reply = Response::new(Body::from(bytes));
     copy_passthrough_headers(upstream_headers, reply.headers_mut());
     reply.headers_mut().insert(
@@ -232,26 +244,70 @@ pub async fn openai_embeddings(
         serde_json::from_slice::<UsageOnly>(bytes)
             .map(|parsed| parsed.usage.as_ref().and_then(Usage::from_openai))
     };
-    relay_json(&parts.headers, body, "embeddings response", usage_of).await
+    relay_json(
+        &parts.headers,
+        body,
+        "embeddings response",
+        &request.model,
+        usage_of,
+    )
+    .await
 }
 
-/// For clients that did not ask for `stream_options.include_usage`: the
-/// gateway asked anyway; this folds the usage-only chunk (`choices: []`)
-/// into the chunk that carries `finish_reason`, held back until then, so the
-/// client sees OpenAI's usual chunks and the gateway still counts exactly.
-#[derive(Default)]
+/// `reply` (a JSON object) with its `model` set to `public`; unchanged
+/// when it already is. The other fields stay raw text (an embeddings
+/// reply's vectors are not parsed).
+fn with_public_model(reply: Bytes, public: &str) -> serde_json::Result<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct ModelOnly<'a> {
+        #[serde(borrow)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    let named: ModelOnly<'_> = serde_json::from_slice(&reply)?;
+    if named.model.as_deref().is_none_or(|model| model == public) {
+        return Ok(reply);
+    }
+    let mut fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(&reply)?;
+    fields.insert("model".into(), serde_json::value::to_raw_value(public)?);
+    serde_json::to_vec(&fields).map(Bytes::from)
+}
+
+/// Every chunk gets the public model name. For clients that did not ask
+/// for `stream_options.include_usage` (`fold`): the gateway asked anyway;
+/// this folds the usage-only chunk (`choices: []`) into the chunk that
+/// carries `finish_reason`, held back until then, so the client sees
+/// OpenAI's usual chunks and the gateway still counts exactly.
 struct UsageFolding {
+    fold: bool,
+    public_model: String,
     /// The `finish_reason` chunk, waiting for the usage chunk.
     held: Option<Value>,
 }
 
 impl EventRewriter for UsageFolding {
     fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
-        let Ok(event) = serde_json::from_str::<Value>(data) else {
+        let Ok(mut event) = serde_json::from_str::<Value>(data) else {
             out.extend(self.held.take().map(|chunk| chunk.to_string()));
             out.push(data.to_owned());
             return;
         };
+        let renamed = match event.get_mut("model") {
+            Some(model) if model.as_str().is_some_and(|m| m != self.public_model) => {
+                *model = Value::String(self.public_model.clone());
+                true
+            }
+            _ => false,
+        };
+        let data = if renamed {
+            event.to_string()
+        } else {
+            data.to_owned()
+        };
+        if !self.fold {
+            out.push(data);
+            return;
+        }
         let usage_only =
             event["choices"].as_array().is_some_and(Vec::is_empty) && event["usage"].is_object();
         if usage_only {
@@ -260,7 +316,7 @@ impl EventRewriter for UsageFolding {
                     chunk["usage"] = event["usage"].clone();
                     out.push(chunk.to_string());
                 }
-                None => out.push(data.to_owned()),
+                None => out.push(data),
             }
             return;
         }
@@ -271,7 +327,7 @@ impl EventRewriter for UsageFolding {
         if finishing {
             self.held = Some(event);
         } else {
-            out.push(data.to_owned());
+            out.push(data);
         }
     }
 
@@ -336,7 +392,12 @@ mod tests {
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
             "data: [DONE]\n\n",
         );
-        let folded = SseRewrite::new(Body::from(upstream), UsageFolding::default());
+        let folding = UsageFolding {
+            fold: true,
+            public_model: "m".into(),
+            held: None,
+        };
+        let folded = SseRewrite::new(Body::from(upstream), folding);
         let chunks: Vec<Bytes> = block_on(folded.map(Result::unwrap).collect());
         let text: String = chunks
             .iter()
@@ -349,5 +410,41 @@ mod tests {
         assert_eq!(finish["choices"][0]["finish_reason"], "stop");
         assert_eq!(finish["usage"]["total_tokens"], 4);
         assert_eq!(events[2], "data: [DONE]");
+    }
+
+    #[test]
+    fn replies_and_chunks_name_the_public_model() {
+        let reply = Bytes::from_static(
+            br#"{"id":"x","model":"gpt-4o-mini-2024-07-18","data":[{"embedding":[0.1,0.25]}],"usage":null}"#,
+        );
+        let renamed: Value =
+            serde_json::from_slice(&with_public_model(reply, "small").unwrap()).unwrap();
+        assert_eq!(renamed["model"], "small");
+        assert_eq!(renamed["data"][0]["embedding"][1], 0.25);
+        let same = Bytes::from_static(br#"{"model":"small","x":1}"#);
+        assert_eq!(with_public_model(same.clone(), "small").unwrap(), same);
+        assert!(with_public_model(Bytes::from_static(b"[1]"), "small").is_err());
+
+        let upstream = concat!(
+            "data: {\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let renaming = UsageFolding {
+            fold: false,
+            public_model: "small".into(),
+            held: None,
+        };
+        let chunks: Vec<Bytes> = block_on(
+            SseRewrite::new(Body::from(upstream), renaming)
+                .map(Result::unwrap)
+                .collect(),
+        );
+        let text: String = chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert!(text.contains(r#""model":"small""#), "{text}");
+        assert!(!text.contains("gpt-4o-mini"), "{text}");
+        assert!(text.contains("[DONE]"), "{text}");
     }
 }
