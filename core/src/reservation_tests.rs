@@ -28,6 +28,7 @@ models:
   - { name: local, provider: vllm, upstream_model: llama, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: silent, provider: vllm, upstream_model: no-usage, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: stall, provider: vllm, upstream_model: stall, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
+  - { name: greedy, provider: vllm, upstream_model: greedy, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: claude, provider: claude, upstream_model: claude-x, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
 admin:
   path_prefix: /admin
@@ -95,6 +96,9 @@ fn provider(request: &Request<Bytes>) -> FakeReply {
         "usage": {"prompt_tokens": BILLED_PROMPT, "completion_tokens": completion,
             "total_tokens": BILLED_PROMPT + completion},
     });
+    if body["model"] == "greedy" {
+        reply["usage"] = json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX});
+    }
     if body["model"] == "no-usage" {
         reply.as_object_mut().unwrap().remove("usage");
     }
@@ -354,4 +358,17 @@ fn a_stream_ends_and_settles_before_the_runtime_deadline() {
     assert!(!text.contains("\"hi\""), "ended before relaying: {text}");
     assert!(text.contains("\"error\""), "{text}");
     assert!(counter(&gw) > 0, "settled, not lost");
+}
+
+/// A hostile upstream reporting `u64::MAX` tokens: accounting saturates
+/// instead of panicking or wrapping, and the budget is spent.
+#[test]
+fn absurd_reported_usage_saturates() {
+    let gw = gateway();
+    let key = key(&gw);
+    let (status, _) = chat(&gw, &key, "greedy", json!({"max_tokens": 10}));
+    assert_eq!(status, StatusCode::OK);
+    assert!(counter(&gw) >= 3000);
+    let (status, _) = chat(&gw, &key, "local", json!({"max_tokens": 10}));
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -340,7 +340,7 @@ impl AnthropicStreamTranslator {
                 }
                 if let Some(output) = event["usage"]["output_tokens"].as_u64() {
                     self.usage.completion_tokens = output;
-                    self.usage.total_tokens = self.usage.prompt_tokens + output;
+                    self.usage.total_tokens = self.usage.prompt_tokens.saturating_add(output);
                 }
                 Vec::new()
             }

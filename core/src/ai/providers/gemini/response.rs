@@ -21,7 +21,7 @@ pub fn gemini_usage(metadata: &Value) -> Usage {
         cached_tokens: n("cachedContentTokenCount"),
         ..Usage::new(
             n("promptTokenCount"),
-            n("candidatesTokenCount") + n("thoughtsTokenCount"),
+            n("candidatesTokenCount").saturating_add(n("thoughtsTokenCount")),
         )
     }
 }
