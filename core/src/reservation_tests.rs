@@ -294,6 +294,30 @@ fn absurd_limits_are_refused_not_summed() {
     assert_eq!(counter(&gw), 0);
 }
 
+/// The whole text of a stream from the stalling upstream, with a runtime
+/// deadline (Unix ms) if given.
+fn stalled_stream(gw: &Gateway<TestPlatform>, key: &str, deadline: Option<u64>) -> String {
+    let mut request = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Bytes::from(
+            json!({"model": "stall", "stream": true, "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hello"}]})
+            .to_string(),
+        ))
+        .unwrap();
+    if let Some(unix_ms) = deadline {
+        request
+            .extensions_mut()
+            .insert(crate::RuntimeDeadline { unix_ms });
+    }
+    let response = block_on(gw.handle(request));
+    assert_eq!(response.status(), StatusCode::OK);
+    block_on(StreamExt::collect::<Vec<_>>(response.into_body()))
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.unwrap()).into_owned())
+        .collect()
+}
+
 /// An upstream that answers headers and then stalls: the complete reply
 /// times out (504) and is settled; the stream ends with an error event
 /// after its idle timeout and is settled, nothing held forever.
@@ -305,21 +329,7 @@ fn an_upstream_that_stalls_after_headers_is_timed_out_and_settled() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{reply}");
     assert_eq!(counter(&gw), 0, "a timed-out call is refunded");
 
-    let request = Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {key}"))
-        .body(Bytes::from(
-            json!({"model": "stall", "stream": true, "max_tokens": 10,
-                "messages": [{"role": "user", "content": "hello"}]})
-            .to_string(),
-        ))
-        .unwrap();
-    let response = block_on(gw.handle(request));
-    assert_eq!(response.status(), StatusCode::OK);
-    let chunks: Vec<_> = block_on(StreamExt::collect::<Vec<_>>(response.into_body()));
-    let text: String = chunks
-        .into_iter()
-        .map(|c| String::from_utf8_lossy(&c.unwrap()).into_owned())
-        .collect();
+    let text = stalled_stream(&gw, &key, None);
     assert!(text.contains("\"hi\""), "{text}");
     assert!(
         text.contains("\"error\""),
@@ -338,23 +348,7 @@ fn a_stream_ends_and_settles_before_the_runtime_deadline() {
     let gw = gateway();
     let key = key(&gw);
     let now = crate::platform::Clock::now_unix_ms(&gw.platform().clock);
-    let mut request = Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {key}"))
-        .body(Bytes::from(
-            json!({"model": "stall", "stream": true, "max_tokens": 10,
-                "messages": [{"role": "user", "content": "hello"}]})
-            .to_string(),
-        ))
-        .unwrap();
-    request.extensions_mut().insert(crate::RuntimeDeadline {
-        unix_ms: now + 1_000,
-    });
-    let response = block_on(gw.handle(request));
-    let chunks: Vec<_> = block_on(StreamExt::collect::<Vec<_>>(response.into_body()));
-    let text: String = chunks
-        .into_iter()
-        .map(|c| String::from_utf8_lossy(&c.unwrap()).into_owned())
-        .collect();
+    let text = stalled_stream(&gw, &key, Some(now + 1_000));
     assert!(!text.contains("\"hi\""), "ended before relaying: {text}");
     assert!(text.contains("\"error\""), "{text}");
     assert!(counter(&gw) > 0, "settled, not lost");
