@@ -1,6 +1,8 @@
 //! AWS Lambda adapter: runs `gateway_core::Gateway` behind a Function URL or
 //! API Gateway with response streaming, so SSE reaches the client chunk by
-//! chunk. The binary (`src/main.rs`) is `bootstrap` in the deployed zip.
+//! chunk. The binary (`src/main.rs`) is `bootstrap` in the deployed zip;
+//! outside Lambda (no `AWS_LAMBDA_RUNTIME_API`) it serves HTTP itself
+//! ([`server`], on `GATEWAY_LISTEN`, default `127.0.0.1:9100`).
 //!
 //! Environment (the names are the contract with `infra/`; a test checks the
 //! Terraform uses them):
@@ -19,6 +21,7 @@ pub mod convert;
 pub mod dynamodb;
 pub mod platform;
 pub mod secrets;
+pub mod server;
 
 use std::collections::HashMap;
 

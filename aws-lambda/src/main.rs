@@ -1,9 +1,10 @@
 //! The `bootstrap` binary: JSON logs, the gateway built once, and the Lambda
-//! runtime loop with response streaming.
+//! runtime loop with response streaming — or, outside Lambda, the native
+//! HTTP server.
 
 use std::convert::Infallible;
 
-use gateway_aws_lambda::{background, build_gateway, convert};
+use gateway_aws_lambda::{background, build_gateway, convert, server};
 use gateway_core::RuntimeDeadline;
 use lambda_http::{service_fn, Error, RequestExt};
 
@@ -34,6 +35,17 @@ async fn main() -> Result<(), Error> {
         tracing::error!(%message, "gateway failed to start");
         Error::from(message)
     })?;
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        let listen =
+            std::env::var(server::ENV_LISTEN).unwrap_or_else(|_| server::DEFAULT_LISTEN.to_owned());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| Error::from(format!("cannot listen on {listen}: {e}")))?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "serving HTTP (not on Lambda: AWS_LAMBDA_RUNTIME_API is unset)");
+        server::serve(gateway, listener, server::shutdown_signal()).await;
+        return Ok(());
+    }
     // The runtime loop ends when a call to the Lambda runtime API fails (a
     // dropped connection, say). Start it again instead of exiting: the
     // config and clients survive, and no cold start is paid for a transient

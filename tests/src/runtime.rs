@@ -228,6 +228,49 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
     Ok(process)
 }
 
+/// Starts the `gateway` binary as a native HTTP server (no
+/// `AWS_LAMBDA_RUNTIME_API`) on 127.0.0.1 with `env` added to its
+/// environment, and waits until it serves requests. The binary must be
+/// built (`cargo build -p gateway-aws-lambda --bin gateway`, which
+/// `scripts/test` does).
+pub fn start_native(env: &[(String, String)]) -> Result<GatewayProcess, String> {
+    use std::os::unix::process::CommandExt;
+
+    let binary = target_dir().join("debug").join(LAMBDA_BIN);
+    if !binary.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build -p gateway-aws-lambda --bin {LAMBDA_BIN}`",
+            binary.display()
+        ));
+    }
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let (log_path, log, log_err) = log_files("native", port)?;
+    let mut command = Command::new(binary);
+    command
+        .current_dir(workspace_root())
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the native server: {e}"))?;
+    let mut process = GatewayProcess {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+        log_path,
+    };
+    wait_ready(&mut process)?;
+    Ok(process)
+}
+
 /// Starts the Worker under `wrangler dev --local` (workerd with local KV and
 /// Durable Objects) on 127.0.0.1, built with the `test-hooks` feature, with
 /// `env` as Worker variables, and waits until it serves requests.

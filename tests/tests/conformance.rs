@@ -1,10 +1,11 @@
 //! Runs the conformance suite against every runtime.
 //!
 //! Default: starts the mock upstreams, then the Lambda adapter under
-//! `cargo lambda watch` and the Worker under `wrangler dev --local`, all on
-//! 127.0.0.1; runs every case against each (`lambda::<case>`,
-//! `worker::<case>`); stops everything. `CONFORMANCE_RUNTIMES=lambda` (or
-//! `worker`) picks one. `GATEWAY_BASE_URL=https://…` runs the suite against
+//! `cargo lambda watch`, the same binary as a native HTTP server, and the
+//! Worker under `wrangler dev --local`, all on 127.0.0.1; runs every case
+//! against each (`lambda::<case>`, `native::<case>`, `worker::<case>`);
+//! stops everything. `CONFORMANCE_RUNTIMES=lambda,native` (or any subset)
+//! picks some. `GATEWAY_BASE_URL=https://…` runs the suite against
 //! a gateway that is already running instead (it must use
 //! `tests/config/conformance.yaml` with the variables printed at start;
 //! `CONFORMANCE_ECHO_PORT` and `CONFORMANCE_OPENAI_PORT` pin the mock ports).
@@ -16,14 +17,14 @@ use gateway_tests::mocks::{
     closed_port, start_echo_server, start_openai_mock, EchoServer, OpenAiMock,
 };
 use gateway_tests::runtime::{
-    start_aws_emulator, start_lambda_watch, start_wrangler_dev, GatewayProcess,
+    start_aws_emulator, start_lambda_watch, start_native, start_wrangler_dev, GatewayProcess,
 };
 use gateway_tests::suite::{
     cases, conformance_config_path, lambda_cases, upstream_env, worker_cases, Case, Ctx,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const RUNTIMES: [&str; 2] = ["lambda", "worker"];
+const RUNTIMES: [&str; 3] = ["lambda", "native", "worker"];
 
 fn port_from_env(name: &str) -> u16 {
     std::env::var(name)
@@ -35,7 +36,7 @@ fn port_from_env(name: &str) -> u16 {
 fn cases_for(runtime: &str) -> Vec<Case> {
     let mut all = cases();
     match runtime {
-        "lambda" => all.extend(lambda_cases()),
+        "lambda" | "native" => all.extend(lambda_cases()),
         "worker" => all.extend(worker_cases()),
         _ => {}
     }
@@ -54,7 +55,7 @@ fn selected_runtimes() -> Vec<String> {
 }
 
 /// Starts one runtime with the conformance config: the Lambda adapter with
-/// its key store on a DynamoDB emulator (moto), the Worker with local KV and
+/// its key store on a DynamoDB emulator (moto), the native server in memory, the Worker with local KV and
 /// Durable Objects. Returns the gateway and the helper processes it needs.
 fn start(
     runtime: &str,
@@ -91,6 +92,15 @@ fn start(
                 ("AWS_ENDPOINT_URL_SSM".to_owned(), endpoint),
             ]);
             Ok((start_lambda_watch(&env)?, vec![dynamo.process]))
+        }
+        // The native server with the in-memory store and the provider key
+        // from its environment (the Lambda run covers DynamoDB and SSM).
+        "native" => {
+            env.push((
+                "GATEWAY_CONFIG_PATH".to_owned(),
+                config.display().to_string(),
+            ));
+            Ok((start_native(&env)?, Vec::new()))
         }
         "worker" => {
             let yaml = std::fs::read_to_string(&config)
