@@ -16,8 +16,7 @@ RUN cargo build --release --locked -p gateway-aws-lambda --bin gateway
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/gateway /gateway
-ENV GATEWAY_LISTEN=0.0.0.0:9100 \
-    AWS_EC2_METADATA_DISABLED=true
+ENV GATEWAY_LISTEN=0.0.0.0:9100
 EXPOSE 9100
 USER nonroot
 # The binary is PID 1 and drains on SIGTERM (30 s at most).
