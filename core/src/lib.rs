@@ -19,6 +19,8 @@ pub mod aws;
 pub mod body;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gateway;
 #[cfg(test)]
 mod gateway_tests;

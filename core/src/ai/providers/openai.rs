@@ -278,11 +278,11 @@ fn with_public_model(reply: Bytes, public: &str) -> serde_json::Result<Bytes> {
 /// this folds the usage-only chunk (`choices: []`) into the chunk that
 /// carries `finish_reason`, held back until then, so the client sees
 /// OpenAI's usual chunks and the gateway still counts exactly.
-struct UsageFolding {
-    fold: bool,
-    public_model: String,
+pub(crate) struct UsageFolding {
+    pub(crate) fold: bool,
+    pub(crate) public_model: String,
     /// The `finish_reason` chunk, waiting for the usage chunk.
-    held: Option<Value>,
+    pub(crate) held: Option<Value>,
 }
 
 impl EventRewriter for UsageFolding {
