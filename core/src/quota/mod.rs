@@ -150,13 +150,17 @@ pub struct Window {
     pub reset_ms: u64,
 }
 
+/// `window_ms` 0 counts as 1. The reset saturates at `u64::MAX` instead of
+/// overflowing when `now_ms` is in the last window before it (found by the
+/// property tests in `tests/tests/quota_window_props.rs`).
 pub fn window(now_ms: u64, window_ms: u64) -> Window {
     let window_ms = window_ms.max(1);
     let index = now_ms / window_ms;
+    let start_ms = index * window_ms;
     Window {
         index,
-        start_ms: index * window_ms,
-        reset_ms: (index + 1) * window_ms,
+        start_ms,
+        reset_ms: start_ms.saturating_add(window_ms),
     }
 }
 
@@ -354,7 +358,7 @@ pub(crate) async fn consume<P: Platform>(
                 continue;
             };
             // Kept one extra window so the sliding algorithm can read it.
-            let expires_at_ms = current.reset_ms + limit.window_ms;
+            let expires_at_ms = current.reset_ms.saturating_add(limit.window_ms);
             let mut max = limit.max;
             if limit.algorithm == Algorithm::SlidingWindow && current.index > 0 {
                 if let Some(previous_key) =
@@ -540,9 +544,12 @@ pub(crate) async fn current_usage<P: Platform>(
         let used = store_call(
             platform.clock(),
             plan.store_timeout,
-            platform
-                .quota()
-                .consume(&key, 0, u64::MAX, current.reset_ms + limit.window_ms),
+            platform.quota().consume(
+                &key,
+                0,
+                u64::MAX,
+                current.reset_ms.saturating_add(limit.window_ms),
+            ),
         )
         .await
         .map(|c| c.used);
