@@ -347,7 +347,9 @@ fn sdk_encode(messages: &[Message]) -> Vec<u8> {
 }
 
 /// What the core keeps of a message: its string headers and payload.
-fn core_view(message: &Message) -> (Vec<(String, String)>, Vec<u8>) {
+type CoreView = (Vec<(String, String)>, Vec<u8>);
+
+fn core_view(message: &Message) -> CoreView {
     let headers = message
         .headers()
         .iter()
@@ -360,10 +362,7 @@ fn core_view(message: &Message) -> (Vec<(String, String)>, Vec<u8>) {
 }
 
 /// Feeds `bytes` to the core's decoder cut at `cuts` (sizes, cycled).
-fn core_decode(
-    bytes: &[u8],
-    cuts: &[usize],
-) -> Result<Vec<(Vec<(String, String)>, Vec<u8>)>, String> {
+fn core_decode(bytes: &[u8], cuts: &[usize]) -> Result<Vec<CoreView>, String> {
     let mut decoder = EventStreamDecoder::default();
     let mut out = Vec::new();
     let mut rest = bytes;
