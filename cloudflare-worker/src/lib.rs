@@ -1,9 +1,10 @@
 //! Cloudflare Workers adapter: runs `gateway_core::Gateway` in workerd.
 //!
-//! - Config: the `GATEWAY_CONFIG` variable holds the YAML text (set it in
-//!   `wrangler.toml` `[vars]`, with `--var`, or from Terraform); unset → the
-//!   embedded example config. `${env:NAME}` references resolve from Worker
-//!   secrets and variables.
+//! - Config: the `GATEWAY_KV` entry named by `GATEWAY_CONFIG_KV_KEY`
+//!   (Terraform writes it there; no 5 KB cap), else the `GATEWAY_CONFIG`
+//!   variable with the YAML text (`wrangler.toml` `[vars]` or `--var`; at
+//!   most 5 KB), else the embedded example config. Read once per isolate.
+//!   `${env:NAME}` references resolve from Worker secrets and variables.
 //! - Ports: `worker::Fetch` upstream (streaming bodies), the JS clock,
 //!   `crypto.getRandomValues`, KV (`GATEWAY_KV`) and the `QuotaCounter`
 //!   Durable Object (`GATEWAY_QUOTA`, one object per quota key).
@@ -13,8 +14,12 @@
 //! `wrangler.toml` and Terraform; they compile on every target so tests can
 //! check that infra and code agree.
 
-/// Variable holding the YAML config.
+/// Variable holding the YAML config (at most 5 KB: Workers' cap on a
+/// plain-text variable).
 pub const ENV_CONFIG: &str = "GATEWAY_CONFIG";
+/// Variable naming the `GATEWAY_KV` key that holds the YAML config; takes
+/// precedence over `GATEWAY_CONFIG`. Terraform uses it (no 5 KB cap).
+pub const ENV_CONFIG_KV_KEY: &str = "GATEWAY_CONFIG_KV_KEY";
 /// KV namespace binding (API keys, cached responses, JWKS).
 pub const KV_BINDING: &str = "GATEWAY_KV";
 /// Durable Object namespace binding for quota counters.

@@ -9,7 +9,7 @@ use gateway_aws_lambda::dynamodb::{ATTR_EXPIRES_AT, ATTR_PK};
 use gateway_aws_lambda::{
     ENV_CONFIG_PATH, ENV_SSM_PREFIX, ENV_STORE, ENV_TABLE, LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME,
 };
-use gateway_cloudflare_worker::{ENV_CONFIG, KV_BINDING, QUOTA_BINDING, QUOTA_CLASS};
+use gateway_cloudflare_worker::{ENV_CONFIG_KV_KEY, KV_BINDING, QUOTA_BINDING, QUOTA_CLASS};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -95,34 +95,54 @@ fn dynamodb_table_matches_the_store() {
     assert_eq!(all(&table["ttl"])[0]["attribute_name"], ATTR_EXPIRES_AT);
 }
 
-/// Whether `text` (a JSON value, or HCL source kept as a `${…}` expression)
-/// sets `key` to `value`.
-fn sets(text: &str, key: &str, value: &str) -> bool {
-    text.contains(&format!("\"{key}\":\"{value}\""))
-        || text.contains(&format!("{key} = \\\"{value}\\\""))
-}
-
+/// The Terraform module deploys the script with `wrangler deploy` and a
+/// generated Wrangler config (`locals.wrangler_config`): it must bind what
+/// the adapter reads and carry the same Durable Object migrations as
+/// wrangler.toml (wrangler sends only those after the Worker's current tag).
 #[test]
-fn worker_script_matches_the_adapter() {
+fn worker_deploy_config_matches_the_adapter() {
     let main = terraform("infra/modules/cloudflare-worker/main.tf");
-    let script = &main["resource"]["cloudflare_workers_script"]["gateway"];
-    assert_eq!(script["main_module"], "index.js");
-    let bindings = script["bindings"].to_string();
-    for (kind, name) in [
-        ("kv_namespace", KV_BINDING),
-        ("durable_object_namespace", QUOTA_BINDING),
-        ("plain_text", ENV_CONFIG),
-    ] {
-        assert!(
-            sets(&bindings, "name", name) && sets(&bindings, "type", kind),
-            "binding {name} ({kind}) missing from cloudflare_workers_script: {bindings}"
-        );
-    }
-    assert!(sets(&bindings, "class_name", QUOTA_CLASS), "{bindings}");
-    let sqlite = script["migrations"]["new_sqlite_classes"].to_string();
+    let config = &all(&main["locals"])
+        .into_iter()
+        .find(|l| !l["wrangler_config"].is_null())
+        .expect("locals.wrangler_config in infra/modules/cloudflare-worker/main.tf")
+        ["wrangler_config"];
+    let kv = config["kv_namespaces"].as_array().expect("kv_namespaces");
+    assert!(kv.iter().any(|k| k["binding"] == KV_BINDING), "{kv:?}");
+    let durable = config["durable_objects"]["bindings"]
+        .as_array()
+        .expect("durable_objects.bindings");
     assert!(
-        sqlite.contains(QUOTA_CLASS),
-        "migration must create {QUOTA_CLASS}: {sqlite}"
+        durable
+            .iter()
+            .any(|b| b["name"] == QUOTA_BINDING && b["class_name"] == QUOTA_CLASS),
+        "{durable:?}"
+    );
+    assert_eq!(
+        config["vars"][ENV_CONFIG_KV_KEY], "${cloudflare_workers_kv.config.key_name}",
+        "the Worker must be told the KV key of the config Terraform writes: {}",
+        config["vars"]
+    );
+    let entry = &main["resource"]["cloudflare_workers_kv"]["config"];
+    assert_eq!(
+        entry["namespace_id"], "${cloudflare_workers_kv_namespace.gateway.id}",
+        "the config goes into the namespace bound as {KV_BINDING}"
+    );
+    assert!(
+        config["main"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("/index.js")),
+        "{}",
+        config["main"]
+    );
+    assert_eq!(
+        config["migrations"],
+        wrangler()["migrations"],
+        "Terraform's deploy and wrangler.toml must carry the same Durable Object migrations"
+    );
+    assert_eq!(
+        config["compatibility_date"], "${var.compatibility_date}",
+        "the compatibility date comes from the variable"
     );
 }
 

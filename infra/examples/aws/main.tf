@@ -2,11 +2,11 @@
 # that fills package_dir.
 
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.11"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.60, < 7.0"
+      version = ">= 6.28, < 7.0"
     }
     archive = {
       source  = "hashicorp/archive"
@@ -26,6 +26,7 @@ module "gateway" {
   architecture         = var.architecture
   reserved_concurrency = var.reserved_concurrency
   provider_secrets     = var.provider_secrets
+  bedrock_model_arns   = var.bedrock_model_arns
 }
 
 output "function_url" {

@@ -21,9 +21,15 @@ variable "architecture" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrent executions."
+  description = "Reserved concurrent executions; null (default): none (new accounts cannot reserve any)."
   type        = number
-  default     = 50
+  default     = null
+}
+
+variable "bedrock_model_arns" {
+  description = "Bedrock models the function's role may invoke (the bedrock provider); empty: none."
+  type        = list(string)
+  default     = []
 }
 
 variable "provider_secrets" {

@@ -3,11 +3,11 @@
 # CLOUDFLARE_API_TOKEN.
 
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.11"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.60, < 7.0"
+      version = ">= 6.28, < 7.0"
     }
     archive = {
       source  = "hashicorp/archive"
@@ -15,7 +15,7 @@ terraform {
     }
     cloudflare = {
       source  = "cloudflare/cloudflare"
-      version = ">= 5.10, < 6.0"
+      version = ">= 5.14, < 6.0"
     }
   }
 }
@@ -26,11 +26,16 @@ provider "aws" {
 
 provider "cloudflare" {}
 
+# Secrets per runtime: the Worker needs AWS_* keys of an IAM user for the
+# bedrock provider; on Lambda those names would replace the function role's
+# credentials, so Lambda gets only the shared secrets and Bedrock through
+# bedrock_model_arns.
 module "lambda" {
-  source           = "../../modules/aws-lambda"
-  name             = var.name
-  package_dir      = var.package_dir
-  provider_secrets = var.provider_secrets
+  source             = "../../modules/aws-lambda"
+  name               = var.name
+  package_dir        = var.package_dir
+  provider_secrets   = merge(var.provider_secrets, var.lambda_secrets)
+  bedrock_model_arns = var.bedrock_model_arns
 }
 
 module "worker" {
@@ -39,7 +44,7 @@ module "worker" {
   name             = var.name
   build_dir        = var.build_dir
   gateway_config   = file(var.config_path)
-  provider_secrets = var.provider_secrets
+  provider_secrets = merge(var.provider_secrets, var.worker_secrets)
 }
 
 output "lambda_function_url" {

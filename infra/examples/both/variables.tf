@@ -33,8 +33,28 @@ variable "config_path" {
 }
 
 variable "provider_secrets" {
-  description = "NAME => secret for both runtimes. Set with TF_VAR_provider_secrets; never commit values."
+  description = "NAME => secret for both runtimes (provider keys, GATEWAY_ADMIN_KEY_SHA256). Set with TF_VAR_provider_secrets; never commit values. No AWS_* names here (see worker_secrets)."
   type        = map(string)
   default     = {}
   sensitive   = true
+}
+
+variable "lambda_secrets" {
+  description = "NAME => secret for Lambda only (added to provider_secrets)."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}
+
+variable "worker_secrets" {
+  description = "NAME => secret for the Worker only, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of an IAM user for the bedrock provider (the config default references). Set with TF_VAR_worker_secrets."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}
+
+variable "bedrock_model_arns" {
+  description = "Bedrock models the Lambda role may invoke; empty: none."
+  type        = list(string)
+  default     = []
 }

@@ -3,11 +3,11 @@
 # CLOUDFLARE_API_TOKEN.
 
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.9"
   required_providers {
     cloudflare = {
       source  = "cloudflare/cloudflare"
-      version = ">= 5.10, < 6.0"
+      version = ">= 5.14, < 6.0"
     }
   }
 }
@@ -22,7 +22,9 @@ module "gateway" {
   gateway_config   = file(var.config_path)
   provider_secrets = var.provider_secrets
   zone_id          = var.zone_id
+  route_pattern    = var.route_pattern
   custom_domain    = var.custom_domain
+  workers_dev      = var.workers_dev
 }
 
 output "script_name" {

@@ -22,9 +22,21 @@ variable "config_path" {
 }
 
 variable "zone_id" {
-  description = "Zone of custom_domain (optional)."
+  description = "Zone of route_pattern or custom_domain (optional)."
   type        = string
   default     = null
+}
+
+variable "route_pattern" {
+  description = "Route pattern such as api.example.com/* (optional, needs zone_id)."
+  type        = string
+  default     = null
+}
+
+variable "workers_dev" {
+  description = "Serve on <name>.<your-subdomain>.workers.dev (the account's workers.dev subdomain must exist)."
+  type        = bool
+  default     = true
 }
 
 variable "custom_domain" {

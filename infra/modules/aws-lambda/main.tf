@@ -14,7 +14,7 @@ locals {
   ssm_prefix = "/${var.name}/"
   log_group  = "/aws/lambda/${var.name}"
   account_id = data.aws_caller_identity.current.account_id
-  region     = data.aws_region.current.name
+  region     = data.aws_region.current.region
   partition  = data.aws_partition.current.partition
 }
 
@@ -92,22 +92,33 @@ resource "aws_dynamodb_table" "gateway" {
 
 # --- Secrets: SSM SecureString under /<name>/ ------------------------------
 
+# The values are write-only (`value_wo`, Terraform >= 1.11): they reach SSM
+# but not the Terraform state or plan. `value_wo_version` tells the provider
+# when to write again; it is derived from a hash of the value (32 bits of
+# it, a number, in the state), so a changed key is rewritten on apply.
 resource "aws_ssm_parameter" "secret" {
-  for_each = nonsensitive(toset(keys(var.provider_secrets)))
-  name     = "${local.ssm_prefix}${each.key}"
-  type     = "SecureString"
-  key_id   = aws_kms_key.gateway.arn
-  value    = var.provider_secrets[each.key]
-  tags     = var.tags
+  for_each         = nonsensitive(toset(keys(var.provider_secrets)))
+  name             = "${local.ssm_prefix}${each.key}"
+  type             = "SecureString"
+  key_id           = aws_kms_key.gateway.arn
+  value_wo         = var.provider_secrets[each.key]
+  value_wo_version = parseint(substr(sha256(var.provider_secrets[each.key]), 0, 8), 16)
+  tags             = var.tags
 }
 
 # --- Logs --------------------------------------------------------------------
 
+# CloudWatch Logs checks on creation that it may use the key: the key policy
+# (which allows logs.<region>.amazonaws.com for this log group) must exist
+# first. `kms_key_id` orders the key before the group; the policy is part of
+# the key, but say it explicitly so a later split of the policy keeps it.
 resource "aws_cloudwatch_log_group" "gateway" {
   name              = local.log_group
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.gateway.arn
   tags              = var.tags
+
+  depends_on = [aws_kms_key.gateway]
 }
 
 # --- IAM: only this table, these parameters, this key, this log group -------
@@ -209,8 +220,10 @@ resource "aws_lambda_function" "gateway" {
     mode = "PassThrough"
   }
 
+  # The gateway writes JSON lines (tracing-subscriber's JSON format);
+  # JSON lets CloudWatch Logs Insights query their fields.
   logging_config {
-    log_format = "Text"
+    log_format = "JSON"
     log_group  = aws_cloudwatch_log_group.gateway.name
   }
 
@@ -226,6 +239,11 @@ resource "aws_lambda_function_url" "gateway" {
   invoke_mode        = "RESPONSE_STREAM"
 }
 
+# A public Function URL (auth type NONE) needs two statements in the
+# function's resource policy: lambda:InvokeFunctionUrl, and since October
+# 2025 lambda:InvokeFunction restricted to calls through the Function URL
+# (`invoked_via_function_url`, hashicorp/aws >= 6.28). Without the second,
+# every request to a new Function URL gets 403.
 resource "aws_lambda_permission" "function_url" {
   #checkov:skip=CKV_AWS_301:Public by design when function_url_auth_type = NONE: the gateway authenticates callers itself (API keys, JWT).
   count                  = var.function_url_auth_type == "NONE" ? 1 : 0
@@ -234,4 +252,14 @@ resource "aws_lambda_permission" "function_url" {
   function_name          = aws_lambda_function.gateway.function_name
   principal              = "*"
   function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "function_url_invoke" {
+  #checkov:skip=CKV_AWS_301:Public by design when function_url_auth_type = NONE, and only through the Function URL (invoked_via_function_url).
+  count                    = var.function_url_auth_type == "NONE" ? 1 : 0
+  statement_id             = "PublicFunctionUrlInvoke"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.gateway.function_name
+  principal                = "*"
+  invoked_via_function_url = true
 }

@@ -1,9 +1,13 @@
 terraform {
-  required_version = ">= 1.6"
+  # 1.11: write-only arguments (aws_ssm_parameter.value_wo).
+  required_version = ">= 1.11"
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.60, < 7.0"
+      source = "hashicorp/aws"
+      # 6.28: aws_lambda_permission.invoked_via_function_url (the
+      # lambda:InvokeFunction statement a public Function URL needs).
+      # data.aws_region.region (6.0), aws_ssm_parameter.value_wo.
+      version = ">= 6.28, < 7.0"
     }
     archive = {
       source  = "hashicorp/archive"
