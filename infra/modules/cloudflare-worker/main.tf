@@ -77,16 +77,15 @@ locals {
   }
 }
 
-# `wrangler deploy` with a generated config and the secrets from a file in a
-# private temporary directory (removed on exit). The secrets never enter the
-# Terraform state: only a hash of them does, so that a changed key
-# redeploys. Needs CLOUDFLARE_API_TOKEN in the environment (the same token
-# the provider uses) and the repository's wrangler (scripts/bootstrap).
-resource "terraform_data" "deploy" {
+# The Worker's lifetime, apart from its deploys: `terraform destroy` (or a
+# new name or account) runs `wrangler delete`. Kept separate from the deploy
+# below because a destroy-time provisioner also runs when its resource is
+# replaced, and the deploy is replaced on every change: `wrangler delete`
+# there would drop the Worker and its Durable Object storage on each update.
+resource "terraform_data" "worker" {
   triggers_replace = {
-    bundle  = local.bundle_sha256
-    config  = sha256(jsonencode(local.wrangler_config))
-    secrets = sha256(jsonencode(var.provider_secrets))
+    name       = var.name
+    account_id = var.account_id
   }
 
   # What the destroy-time provisioner needs (it may only read self).
@@ -94,26 +93,6 @@ resource "terraform_data" "deploy" {
     name       = var.name
     account_id = var.account_id
     wrangler   = local.wrangler
-  }
-
-  provisioner "local-exec" {
-    interpreter = ["/bin/sh", "-c"]
-    command     = <<-EOT
-      set -eu
-      umask 077
-      dir="$(mktemp -d)"
-      trap 'rm -rf "$dir"' EXIT
-      printf '%s' "$GATEWAY_WRANGLER_CONFIG" > "$dir/wrangler.json"
-      printf '%s' "$GATEWAY_SECRETS" > "$dir/secrets.json"
-      "$GATEWAY_WRANGLER" deploy --config "$dir/wrangler.json" --secrets-file "$dir/secrets.json"
-    EOT
-    environment = {
-      CLOUDFLARE_ACCOUNT_ID   = var.account_id
-      WRANGLER_SEND_METRICS   = "false"
-      GATEWAY_WRANGLER        = local.wrangler
-      GATEWAY_WRANGLER_CONFIG = jsonencode(local.wrangler_config)
-      GATEWAY_SECRETS         = jsonencode(var.provider_secrets)
-    }
   }
 
   provisioner "local-exec" {
@@ -125,6 +104,52 @@ resource "terraform_data" "deploy" {
       WRANGLER_SEND_METRICS = "false"
       GATEWAY_WRANGLER      = self.input.wrangler
       GATEWAY_NAME          = self.input.name
+    }
+  }
+
+  # Deleted before the KV namespace its deploys bind.
+  depends_on = [cloudflare_workers_kv_namespace.gateway]
+}
+
+# `wrangler deploy` with a generated config and the secrets from a file in a
+# private temporary directory (removed on exit). The secrets never enter the
+# Terraform state: only a hash of them does, so that a changed key
+# redeploys. Needs CLOUDFLARE_API_TOKEN in the environment (the same token
+# the provider uses) and the repository's wrangler (scripts/bootstrap).
+# Replacing this resource (any change) only deploys again; nothing is
+# deleted.
+resource "terraform_data" "deploy" {
+  triggers_replace = {
+    bundle  = local.bundle_sha256
+    config  = sha256(jsonencode(local.wrangler_config))
+    secrets = sha256(jsonencode(var.provider_secrets))
+  }
+
+  input = {
+    name = terraform_data.worker.output.name
+  }
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = <<-EOT
+      set -eu
+      umask 077
+      dir="$(mktemp -d)"
+      trap 'rm -rf "$dir"' EXIT
+      printf '%s' "$GATEWAY_WRANGLER_CONFIG" > "$dir/wrangler.json"
+      printf '%s' "$GATEWAY_SECRETS" > "$dir/secrets.json"
+      # Terraform hides the output of a provisioner whose environment holds
+      # sensitive values (the secrets): keep wrangler's in a log file.
+      mkdir -p "$(dirname "$GATEWAY_DEPLOY_LOG")"
+      "$GATEWAY_WRANGLER" deploy --config "$dir/wrangler.json" --secrets-file "$dir/secrets.json" >"$GATEWAY_DEPLOY_LOG" 2>&1
+    EOT
+    environment = {
+      CLOUDFLARE_ACCOUNT_ID   = var.account_id
+      WRANGLER_SEND_METRICS   = "false"
+      GATEWAY_WRANGLER        = local.wrangler
+      GATEWAY_WRANGLER_CONFIG = jsonencode(local.wrangler_config)
+      GATEWAY_SECRETS         = jsonencode(var.provider_secrets)
+      GATEWAY_DEPLOY_LOG      = abspath("${path.root}/.terraform/${var.name}-wrangler-deploy.log")
     }
   }
 }
