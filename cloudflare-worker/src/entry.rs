@@ -25,14 +25,46 @@ fn env_string(env: &Env, name: &str) -> Option<String> {
         .map(|v| v.to_string())
 }
 
-fn build_gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
-    let (source, yaml) = match env_string(env, crate::ENV_CONFIG) {
+/// The config text and where it came from, in this order:
+/// - the KV entry named by `GATEWAY_CONFIG_KV_KEY` in the `GATEWAY_KV`
+///   namespace (Terraform writes the config there under a key that changes
+///   with its content; KV values may be 25 MiB, so the config can grow);
+/// - the `GATEWAY_CONFIG` variable (Workers caps a plain-text variable at
+///   5 KB, and refuses the upload above that);
+/// - the embedded example config.
+///
+/// `${env:…}` references are resolved afterwards, from the Worker's secrets
+/// and variables, whatever the source.
+async fn config_text(env: &Env) -> Result<(String, String), String> {
+    if let Some(key) = env_string(env, crate::ENV_CONFIG_KV_KEY) {
+        let source = format!("KV {} key {key:?}", crate::KV_BINDING);
+        let kv = env
+            .kv(crate::KV_BINDING)
+            .map_err(|e| format!("{source}: no KV binding {}: {e}", crate::KV_BINDING))?;
+        let text = kv
+            .get(&key)
+            .text()
+            .await
+            .map_err(|e| format!("{source}: {e}"))?;
+        return match text {
+            Some(yaml) => Ok((source, yaml)),
+            None => Err(format!(
+                "{source}: {} names a key that is not in the namespace (was the config written before the deploy?)",
+                crate::ENV_CONFIG_KV_KEY
+            )),
+        };
+    }
+    Ok(match env_string(env, crate::ENV_CONFIG) {
         Some(yaml) => (format!("{} variable", crate::ENV_CONFIG), yaml),
         None => (
             "embedded example config".to_owned(),
             gateway_core::config::EXAMPLE_CONFIG.to_owned(),
         ),
-    };
+    })
+}
+
+async fn build_gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
+    let (source, yaml) = config_text(env).await?;
     let config = Config::from_yaml(&yaml, |name| env_string(env, name))
         .map_err(|e| format!("{source}: {e}"))?;
     let platform = WorkerPlatform::from_env(env).map_err(|e| format!("bindings: {e}"))?;
@@ -40,12 +72,12 @@ fn build_gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
     Ok(Gateway::new(config, platform))
 }
 
-fn gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
+async fn gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
     if let Some(gateway) = GATEWAY.with_borrow(Clone::clone) {
         return Ok(gateway);
     }
     crate::log::init();
-    let gateway = build_gateway(env)?;
+    let gateway = build_gateway(env).await?;
     GATEWAY.set(Some(gateway.clone()));
     Ok(gateway)
 }
@@ -84,7 +116,7 @@ async fn fetch(
     env: Env,
     ctx: Context,
 ) -> worker::Result<http::Response<Body>> {
-    let gateway = match gateway(&env) {
+    let gateway = match gateway(&env).await {
         Ok(gateway) => gateway,
         Err(message) => return Ok(startup_failure(&message)),
     };

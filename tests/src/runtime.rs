@@ -274,6 +274,10 @@ pub fn start_native(env: &[(String, String)]) -> Result<GatewayProcess, String> 
 /// Starts the Worker under `wrangler dev --local` (workerd with local KV and
 /// Durable Objects) on 127.0.0.1, built with the `test-hooks` feature, with
 /// `env` as Worker variables, and waits until it serves requests.
+///
+/// A `GATEWAY_CONFIG` entry is not passed as a variable: like the Terraform
+/// module, the config goes into the local `GATEWAY_KV` namespace and the
+/// Worker is given its key in `GATEWAY_CONFIG_KV_KEY`.
 pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, String> {
     use std::os::unix::process::CommandExt;
 
@@ -291,7 +295,15 @@ pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, St
     let _ = std::fs::remove_dir_all(&state_dir);
     let (log_path, log, log_err) = log_files("worker", port)?;
 
-    let mut command = Command::new(wrangler);
+    let mut env = env.to_vec();
+    if let Some(at) = env.iter().position(|(name, _)| name == "GATEWAY_CONFIG") {
+        let (_, yaml) = env.remove(at);
+        let key = "gateway-config/conformance";
+        put_local_kv(&wrangler, &worker_dir, &state_dir, key, &yaml)?;
+        env.push(("GATEWAY_CONFIG_KV_KEY".into(), key.into()));
+    }
+
+    let mut command = Command::new(&wrangler);
     command
         .args(["dev", "--local", "--ip", "127.0.0.1", "--port"])
         .arg(port.to_string())
@@ -300,7 +312,7 @@ pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, St
         .arg("--show-interactive-dev-session=false")
         .arg("--persist-to")
         .arg(&state_dir);
-    for (name, value) in env {
+    for (name, value) in &env {
         command.arg("--var").arg(format!("{name}:{value}"));
     }
     command
@@ -323,6 +335,49 @@ pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, St
     };
     wait_ready(&mut process)?;
     Ok(process)
+}
+
+/// Writes `value` under `key` into the local `GATEWAY_KV` namespace that
+/// `wrangler dev --persist-to state_dir` serves.
+fn put_local_kv(
+    wrangler: &Path,
+    worker_dir: &Path,
+    state_dir: &Path,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    let file = state_dir.join("kv-value");
+    std::fs::write(&file, value).map_err(|e| format!("{}: {e}", file.display()))?;
+    let output = Command::new(wrangler)
+        .args([
+            "kv",
+            "key",
+            "put",
+            "--binding",
+            "GATEWAY_KV",
+            "--local",
+            "--persist-to",
+        ])
+        .arg(state_dir)
+        .arg(key)
+        .arg("--path")
+        .arg(&file)
+        .current_dir(worker_dir)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run wrangler kv key put: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "wrangler kv key put {key} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
 }
 
 fn wait_ready(process: &mut GatewayProcess) -> Result<(), String> {
