@@ -168,3 +168,117 @@ fn wrangler_toml_matches_the_adapter_and_terraform() {
         "wrangler.toml and Terraform must deploy with the same compatibility date"
     );
 }
+
+/// The Wrangler config Terraform generates is one the pinned wrangler
+/// accepts: `wrangler deploy --dry-run` with it (references replaced by
+/// sample values, a stand-in bundle of `index.js` importing
+/// `index_bg.wasm`, and a secrets file as the module passes them) must
+/// upload both modules and show every binding.
+#[test]
+fn generated_wrangler_config_passes_wrangler_dry_run() {
+    let worker_dir = root().join("cloudflare-worker");
+    let wrangler = worker_dir.join("node_modules/.bin/wrangler");
+    assert!(
+        wrangler.is_file(),
+        "{} is missing: run scripts/bootstrap (npm ci in cloudflare-worker/)",
+        wrangler.display()
+    );
+    let main = terraform("infra/modules/cloudflare-worker/main.tf");
+    let variables = terraform("infra/modules/cloudflare-worker/variables.tf");
+    let mut config = all(&main["locals"])
+        .into_iter()
+        .find(|l| !l["wrangler_config"].is_null())
+        .expect("locals.wrangler_config")["wrangler_config"]
+        .clone();
+
+    let dir = std::env::temp_dir().join(format!("infra-wrangler-dry-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("build")).unwrap();
+    std::fs::write(
+        dir.join("build/index.js"),
+        "import wasm from \"./index_bg.wasm\";\n\
+         export class QuotaCounter { async fetch() { return new Response(\"\"); } }\n\
+         export default { async fetch() { return new Response(String(wasm)); } };\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("build/index_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+
+    let build = dir.join("build").display().to_string();
+    let date = variables["variable"]["compatibility_date"]["default"].clone();
+    fn substitute(value: &mut Value, sample: &dyn Fn(&str) -> Option<Value>) {
+        match value {
+            Value::String(s) if s.contains("${") => {
+                *value = sample(s).unwrap_or_else(|| {
+                    panic!("wrangler_config uses {s}: give it a sample value in this test")
+                });
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, sample)),
+            Value::Object(map) => map.values_mut().for_each(|v| substitute(v, sample)),
+            _ => {}
+        }
+    }
+    substitute(&mut config, &|reference| {
+        Some(match reference {
+            "${var.name}" => Value::from("ai-gateway"),
+            "${local.build_dir}/index.js" => Value::from(format!("{build}/index.js")),
+            "${var.compatibility_date}" => date.clone(),
+            "${var.workers_dev}" => Value::Bool(true),
+            "${cloudflare_workers_kv_namespace.gateway.id}" => {
+                Value::from("0123456789abcdef0123456789abcdef")
+            }
+            "${cloudflare_workers_kv.config.key_name}" => Value::from("gateway-config/sample"),
+            _ => return None,
+        })
+    });
+    std::fs::write(dir.join("wrangler.json"), config.to_string()).unwrap();
+    std::fs::write(
+        dir.join("secrets.json"),
+        r#"{"OPENAI_API_KEY":"sk-sample"}"#,
+    )
+    .unwrap();
+
+    let output = std::process::Command::new(&wrangler)
+        .arg("deploy")
+        .arg("--config")
+        .arg(dir.join("wrangler.json"))
+        .arg("--secrets-file")
+        .arg(dir.join("secrets.json"))
+        .arg("--dry-run")
+        .arg("--outdir")
+        .arg(dir.join("out"))
+        .current_dir(&worker_dir)
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef")
+        .output()
+        .expect("run wrangler");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let uploaded: Vec<String> = std::fs::read_dir(dir.join("out"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        output.status.success(),
+        "wrangler deploy --dry-run failed:\n{log}"
+    );
+    for binding in [
+        KV_BINDING,
+        QUOTA_BINDING,
+        ENV_CONFIG_KV_KEY,
+        "OPENAI_API_KEY",
+    ] {
+        assert!(log.contains(binding), "binding {binding} missing:\n{log}");
+    }
+    assert!(
+        uploaded.iter().any(|f| f.ends_with("index_bg.wasm")),
+        "the wasm module must be uploaded too: {uploaded:?}\n{log}"
+    );
+}
