@@ -25,7 +25,6 @@ mod stream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
@@ -33,6 +32,7 @@ use self::embeddings::embedding_answer;
 use super::super::embeddings::EmbeddingsRequest;
 use super::super::usage::Usage;
 use super::super::ChatRequest;
+use super::fan_out::{fan_out, FanOut};
 use super::{
     completion_reply, embeddings_reply, error_reply, read_json, stream_reply, unsupported,
     CallStop, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
@@ -158,14 +158,14 @@ pub async fn bedrock_embeddings(
     let calls: Vec<_> = calls.collect();
     // In order, at most EMBEDDING_CALLS_IN_FLIGHT at a time (a 2048-text
     // request must not open 2048 connections against the account's
-    // limits), stopping at the first failure so no further calls are made.
-    let answers: Vec<(Vec<Vec<f32>>, u64)> = match futures_util::stream::iter(calls)
-        .buffered(EMBEDDING_CALLS_IN_FLIGHT)
-        .try_collect()
-        .await
-    {
-        Ok(answers) => answers,
-        Err(stop) => return stop.into_reply(),
+    // limits), stopping at the first failure; the calls that succeeded
+    // before it were billed and are charged.
+    let answers: Vec<(Vec<Vec<f32>>, u64)> = match fan_out(calls, EMBEDDING_CALLS_IN_FLIGHT).await {
+        FanOut::Done(answers) => answers,
+        FanOut::Stopped(stop, succeeded) => {
+            let billed = succeeded.iter().map(|(_, tokens)| tokens).sum();
+            return stop.into_partial_reply(Usage::new(billed, 0), true);
+        }
     };
     let mut vectors = Vec::with_capacity(texts.len());
     let mut tokens = 0;
