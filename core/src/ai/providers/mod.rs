@@ -55,8 +55,8 @@ impl ProviderReply {
 }
 
 /// A JSON response with `status`.
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -100,6 +100,16 @@ pub(crate) fn error_reply(
 
 /// Reads a complete upstream JSON body (`what` names it in errors).
 pub(crate) async fn read_json(body: Body, limit: usize, what: &str) -> Result<Value, GatewayError> {
+    read_typed(body, limit, what).await
+}
+
+/// Reads a complete upstream JSON body into `T` (straight from the bytes,
+/// no `Value` in between).
+pub(crate) async fn read_typed<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, GatewayError> {
     let bytes = body
         .collect(limit)
         .await
@@ -377,7 +387,7 @@ pub(crate) fn embeddings_reply(
         request.encoding_format,
     );
     ProviderReply::Complete {
-        response: json_response(StatusCode::OK, body.to_string()),
+        response: json_response(StatusCode::OK, body),
         usage: reported.then_some(usage),
     }
 }

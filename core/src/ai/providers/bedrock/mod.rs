@@ -146,12 +146,19 @@ pub async fn bedrock_embeddings(
                 let reply = handle_bedrock_error(parts.status, &parts.headers, body).await;
                 return Err(CallStop::from_error_reply(reply));
             }
-            let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
-            embedding_answer(family, &parts.headers, &response).ok_or_else(|| {
-                CallStop::Failed(GatewayError::UpstreamInvalid {
-                    detail: "embeddings response without vectors or token count".into(),
+            let bytes = body.collect(MAX_RESPONSE_BYTES).await.map_err(|e| {
+                GatewayError::UpstreamInvalid {
+                    detail: format!("reading embeddings response: {e}"),
+                }
+            })?;
+            let mut response = serde_json::Deserializer::from_slice(&bytes);
+            embedding_answer(family, &parts.headers, &mut response)
+                .filter(|_| response.end().is_ok())
+                .ok_or_else(|| {
+                    CallStop::Failed(GatewayError::UpstreamInvalid {
+                        detail: "embeddings response without vectors or token count".into(),
+                    })
                 })
-            })
         });
     // Collected first: a lazy iterator's closure held across the await
     // below would make the future not `Send` (the Lambda runtime needs it).

@@ -24,13 +24,13 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
-use super::super::embeddings::{vector_of, EmbeddingsRequest};
+use super::super::embeddings::EmbeddingsRequest;
 use super::super::sse::SseDecoder;
 use super::super::usage::{estimate_tokens, Usage};
 use super::super::ChatRequest;
 use super::fan_out::{fan_out, FanOut};
 use super::{
-    completion_reply, embeddings_reply, error_reply, read_json, stream_reply, CallStop,
+    completion_reply, embeddings_reply, error_reply, read_json, read_typed, stream_reply, CallStop,
     ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::body::Body;
@@ -115,11 +115,11 @@ pub async fn gemini_embeddings(
             let reply = handle_gemini_error(parts.status, &parts.headers, body).await;
             return Err(CallStop::from_error_reply(reply));
         }
-        let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
-        let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
-            .as_array()
-            .map(|all| all.iter().map(|e| vector_of(&e["values"])).collect())
-            .unwrap_or(None);
+        let response: GeminiEmbeddings =
+            read_typed(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
+        let vectors: Option<Vec<Vec<f32>>> = response
+            .embeddings
+            .map(|all| all.into_iter().map(|e| e.values).collect());
         let vectors = vectors.filter(|v| v.len() == batch.len()).ok_or_else(|| {
             CallStop::Failed(GatewayError::UpstreamInvalid {
                 detail: "embeddings response without one vector per input".into(),
@@ -146,6 +146,18 @@ pub async fn gemini_embeddings(
     // Estimated, not reported: the pipeline logs it as estimated.
     let usage = Usage::new(request.estimated_tokens(), 0);
     Ok(embeddings_reply(&vectors, request, usage, false))
+}
+
+/// A `batchEmbedContents` answer (the parts read; vectors straight to
+/// `f32`).
+#[derive(serde::Deserialize)]
+struct GeminiEmbeddings {
+    embeddings: Option<Vec<GeminiEmbedding>>,
+}
+
+#[derive(serde::Deserialize)]
+struct GeminiEmbedding {
+    values: Vec<f32>,
 }
 
 /// A POST of `body` to `models/{model}:{method}` with the API key.
