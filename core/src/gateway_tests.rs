@@ -794,3 +794,62 @@ fn provider_rate_limit_headers_are_relayed_only_where_the_route_opts_in() {
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(parts.headers["x-ratelimit-remaining-requests"], "99");
 }
+
+/// A Gemini stream whose second event is larger than the SSE decoder's
+/// limit (4 MiB), arriving in pieces as over a network or in one chunk: the
+/// client sees what came before it, then an error event — not a `[DONE]`
+/// that would pass the truncated answer off as complete, nor what follows.
+#[test]
+fn a_streamed_event_over_the_limit_ends_with_an_error_event() {
+    let huge = format!(
+        "data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"{}\"}}],\"role\":\"model\"}}}}]}}\n\n",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    for piece in [64 * 1024, huge.len()] {
+        let huge = Bytes::from(huge.clone());
+        let http = FakeHttp::new(move |_| {
+            let mut chunks: Vec<Result<Bytes, crate::body::BodyError>> = vec![Ok(
+                Bytes::from_static(
+                    b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"}}]}\n\n",
+                ),
+            )];
+            chunks.extend(
+                (0..huge.len())
+                    .step_by(piece)
+                    .map(|at| Ok(huge.slice(at..(at + piece).min(huge.len())))),
+            );
+            chunks.push(Ok(Bytes::from_static(
+                b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\" there\"}],\"role\":\"model\"},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":2,\"totalTokenCount\":5}}\n\n",
+            )));
+            FakeReply::Respond(Response::new(Body::from_stream(
+                futures_util::stream::iter(chunks),
+            )))
+        });
+        let config = CONFIG.replace(
+            "  - { name: gemini-embed,",
+            "  - { name: gemini-chat, provider: gemini, upstream_model: gemini-2.5-flash }\n  - { name: gemini-embed,",
+        );
+        let config = Config::from_yaml(&config, |_| Some("sk-test-key".to_owned())).unwrap();
+        let gw = Gateway::new(config, TestPlatform::new(http));
+        let (parts, body) = send(
+            &gw,
+            chat(
+                r#"{"model":"gemini-chat","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+        );
+        assert_eq!(parts.status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let shown = &text[..text.len().min(300)];
+        assert!(text.contains("Hi"), "{piece}: {shown}");
+        assert!(
+            !text.contains("[DONE]"),
+            "{piece}: a truncated stream must not look complete"
+        );
+        assert!(
+            !text.contains("there"),
+            "{piece}: nothing past the large event"
+        );
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("data: {\"error\""), "{piece}: {last}");
+    }
+}

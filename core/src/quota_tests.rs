@@ -402,3 +402,187 @@ routes:
         .to_string();
     assert!(error.contains("models[0].pricing.input"), "{error}");
 }
+
+/// Translated embeddings fan out; what the calls that succeeded cost is
+/// charged when a later one fails.
+const FAN_OUT_CONFIG: &str = r#"
+providers:
+  bedrock: { kind: bedrock, region: us-east-1, base_url: "http://bedrock.internal", access_key_id: "${env:AWS_KEY}", secret_access_key: "${env:AWS_SECRET}" }
+  gemini: { kind: gemini, base_url: "http://gemini.internal/v1beta", api_key: "${env:AWS_KEY}" }
+  mock: { kind: mock }
+models:
+  - { name: titan, provider: bedrock, upstream_model: "amazon.titan-embed-text-v2:0" }
+  - { name: gemini-embed, provider: gemini, upstream_model: gemini-embedding-001 }
+  - name: titan-or-mock
+    provider: bedrock
+    upstream_model: "amazon.titan-embed-text-v2:0"
+    fallbacks: [{ provider: mock }]
+admin:
+  path_prefix: /admin
+  key_sha256: "${env:ADMIN_SHA}"
+plans:
+  tokens:
+    limits:
+      - { name: tpm, window_s: 60, tokens: 1000000, algorithm: fixed_window }
+routes:
+  - name: ai
+    match: { path_prefix: /v1 }
+    auth: { methods: [api_key] }
+    ai: {}
+"#;
+
+/// A Titan and Gemini upstream that bills what it embeds (Titan: one token
+/// per byte, as `inputTextTokenCount`) into `billed`, and fails the call for
+/// a text holding `FAIL` (500) or `THROTTLE` (429).
+fn billing_embedder(billed: std::sync::Arc<std::sync::atomic::AtomicU64>) -> FakeHttp {
+    FakeHttp::new(move |request| {
+        let body: Value = serde_json::from_slice(request.body()).unwrap();
+        let texts: Vec<String> = match body["requests"].as_array() {
+            Some(requests) => requests
+                .iter()
+                .map(|r| {
+                    r["content"]["parts"][0]["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect(),
+            None => vec![body["inputText"].as_str().unwrap().to_owned()],
+        };
+        let failure = |status: u16, kind: &str| {
+            let mut response = Response::new(Body::from(r#"{"message":"failed"}"#));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            response
+                .headers_mut()
+                .insert("x-amzn-errortype", kind.parse().unwrap());
+            FakeReply::Respond(response)
+        };
+        if texts.iter().any(|t| t.contains("FAIL")) {
+            return failure(500, "InternalServerException");
+        }
+        if texts.iter().any(|t| t.contains("THROTTLE")) {
+            return failure(429, "ThrottlingException");
+        }
+        let reply = if body.get("requests").is_some() {
+            // Gemini reports no usage: the gateway estimates it.
+            let estimate: u64 = texts
+                .iter()
+                .map(|t| crate::ai::usage::estimate_tokens(t))
+                .sum();
+            billed.fetch_add(estimate, Ordering::SeqCst);
+            let embeddings: Vec<Value> = texts.iter().map(|_| json!({"values": [0.5]})).collect();
+            json!({"embeddings": embeddings})
+        } else {
+            let tokens = texts[0].len() as u64;
+            billed.fetch_add(tokens, Ordering::SeqCst);
+            json!({"embedding": [0.5, -0.25], "inputTextTokenCount": tokens})
+        };
+        FakeReply::Respond(Response::new(Body::from(reply.to_string())))
+    })
+}
+
+fn fan_out_gateway() -> (
+    Gateway<TestPlatform>,
+    FakeHttp,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let sha = hex(&sha256(ADMIN_KEY.as_bytes()));
+    let config = Config::from_yaml(FAN_OUT_CONFIG, |n| match n {
+        "ADMIN_SHA" => Some(sha.clone()),
+        "AWS_KEY" | "AWS_SECRET" => Some("test".into()),
+        _ => None,
+    })
+    .unwrap();
+    let billed = std::sync::Arc::default();
+    let http = billing_embedder(std::sync::Arc::clone(&billed));
+    (
+        Gateway::new(config, TestPlatform::new(http.clone())),
+        http,
+        billed,
+    )
+}
+
+fn embed(gw: &Gateway<TestPlatform>, key: &str, model: &str, inputs: &[String]) -> StatusCode {
+    let request = Request::post("/v1/embeddings")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Bytes::from(
+            json!({"model": model, "input": inputs}).to_string(),
+        ))
+        .unwrap();
+    let (parts, body) = block_on(gw.handle(request)).into_parts();
+    drop(block_on(body.collect(usize::MAX)));
+    parts.status
+}
+
+#[test]
+fn partial_embeddings_failures_charge_the_calls_that_succeeded() {
+    for (marker, status) in [
+        ("FAIL", StatusCode::BAD_GATEWAY),
+        ("THROTTLE", StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        let (gw, http, billed) = fan_out_gateway();
+        let consumer_id = format!("fan-{}", marker.to_lowercase());
+        let key = consumer(&gw, &consumer_id, "tokens");
+        // 40 Titan calls; the 20th fails.
+        let inputs: Vec<String> = (0..40)
+            .map(|i| {
+                if i == 19 {
+                    format!("{marker} {i}")
+                } else {
+                    format!("text number {i}")
+                }
+            })
+            .collect();
+        assert_eq!(embed(&gw, &key, "titan", &inputs), status, "{marker}");
+        let successful: u64 = inputs[..19].iter().map(|t| t.len() as u64).sum();
+        assert_eq!(billed.load(Ordering::SeqCst), successful, "{marker}");
+        assert_eq!(
+            used_tokens(&gw, &consumer_id),
+            successful,
+            "{marker}: the counter holds what the 19 successful calls cost"
+        );
+        assert!(
+            http.requests().len() < inputs.len(),
+            "{marker}: no call starts after the failure"
+        );
+    }
+}
+
+#[test]
+fn partial_gemini_failures_charge_the_batches_that_succeeded() {
+    let (gw, http, billed) = fan_out_gateway();
+    let key = consumer(&gw, "fan-gemini", "tokens");
+    // Batches of 100; the third fails.
+    let mut inputs: Vec<String> = (0..450).map(|i| format!("text number {i}")).collect();
+    inputs[250] = "FAIL".into();
+    assert_eq!(
+        embed(&gw, &key, "gemini-embed", &inputs),
+        StatusCode::BAD_GATEWAY
+    );
+    let successful: u64 = inputs[..200]
+        .iter()
+        .map(|t| crate::ai::usage::estimate_tokens(t))
+        .sum();
+    assert_eq!(billed.load(Ordering::SeqCst), successful);
+    assert_eq!(used_tokens(&gw, "fan-gemini"), successful);
+    assert_eq!(
+        http.requests().len(),
+        3,
+        "no batch starts after the failure"
+    );
+}
+
+#[test]
+fn a_partial_failure_that_falls_back_charges_both_deployments() {
+    let (gw, _, billed) = fan_out_gateway();
+    let key = consumer(&gw, "fan-fallback", "tokens");
+    let inputs: Vec<String> = vec!["first text".into(), "THROTTLE".into(), "third".into()];
+    assert_eq!(embed(&gw, &key, "titan-or-mock", &inputs), StatusCode::OK);
+    // Titan billed the first call; the mock served all three (estimated).
+    let mock: u64 = inputs
+        .iter()
+        .map(|t| crate::ai::usage::estimate_tokens(t))
+        .sum();
+    assert_eq!(billed.load(Ordering::SeqCst), 10);
+    assert_eq!(used_tokens(&gw, "fan-fallback"), 10 + mock);
+}

@@ -11,7 +11,9 @@
 //!
 //! Model ids pick behaviours: `bedrock-throttled` answers 429
 //! `ThrottlingException`; `bedrock-midstream-error` streams a few words then
-//! a `throttlingException` event. Tools offered (and no tool result last)
+//! a `throttlingException` event. A Titan `inputText` holding
+//! [`TITAN_FAIL_MARKER`] answers 500 `InternalServerException` (that call is
+//! not billed; the others of the request are). Tools offered (and no tool result last)
 //! get a `toolUse` answer.
 
 use std::time::Duration;
@@ -35,6 +37,10 @@ pub const BEDROCK_TEST_CREDENTIALS: (&str, &str, &str) = (
     "conformance/secret+key/EXAMPLE",
     "conformance-session-token",
 );
+/// In a Titan embedding text, makes that InvokeModel call fail with 500.
+pub const TITAN_FAIL_MARKER: &str = "bedrock-mock-fail-500";
+/// Tokens the mock bills per embedded text.
+pub const TITAN_TOKENS_PER_TEXT: u64 = 4;
 /// Words of the Bedrock mock's text reply.
 pub const BEDROCK_WORDS: [&str; 4] = ["Hello ", "from ", "Bedrock ", "mock."];
 
@@ -234,7 +240,14 @@ fn invoke_embedding(model: &str, request: &Value) -> Response {
             "Malformed input request",
         );
     }
-    let tokens = (4 * texts.len()).to_string();
+    if texts.iter().any(|text| text.contains(TITAN_FAIL_MARKER)) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            "The server encountered an internal error.",
+        );
+    }
+    let tokens = (TITAN_TOKENS_PER_TEXT as usize * texts.len()).to_string();
     let body = if cohere {
         let vectors: Vec<Vec<f32>> = texts
             .iter()
@@ -244,7 +257,7 @@ fn invoke_embedding(model: &str, request: &Value) -> Response {
         json!({"embeddings": vectors, "id": "emb-mock", "response_type": "embeddings_floats", "texts": texts})
     } else {
         // Titan embeds one text per call: its index is unknown here.
-        json!({"embedding": mock_vector(texts[0], 0), "inputTextTokenCount": 4})
+        json!({"embedding": mock_vector(texts[0], 0), "inputTextTokenCount": TITAN_TOKENS_PER_TEXT})
     };
     (
         [

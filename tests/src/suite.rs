@@ -18,7 +18,9 @@ use serde_json::{json, Value};
 use gateway_core::testing::jwt_fixtures::{self, alg_none, claims, sign, tampered};
 use jsonwebtoken::Algorithm;
 
-use crate::bedrock_mock::{BEDROCK_TEST_CREDENTIALS, BEDROCK_WORDS};
+use crate::bedrock_mock::{
+    BEDROCK_TEST_CREDENTIALS, BEDROCK_WORDS, TITAN_FAIL_MARKER, TITAN_TOKENS_PER_TEXT,
+};
 use crate::mocks::{EchoServer, OpenAiMock, MOCK_WORDS, STREAM_CHUNK_DELAY, STREAM_CONTENT_CHUNKS};
 use crate::mocks::{ANTHROPIC_WORDS, GEMINI_WORDS};
 use crate::runtime::workspace_root;
@@ -199,6 +201,7 @@ pub fn cases() -> Vec<Case> {
         bedrock_errors_before_and_after_the_first_byte,
         embeddings_on_every_vendor,
         embeddings_bad_requests_are_400,
+        embeddings_partial_failure_charges_the_calls_that_succeeded,
         unavailable_deployment_falls_back,
     ]
 }
@@ -2305,6 +2308,34 @@ async fn embeddings_on_every_vendor(ctx: &Ctx) -> CaseResult {
             }
         }
     }
+    Ok(())
+}
+
+/// Titan embeds one text per call: when one call fails (500), the request
+/// fails, and the calls that succeeded — which Bedrock billed — are charged
+/// to the consumer's token budget, not refunded.
+async fn embeddings_partial_failure_charges_the_calls_that_succeeded(ctx: &Ctx) -> CaseResult {
+    let (id, key, _) = consumer_with_key(ctx, "embed-partial", json!({"plan": "budget"})).await?;
+    // Fewer texts than the gateway has calls in flight: all start at once,
+    // so every call but the failing one is billed.
+    let inputs = ["alpha", "beta", TITAN_FAIL_MARKER, "delta", "epsilon"];
+    let response = send(
+        ctx.client
+            .post(ctx.url("/keyed/v1/embeddings"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "embed-titan", "input": inputs})),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body = json_body(response).await?;
+    check!(body["error"].is_object(), "an OpenAI error: {body}");
+    let (status, usage) =
+        admin_call(ctx, Method::GET, &format!("/consumers/{id}/usage"), None).await?;
+    check_eq!(status, StatusCode::OK);
+    check_eq!(
+        usage["limits"][0]["used"],
+        json!(TITAN_TOKENS_PER_TEXT * (inputs.len() as u64 - 1))
+    );
     Ok(())
 }
 

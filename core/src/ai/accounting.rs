@@ -150,6 +150,15 @@ impl UsageRecord {
         actual(&usage, self.price)
     }
 
+    /// Accounts a fan-out that failed after some of its calls succeeded
+    /// (embeddings): the provider billed those, so they are charged, as
+    /// reported or (for a provider that reports none) estimated.
+    pub fn partial_failure(&self, billed: Usage, reported: bool) -> Actual {
+        let source = if reported { "reported" } else { "estimated" };
+        self.log(billed, source, "partial_failure");
+        actual(&billed, self.price)
+    }
+
     /// Accounts a finished stream: the provider's usage, else what was
     /// streamed or the reservation, whichever is more (the provider may have
     /// generated more than reached the gateway).

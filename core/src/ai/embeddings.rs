@@ -8,9 +8,15 @@
 //! `encoding_format: "base64"` (the OpenAI Python SDK's default), as the
 //! base64 of little-endian `f32`s, as OpenAI encodes them. Token-array
 //! inputs only reach OpenAI-compatible servers (400 elsewhere).
+//!
+//! Vectors are plain `f32`s from the provider's bytes to the client's: the
+//! providers read them into typed structs and the response is written
+//! straight to bytes, never a JSON value per float (2048 inputs × 3072
+//! dimensions would be hundreds of megabytes of values).
 
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use super::usage::{estimate_tokens, Usage};
 use crate::error::GatewayError;
@@ -152,51 +158,97 @@ impl EmbeddingsRequest {
     }
 }
 
-/// One vector in OpenAI's shape.
-fn encode_vector(vector: &[f32], format: EncodingFormat) -> Value {
-    match format {
-        EncodingFormat::Float => Value::Array(vector.iter().map(|x| json!(x)).collect()),
-        EncodingFormat::Base64 => {
-            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-        }
-    }
-}
-
-/// The OpenAI embeddings response for `vectors` (in input order).
+/// The OpenAI embeddings response body for `vectors` (in input order).
+/// The fields are in the order serde_json prints a map's keys, so the bytes
+/// are those of the same response built as a `serde_json::Value`.
 pub fn embeddings_response(
     vectors: &[Vec<f32>],
     public_model: &str,
     usage: &Usage,
     format: EncodingFormat,
-) -> Value {
-    let data: Vec<Value> = vectors
-        .iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            json!({"object": "embedding", "index": index, "embedding": encode_vector(vector, format)})
-        })
-        .collect();
-    json!({
-        "object": "list",
-        "data": data,
-        "model": public_model,
-        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
-    })
+) -> Vec<u8> {
+    let response = OpenAiEmbeddings {
+        data: EmbeddingList { vectors, format },
+        model: public_model,
+        object: "list",
+        usage: OpenAiEmbeddingsUsage {
+            prompt_tokens: usage.prompt_tokens,
+            total_tokens: usage.prompt_tokens,
+        },
+    };
+    // Writing plain structs, strings and numbers to a Vec cannot fail.
+    serde_json::to_vec(&response).unwrap_or_default()
 }
 
-/// Reads a JSON array of numbers as a vector (`None` if it is not one).
-pub fn vector_of(value: &Value) -> Option<Vec<f32>> {
-    value
-        .as_array()?
-        .iter()
-        .map(|x| x.as_f64().map(|x| x as f32))
-        .collect()
+#[derive(serde::Serialize)]
+struct OpenAiEmbeddings<'a> {
+    data: EmbeddingList<'a>,
+    model: &'a str,
+    object: &'static str,
+    usage: OpenAiEmbeddingsUsage,
+}
+
+#[derive(serde::Serialize)]
+struct OpenAiEmbeddingsUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// `data`: one embedding object per vector, written as it is serialized.
+struct EmbeddingList<'a> {
+    vectors: &'a [Vec<f32>],
+    format: EncodingFormat,
+}
+
+impl Serialize for EmbeddingList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.vectors.iter().enumerate().map(|(index, vector)| {
+            OpenAiEmbedding {
+                embedding: EncodedVector {
+                    vector,
+                    format: self.format,
+                },
+                index,
+                object: "embedding",
+            }
+        }))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct OpenAiEmbedding<'a> {
+    embedding: EncodedVector<'a>,
+    index: usize,
+    object: &'static str,
+}
+
+/// One vector in OpenAI's shape: numbers (each `f32` printed as the `f64`
+/// it widens to, non-finite ones as `null`, as a JSON value holds them), or
+/// the base64 of its little-endian bytes.
+struct EncodedVector<'a> {
+    vector: &'a [f32],
+    format: EncodingFormat,
+}
+
+impl Serialize for EncodedVector<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.format {
+            EncodingFormat::Float => {
+                serializer.collect_seq(self.vector.iter().map(|&x| f64::from(x)))
+            }
+            EncodingFormat::Base64 => {
+                let bytes: Vec<u8> = self.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     fn parse(body: Value) -> Result<EmbeddingsRequest, GatewayError> {
         EmbeddingsRequest::parse(body.to_string().as_bytes())
@@ -259,9 +311,18 @@ mod tests {
         }
     }
 
+    fn response_value(
+        vectors: &[Vec<f32>],
+        model: &str,
+        usage: &Usage,
+        format: EncodingFormat,
+    ) -> Value {
+        serde_json::from_slice(&embeddings_response(vectors, model, usage, format)).unwrap()
+    }
+
     #[test]
     fn base64_vectors_are_little_endian_f32() {
-        let response = embeddings_response(
+        let response = response_value(
             &[vec![1.0, -2.5]],
             "e",
             &Usage::new(3, 0),
@@ -279,11 +340,55 @@ mod tests {
             response["usage"],
             json!({"prompt_tokens": 3, "total_tokens": 3})
         );
-        let floats =
-            embeddings_response(&[vec![0.5]], "e", &Usage::new(1, 0), EncodingFormat::Float);
+        let floats = response_value(&[vec![0.5]], "e", &Usage::new(1, 0), EncodingFormat::Float);
         assert_eq!(
             floats["data"][0],
             json!({"object": "embedding", "index": 0, "embedding": [0.5]})
         );
+    }
+
+    /// The response as it was built before, one JSON value per float.
+    fn as_values(
+        vectors: &[Vec<f32>],
+        model: &str,
+        usage: &Usage,
+        format: EncodingFormat,
+    ) -> Value {
+        let data: Vec<Value> = vectors
+            .iter()
+            .enumerate()
+            .map(|(index, vector)| {
+                let embedding = match format {
+                    EncodingFormat::Float => {
+                        Value::Array(vector.iter().map(|x| json!(x)).collect())
+                    }
+                    EncodingFormat::Base64 => {
+                        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    }
+                };
+                json!({"object": "embedding", "index": index, "embedding": embedding})
+            })
+            .collect();
+        json!({
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+        })
+    }
+
+    #[test]
+    fn the_bytes_are_those_of_the_value_built_response() {
+        let vectors = vec![
+            vec![0.1, -0.000_123_4, 1e-30, 3.402_823_5e38, 1.0, -0.0, 0.0],
+            vec![f32::NAN, f32::INFINITY, f32::MIN_POSITIVE, 12_345.678],
+            vec![],
+        ];
+        for format in [EncodingFormat::Float, EncodingFormat::Base64] {
+            let bytes = embeddings_response(&vectors, "m\"odel", &Usage::new(7, 0), format);
+            let expected = as_values(&vectors, "m\"odel", &Usage::new(7, 0), format).to_string();
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected, "{format:?}");
+        }
     }
 }

@@ -91,6 +91,9 @@ pub async fn serve<P: Platform>(
     )
     .collect();
     let mut next_deployment = 0;
+    // What earlier attempts were billed (a fan-out that failed part-way):
+    // charged whichever deployment serves in the end.
+    let mut billed = Actual::default();
     let reply = loop {
         let Some(&(provider_index, upstream_model, price, params)) =
             deployments.get(next_deployment)
@@ -148,16 +151,30 @@ pub async fn serve<P: Platform>(
                 matches!(response.status().as_u16(), 429 | 503)
             }
             Ok(ProviderReply::Stream { .. }) => false,
+            Ok(ProviderReply::PartialFailure { failure, .. }) => match failure {
+                Err(error) => error.origin() == ErrorOrigin::Upstream,
+                Ok(response) => matches!(response.status().as_u16(), 429 | 503),
+            },
         };
         if unavailable && next_deployment < deployments.len() {
             tracing::warn!(model = %model.name, provider = %provider.name, "deployment unavailable; falling back to the next");
-            record.log(Usage::new(0, 0), "none", "fell_back");
+            match &result {
+                Ok(ProviderReply::PartialFailure {
+                    billed: usage,
+                    reported,
+                    ..
+                }) => billed = billed.plus(record.partial_failure(*usage, *reported)),
+                _ => record.log(Usage::new(0, 0), "none", "fell_back"),
+            }
             attempt.outcome = "fell_back";
             attempts.push(attempt);
             continue;
         }
         match result {
             Ok(reply) => {
+                if matches!(reply, ProviderReply::PartialFailure { .. }) {
+                    attempt.outcome = "partial_failure";
+                }
                 attempts.push(attempt);
                 break reply;
             }
@@ -166,7 +183,7 @@ pub async fn serve<P: Platform>(
                 record.log(Usage::new(0, 0), "none", outcome);
                 attempt.outcome = outcome;
                 attempts.push(attempt);
-                reservation.settle(Actual::default()).await;
+                reservation.settle(billed).await;
                 return Err(error);
             }
         }
@@ -175,9 +192,11 @@ pub async fn serve<P: Platform>(
     Ok(match reply {
         ProviderReply::Complete { response, usage } => {
             let used = record.complete(response.status().is_success(), usage);
-            reservation.settle(used).await;
+            reservation.settle(billed.plus(used)).await;
             response
         }
+        // `billed` is nothing here: only embeddings fan out, and they never
+        // stream.
         ProviderReply::Stream { response } => {
             let (parts, body) = response.into_parts();
             let body = with_idle_timeout(
@@ -188,6 +207,15 @@ pub async fn serve<P: Platform>(
             );
             let accounting = StreamAccounting::new(record, reservation);
             Response::from_parts(parts, observe(body, accounting).await)
+        }
+        ProviderReply::PartialFailure {
+            failure,
+            billed: usage,
+            reported,
+        } => {
+            let used = record.partial_failure(usage, reported);
+            reservation.settle(billed.plus(used)).await;
+            failure?
         }
     })
 }

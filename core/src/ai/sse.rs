@@ -17,18 +17,47 @@ use crate::body::observe::BodyEnd;
 use crate::body::{Body, BodyError};
 use crate::error::{ErrorShape, GatewayError};
 
-/// A `data:` line longer than this stops observation (the bytes still flow).
-const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+/// An upstream SSE event larger than this ends the stream with an error:
+/// the decoder does not buffer it, and the stream is not relayed past it.
+pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+/// The limit of the decoder that observes the gateway's own output: an
+/// event re-encoded by a translator may be a little larger than the
+/// upstream event it came from.
+const MAX_OBSERVED_EVENT_BYTES: usize = MAX_EVENT_BYTES + 256 * 1024;
 
 /// Splits a byte stream into SSE event payloads (the joined `data:` lines).
-#[derive(Debug, Default)]
+/// An event over its limit stops it: no later event is reported, and
+/// [`SseDecoder::overflowed`] says so.
+#[derive(Debug)]
 pub struct SseDecoder {
     line: Vec<u8>,
     data: String,
+    limit: usize,
     overflowed: bool,
 }
 
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_limit(MAX_EVENT_BYTES)
+    }
+}
+
 impl SseDecoder {
+    /// A decoder that stops at an event over `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            line: Vec::new(),
+            data: String::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// True once an event went over the limit (nothing more is decoded).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// Feeds `chunk`; calls `on_event` with each complete event's data.
     pub fn push(&mut self, chunk: &[u8], mut on_event: impl FnMut(&str)) {
         if self.overflowed {
@@ -54,13 +83,21 @@ impl SseDecoder {
                 self.data.push_str(&String::from_utf8_lossy(value));
             }
             self.line.clear();
+            if self.data.len() > self.limit {
+                self.overflow();
+                return;
+            }
         }
         self.line.extend_from_slice(rest);
-        if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
-            self.overflowed = true;
-            self.line = Vec::new();
-            self.data = String::new();
+        if self.line.len() + self.data.len() > self.limit {
+            self.overflow();
         }
+    }
+
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        self.line = Vec::new();
+        self.data = String::new();
     }
 }
 
@@ -89,8 +126,13 @@ pub trait EventSource: Default + Unpin {
 }
 
 impl EventSource for SseDecoder {
+    /// An event over the limit is an error: the events before it are
+    /// relayed, then the stream ends with an error event.
     fn push(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(&str)) -> Result<(), String> {
         SseDecoder::push(self, chunk, on_event);
+        if self.overflowed {
+            return Err(format!("an SSE event is larger than {} bytes", self.limit));
+        }
         Ok(())
     }
 }
@@ -206,9 +248,10 @@ pub struct StreamSummary {
 
 /// Reads an OpenAI-format SSE body as it passes (the usage, the streamed
 /// text, whether `[DONE]` or an error event arrived) and decides how the
-/// stream ends: **correct or loudly failed** — a stream cut by the upstream
-/// or ended without `[DONE]` gets a final OpenAI error event.
-#[derive(Debug, Default)]
+/// stream ends: **correct or loudly failed** — a stream cut by the upstream,
+/// ended without `[DONE]` or holding an event too large to read gets a
+/// final OpenAI error event.
+#[derive(Debug)]
 pub struct SseUsage {
     decoder: SseDecoder,
     usage: Option<Usage>,
@@ -218,6 +261,19 @@ pub struct SseUsage {
     /// the stream already ends explicitly.
     saw_error: bool,
     bytes: u64,
+}
+
+impl Default for SseUsage {
+    fn default() -> Self {
+        Self {
+            decoder: SseDecoder::with_limit(MAX_OBSERVED_EVENT_BYTES),
+            usage: None,
+            completion_text_bytes: 0,
+            saw_done: false,
+            saw_error: false,
+            bytes: 0,
+        }
+    }
 }
 
 impl SseUsage {
@@ -272,6 +328,15 @@ impl SseUsage {
                 tracing::warn!(error = %err, "upstream stream failed mid-way");
                 let error = GatewayError::UpstreamInvalid {
                     detail: err.to_string(),
+                };
+                (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
+            }
+            // What followed an unreadable event was not seen: the stream
+            // cannot be vouched for (nor its usage read).
+            BodyEnd::Completed if self.decoder.overflowed() => {
+                tracing::warn!("a streamed event was too large to observe");
+                let error = GatewayError::UpstreamInvalid {
+                    detail: "an SSE event too large to observe".into(),
                 };
                 (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
             }
@@ -431,5 +496,83 @@ mod tests {
         let summary = slot.lock().unwrap().clone().unwrap();
         assert_eq!(summary.outcome, StreamOutcome::ClientDisconnected);
         assert_eq!(summary.estimated_completion_tokens, 2);
+    }
+
+    #[test]
+    fn an_event_over_the_limit_stops_the_decoder() {
+        let mut decoder = SseDecoder::with_limit(16);
+        let mut events = Vec::new();
+        decoder.push(b"data: small\n\ndata: 0123456789", |e| {
+            events.push(e.to_owned())
+        });
+        assert!(!decoder.overflowed());
+        decoder.push(b"0123456789\n\ndata: after\n\n", |e| {
+            events.push(e.to_owned())
+        });
+        assert!(decoder.overflowed());
+        assert_eq!(events, vec!["small"], "nothing after the large event");
+        // As an event source, the overflow is an error.
+        let mut source = SseDecoder::with_limit(16);
+        let result = EventSource::push(&mut source, b"data: 01234567890123456789", &mut |_| {});
+        assert!(result.is_err());
+    }
+
+    /// Relays every event and ends with `[DONE]`, as the translators do.
+    struct Relay;
+
+    impl EventRewriter for Relay {
+        fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
+            out.push(data.to_owned());
+        }
+        fn on_end(&mut self, out: &mut Vec<String>) {
+            out.push("[DONE]".into());
+        }
+    }
+
+    #[test]
+    fn an_upstream_event_over_the_limit_ends_the_stream_with_an_error_event() {
+        let huge = format!(
+            "data: {{\"x\":\"{}\"}}\n\n",
+            "a".repeat(MAX_EVENT_BYTES + 1)
+        );
+        let huge: &'static str = Box::leak(huge.into_boxed_str());
+        let upstream = body(vec![
+            Ok("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n"),
+            Ok(huge),
+            Ok("data: {\"choices\":[{\"delta\":{\"content\":\" there\"}}]}\n\n"),
+        ]);
+        let rewritten = Body::from_stream(SseRewrite::new(upstream, Relay));
+        let (slot, on_finish) = summary_slot();
+        let chunks: Vec<_> = block_on(ObservedSse::new(rewritten, on_finish).collect::<Vec<_>>());
+        let text: String = chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c.as_ref().unwrap()).into_owned())
+            .collect();
+        assert!(text.contains("Hi"), "{text}");
+        assert!(
+            !text.contains("there"),
+            "nothing is relayed past the large event"
+        );
+        assert!(
+            !text.contains("[DONE]"),
+            "not a silent, complete-looking end: {text}"
+        );
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("data: {\"error\""), "{last}");
+        let summary = slot.lock().unwrap().clone().unwrap();
+        assert_eq!(summary.outcome, StreamOutcome::UpstreamFailed);
+    }
+
+    #[test]
+    fn an_observed_event_over_the_limit_is_an_upstream_failure() {
+        let huge = format!(
+            "data: {{\"x\":\"{}\"}}\n\ndata: [DONE]\n\n",
+            "a".repeat(MAX_OBSERVED_EVENT_BYTES + 1)
+        );
+        let mut sse = SseUsage::default();
+        sse.push(huge.as_bytes());
+        let (outcome, trailer) = sse.end(BodyEnd::Completed);
+        assert_eq!(outcome, StreamOutcome::UpstreamFailed);
+        assert!(trailer.is_some_and(|t| t.starts_with(b"data: {\"error\"")));
     }
 }

@@ -332,6 +332,21 @@ pub struct Actual {
     pub micro_usd: u64,
 }
 
+impl Actual {
+    /// Both amounts together (several upstream attempts of one request).
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            tokens: self.tokens.saturating_add(other.tokens),
+            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(other.completion_tokens),
+            micro_usd: self.micro_usd.saturating_add(other.micro_usd),
+        }
+    }
+}
+
 /// Consumes every limit of `plans` that `amount_for` prices (`None` skips a
 /// limit). All or nothing: a refusal refunds what was already granted.
 /// The state of each limit checked (also of the one that refused) is noted

@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+mod fan_out;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
@@ -31,11 +32,31 @@ pub enum ProviderReply {
     /// An OpenAI-format SSE stream, relayed as it arrives; usage is read from
     /// it by the pipeline.
     Stream { response: Response<Body> },
+    /// Calls fanned out for one request (embeddings batches) stopped at a
+    /// failure after some of them succeeded: the client gets `failure` (the
+    /// provider's error reply, or an error), and the provider billed
+    /// `billed` for the calls that succeeded (`reported: false` when that
+    /// is the gateway's estimate, for a provider that reports none).
+    PartialFailure {
+        failure: Result<Response<Body>, GatewayError>,
+        billed: Usage,
+        reported: bool,
+    },
+}
+
+impl ProviderReply {
+    /// The response for the client (the failure of a partial one).
+    pub fn into_response(self) -> Result<Response<Body>, GatewayError> {
+        match self {
+            Self::Complete { response, .. } | Self::Stream { response } => Ok(response),
+            Self::PartialFailure { failure, .. } => failure,
+        }
+    }
 }
 
 /// A JSON response with `status`.
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -79,6 +100,16 @@ pub(crate) fn error_reply(
 
 /// Reads a complete upstream JSON body (`what` names it in errors).
 pub(crate) async fn read_json(body: Body, limit: usize, what: &str) -> Result<Value, GatewayError> {
+    read_typed(body, limit, what).await
+}
+
+/// Reads a complete upstream JSON body into `T` (straight from the bytes,
+/// no `Value` in between).
+pub(crate) async fn read_typed<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, GatewayError> {
     let bytes = body
         .collect(limit)
         .await
@@ -168,10 +199,10 @@ pub(crate) fn refuse_unsupported(
 }
 
 /// Why a batch of upstream calls stopped: a failure, or a provider error
-/// that is itself the answer to the client.
+/// reply that is itself the answer to the client.
 pub(crate) enum CallStop {
     Failed(GatewayError),
-    Rejected(ProviderReply),
+    Rejected(Response<Body>),
 }
 
 impl From<GatewayError> for CallStop {
@@ -181,18 +212,35 @@ impl From<GatewayError> for CallStop {
 }
 
 impl CallStop {
-    /// The reply for the client.
-    pub(crate) fn into_reply(self) -> Result<ProviderReply, GatewayError> {
-        match self {
+    /// The reply for the client when calls that succeeded before this stop
+    /// billed `billed`: a [`ProviderReply::PartialFailure`] that charges
+    /// them, or the plain failure when nothing was billed.
+    pub(crate) fn into_partial_reply(
+        self,
+        billed: Usage,
+        reported: bool,
+    ) -> Result<ProviderReply, GatewayError> {
+        let failure = match self {
             Self::Failed(error) => Err(error),
-            Self::Rejected(reply) => Ok(reply),
+            Self::Rejected(response) => Ok(response),
+        };
+        if billed == Usage::default() {
+            return failure.map(|response| ProviderReply::Complete {
+                response,
+                usage: None,
+            });
         }
+        Ok(ProviderReply::PartialFailure {
+            failure,
+            billed,
+            reported,
+        })
     }
 
     /// A provider's error reply (or the failure to read it) as a stop.
     pub(crate) fn from_error_reply(reply: Result<ProviderReply, GatewayError>) -> Self {
-        match reply {
-            Ok(reply) => Self::Rejected(reply),
+        match reply.and_then(ProviderReply::into_response) {
+            Ok(response) => Self::Rejected(response),
             Err(error) => Self::Failed(error),
         }
     }
@@ -339,7 +387,7 @@ pub(crate) fn embeddings_reply(
         request.encoding_format,
     );
     ProviderReply::Complete {
-        response: json_response(StatusCode::OK, body.to_string()),
+        response: json_response(StatusCode::OK, body),
         usage: reported.then_some(usage),
     }
 }

@@ -1,9 +1,8 @@
 //! Titan and Cohere embeddings over InvokeModel: model family, bodies, vectors and tokens.
 
 use http::HeaderMap;
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-
-use crate::ai::embeddings::vector_of;
 
 /// Which InvokeModel body an embedding model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +53,26 @@ pub fn bedrock_embedding_bodies(
     }
 }
 
-/// Vectors and input tokens of one InvokeModel answer.
-pub(super) fn embedding_answer(
+/// Titan's InvokeModel answer (the parts read; vectors straight to `f32`).
+#[derive(Deserialize)]
+struct BedrockTitanEmbedding {
+    embedding: Option<Vec<f32>>,
+    #[serde(rename = "inputTextTokenCount")]
+    input_text_token_count: Option<u64>,
+}
+
+/// Cohere's InvokeModel answer (`embeddings_floats`).
+#[derive(Deserialize)]
+struct BedrockCohereEmbeddings {
+    embeddings: Option<Vec<Vec<f32>>>,
+}
+
+/// Vectors and input tokens of one InvokeModel answer, read from
+/// `response` (the body's JSON deserializer); `None` when it lacks either.
+pub(super) fn embedding_answer<'de, D: Deserializer<'de>>(
     family: EmbeddingFamily,
     headers: &HeaderMap,
-    response: &Value,
+    response: D,
 ) -> Option<(Vec<Vec<f32>>, u64)> {
     let header_tokens = headers
         .get("x-amzn-bedrock-input-token-count")
@@ -66,17 +80,13 @@ pub(super) fn embedding_answer(
         .and_then(|v| v.parse().ok());
     match family {
         EmbeddingFamily::Titan => {
-            let vector = vector_of(&response["embedding"])?;
-            let tokens = response["inputTextTokenCount"].as_u64().or(header_tokens)?;
-            Some((vec![vector], tokens))
+            let answer = BedrockTitanEmbedding::deserialize(response).ok()?;
+            let tokens = answer.input_text_token_count.or(header_tokens)?;
+            Some((vec![answer.embedding?], tokens))
         }
         EmbeddingFamily::Cohere => {
-            let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
-                .as_array()?
-                .iter()
-                .map(vector_of)
-                .collect();
-            Some((vectors?, header_tokens?))
+            let answer = BedrockCohereEmbeddings::deserialize(response).ok()?;
+            Some((answer.embeddings?, header_tokens?))
         }
     }
 }

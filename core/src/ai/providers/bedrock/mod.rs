@@ -25,7 +25,6 @@ mod stream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
@@ -33,6 +32,7 @@ use self::embeddings::embedding_answer;
 use super::super::embeddings::EmbeddingsRequest;
 use super::super::usage::Usage;
 use super::super::ChatRequest;
+use super::fan_out::{fan_out, FanOut};
 use super::{
     completion_reply, embeddings_reply, error_reply, read_json, stream_reply, unsupported,
     CallStop, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
@@ -146,26 +146,33 @@ pub async fn bedrock_embeddings(
                 let reply = handle_bedrock_error(parts.status, &parts.headers, body).await;
                 return Err(CallStop::from_error_reply(reply));
             }
-            let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
-            embedding_answer(family, &parts.headers, &response).ok_or_else(|| {
-                CallStop::Failed(GatewayError::UpstreamInvalid {
-                    detail: "embeddings response without vectors or token count".into(),
+            let bytes = body.collect(MAX_RESPONSE_BYTES).await.map_err(|e| {
+                GatewayError::UpstreamInvalid {
+                    detail: format!("reading embeddings response: {e}"),
+                }
+            })?;
+            let mut response = serde_json::Deserializer::from_slice(&bytes);
+            embedding_answer(family, &parts.headers, &mut response)
+                .filter(|_| response.end().is_ok())
+                .ok_or_else(|| {
+                    CallStop::Failed(GatewayError::UpstreamInvalid {
+                        detail: "embeddings response without vectors or token count".into(),
+                    })
                 })
-            })
         });
     // Collected first: a lazy iterator's closure held across the await
     // below would make the future not `Send` (the Lambda runtime needs it).
     let calls: Vec<_> = calls.collect();
     // In order, at most EMBEDDING_CALLS_IN_FLIGHT at a time (a 2048-text
     // request must not open 2048 connections against the account's
-    // limits), stopping at the first failure so no further calls are made.
-    let answers: Vec<(Vec<Vec<f32>>, u64)> = match futures_util::stream::iter(calls)
-        .buffered(EMBEDDING_CALLS_IN_FLIGHT)
-        .try_collect()
-        .await
-    {
-        Ok(answers) => answers,
-        Err(stop) => return stop.into_reply(),
+    // limits), stopping at the first failure; the calls that succeeded
+    // before it were billed and are charged.
+    let answers: Vec<(Vec<Vec<f32>>, u64)> = match fan_out(calls, EMBEDDING_CALLS_IN_FLIGHT).await {
+        FanOut::Done(answers) => answers,
+        FanOut::Stopped(stop, succeeded) => {
+            let billed = succeeded.iter().map(|(_, tokens)| tokens).sum();
+            return stop.into_partial_reply(Usage::new(billed, 0), true);
+        }
     };
     let mut vectors = Vec::with_capacity(texts.len());
     let mut tokens = 0;

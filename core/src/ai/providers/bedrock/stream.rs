@@ -336,4 +336,16 @@ mod tests {
         assert_eq!(failure, None);
         assert!(!payloads.iter().any(|p| p == "[DONE]"));
     }
+
+    #[test]
+    fn a_frame_over_the_event_stream_limit_fails_the_stream() {
+        // A prelude announcing a 17 MiB message (the limit is 16 MiB):
+        // refused when read, not buffered.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(17u32 * 1024 * 1024).to_be_bytes());
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        let (_, failure) = translate(&bytes, 64, false);
+        assert!(failure.is_some(), "an explicit failure, not a silent end");
+    }
 }

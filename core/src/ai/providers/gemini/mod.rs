@@ -21,16 +21,16 @@ mod stream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
-use super::super::embeddings::{vector_of, EmbeddingsRequest};
+use super::super::embeddings::EmbeddingsRequest;
 use super::super::sse::SseDecoder;
-use super::super::usage::Usage;
+use super::super::usage::{estimate_tokens, Usage};
 use super::super::ChatRequest;
+use super::fan_out::{fan_out, FanOut};
 use super::{
-    completion_reply, embeddings_reply, error_reply, read_json, stream_reply, CallStop,
+    completion_reply, embeddings_reply, error_reply, read_json, read_typed, stream_reply, CallStop,
     ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::body::Body;
@@ -115,32 +115,49 @@ pub async fn gemini_embeddings(
             let reply = handle_gemini_error(parts.status, &parts.headers, body).await;
             return Err(CallStop::from_error_reply(reply));
         }
-        let response = read_json(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
-        let vectors: Option<Vec<Vec<f32>>> = response["embeddings"]
-            .as_array()
-            .map(|all| all.iter().map(|e| vector_of(&e["values"])).collect())
-            .unwrap_or(None);
-        vectors.filter(|v| v.len() == batch.len()).ok_or_else(|| {
+        let response: GeminiEmbeddings =
+            read_typed(body, MAX_RESPONSE_BYTES, "embeddings response").await?;
+        let vectors: Option<Vec<Vec<f32>>> = response
+            .embeddings
+            .map(|all| all.into_iter().map(|e| e.values).collect());
+        let vectors = vectors.filter(|v| v.len() == batch.len()).ok_or_else(|| {
             CallStop::Failed(GatewayError::UpstreamInvalid {
                 detail: "embeddings response without one vector per input".into(),
             })
-        })
+        })?;
+        let tokens: u64 = batch.iter().map(|text| estimate_tokens(text)).sum();
+        Ok((vectors, tokens))
     });
     // Collected first: a lazy iterator's closure held across the await
     // below would make the future not `Send` (the Lambda runtime needs it).
     let calls: Vec<_> = calls.collect();
-    let batches: Vec<Vec<Vec<f32>>> = match futures_util::stream::iter(calls)
-        .buffered(GEMINI_EMBED_BATCHES_IN_FLIGHT)
-        .try_collect()
-        .await
-    {
-        Ok(batches) => batches,
-        Err(stop) => return stop.into_reply(),
-    };
-    let vectors: Vec<Vec<f32>> = batches.into_iter().flatten().collect();
+    let batches: Vec<(Vec<Vec<f32>>, u64)> =
+        match fan_out(calls, GEMINI_EMBED_BATCHES_IN_FLIGHT).await {
+            FanOut::Done(batches) => batches,
+            FanOut::Stopped(stop, succeeded) => {
+                // The batches that succeeded were billed; Gemini reports no
+                // tokens, so they are estimated like a whole request.
+                let billed = succeeded.iter().map(|(_, tokens)| tokens).sum();
+                return stop.into_partial_reply(Usage::new(billed, 0), false);
+            }
+        };
+    let batches = batches.into_iter().map(|(vectors, _)| vectors);
+    let vectors: Vec<Vec<f32>> = batches.flatten().collect();
     // Estimated, not reported: the pipeline logs it as estimated.
     let usage = Usage::new(request.estimated_tokens(), 0);
     Ok(embeddings_reply(&vectors, request, usage, false))
+}
+
+/// A `batchEmbedContents` answer (the parts read; vectors straight to
+/// `f32`).
+#[derive(serde::Deserialize)]
+struct GeminiEmbeddings {
+    embeddings: Option<Vec<GeminiEmbedding>>,
+}
+
+#[derive(serde::Deserialize)]
+struct GeminiEmbedding {
+    values: Vec<f32>,
 }
 
 /// A POST of `body` to `models/{model}:{method}` with the API key.
