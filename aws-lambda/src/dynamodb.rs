@@ -35,6 +35,25 @@ impl DynamoKv {
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
     }
+
+    fn put_request(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(ATTR_PK, AttributeValue::S(key.to_owned()))
+            .item(ATTR_VALUE, AttributeValue::B(Blob::new(value.to_vec())));
+        if let Some(ttl) = ttl {
+            let at = TokioClock.now_unix_ms() / 1000 + ttl.as_secs().max(1);
+            request = request.item(ATTR_EXPIRES_AT, AttributeValue::N(at.to_string()));
+        }
+        request
+    }
 }
 
 type Item = std::collections::HashMap<String, AttributeValue>;
@@ -75,21 +94,45 @@ impl KvStore for DynamoKv {
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), StoreError> {
-        let mut request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(ATTR_PK, AttributeValue::S(key.to_owned()))
-            .item(ATTR_VALUE, AttributeValue::B(Blob::new(value.to_vec())));
-        if let Some(ttl) = ttl {
-            let at = TokioClock.now_unix_ms() / 1000 + ttl.as_secs().max(1);
-            request = request.item(ATTR_EXPIRES_AT, AttributeValue::N(at.to_string()));
-        }
-        request
+        self.put_request(key, value, ttl)
             .send()
             .await
             .map(|_| ())
             .map_err(|e| store_error("PutItem", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+    }
+
+    /// One conditional `PutItem`: `attribute_not_exists(pk)`, or an item
+    /// already past its `expires_at` (TTL deletion is lazy, and `get`
+    /// treats such an item as absent). Atomic across all instances.
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let now_s = TokioClock.now_unix_ms() / 1000;
+        let result = self
+            .put_request(key, value, ttl)
+            .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
+            .expression_attribute_names("#pk", ATTR_PK)
+            .expression_attribute_names("#exp", ATTR_EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now_s.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(store_error(
+                "PutItem",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -144,6 +144,18 @@ impl KvStore for LambdaKv {
         }
     }
 
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(kv) => kv.put_if_absent(key, value, ttl).await,
+            Self::DynamoDb(kv) => kv.put_if_absent(key, value, ttl).await,
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
             Self::Memory(kv) => kv.delete(key).await,

@@ -78,13 +78,45 @@ impl HttpClient for FetchClient {
 /// The `KvStore` port on a Workers KV namespace. KV is eventually
 /// consistent across locations and its shortest TTL is 60 s: shorter TTLs
 /// are raised to 60 s.
+///
+/// KV has no conditional write, so `put_if_absent` first claims the key
+/// in a `QuotaCounter` Durable Object (object `kv-claim/<key>`, a counter
+/// with limit 1: one strongly consistent owner per key, so of concurrent
+/// claimants exactly one wins), then reads KV and writes only if KV holds
+/// nothing. What that guarantees: two `put_if_absent` calls never both
+/// succeed, anywhere; a value written by a plain `put` (which claims
+/// nothing) is seen only as far as KV's eventual consistency allows (up to
+/// ~60 s late in another location). The gateway writes the keys it must
+/// not overwrite (key-id index, key records, consumers) only through
+/// `put_if_absent`. `delete` releases the claim.
 pub struct WorkersKv {
     kv: worker::KvStore,
+    claims: DurableObjectQuotaStore,
 }
 
 impl WorkersKv {
-    pub fn new(kv: worker::KvStore) -> Self {
-        Self { kv }
+    pub fn new(kv: worker::KvStore, claims: worker::ObjectNamespace) -> Self {
+        Self {
+            kv,
+            claims: DurableObjectQuotaStore::new(claims),
+        }
+    }
+}
+
+/// The Durable Object holding the claim on KV key `key`.
+fn claim_key(key: &str) -> String {
+    format!("kv-claim/{key}")
+}
+
+/// A claim's window end: the value's expiry, or "for as long as it exists".
+fn claim_expiry(ttl: Option<Duration>) -> u64 {
+    let now = worker::Date::now().as_millis();
+    match ttl {
+        Some(ttl) => {
+            let secs = ttl.as_secs().max(KV_MIN_TTL_SECS);
+            now.saturating_add(secs.saturating_mul(1000))
+        }
+        None => u64::MAX / 2,
     }
 }
 
@@ -116,11 +148,35 @@ impl KvStore for WorkersKv {
         put.execute().await.map_err(|e| store_error("kv put", e))
     }
 
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let claim = claim_key(key);
+        let claimed = self.claims.consume(&claim, 1, 1, claim_expiry(ttl)).await?;
+        if !claimed.admitted {
+            return Ok(false);
+        }
+        // Claimed: only a plain `put` can have written the key.
+        if self.get(key).await?.is_some() {
+            return Ok(false);
+        }
+        if let Err(error) = self.put(key, value, ttl).await {
+            // Best effort: a claim left behind only blocks this key.
+            let _ = self.claims.refund(&claim, 1).await;
+            return Err(error);
+        }
+        Ok(true)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.kv
             .delete(key)
             .await
-            .map_err(|e| store_error("kv delete", e))
+            .map_err(|e| store_error("kv delete", e))?;
+        self.claims.refund(&claim_key(key), 1).await.map(|_| ())
     }
 }
 
@@ -208,7 +264,10 @@ impl WorkerPlatform {
         Ok(Self {
             http: FetchClient,
             clock: JsClock,
-            kv: WorkersKv::new(env.kv(crate::KV_BINDING)?),
+            kv: WorkersKv::new(
+                env.kv(crate::KV_BINDING)?,
+                env.durable_object(crate::QUOTA_BINDING)?,
+            ),
             quota: DurableObjectQuotaStore::new(env.durable_object(crate::QUOTA_BINDING)?),
         })
     }

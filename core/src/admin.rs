@@ -2,7 +2,15 @@
 //!
 //! Every call needs the admin key (`Authorization: Bearer <key>` or
 //! `x-api-key`), whose SHA-256 is configured from a secret and compared in
-//! constant time. Data lives in the `KvStore` (see [`super::store`]).
+//! constant time. Data lives in the `KvStore` (see [`super::store`]); every
+//! store call has the `auth.store_timeout_ms` deadline, and a store that
+//! fails or does not answer is 503 `store_unavailable`.
+//!
+//! Creating a consumer is one conditional write (`put_if_absent`): an id
+//! that exists (in the config or the store) is 409, never overwritten,
+//! also when two creations race. A new key's id index is claimed the same
+//! way; on a collision (practically impossible with 128-bit ids) a new key
+//! is generated.
 //!
 //! | Method and path | Does |
 //! |---|---|
@@ -19,8 +27,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::api_key::{digest_eq, generate_key, sha256, KeyRecord};
-use crate::auth::store::{self, valid_consumer_id, Consumer};
-use crate::auth::{find_consumer, AdminConfig, AuthState};
+use crate::auth::store::{self, valid_consumer_id, Consumer, InsertKeyError};
+use crate::auth::{find_consumer, store_unavailable, timed_kv, AdminConfig, AuthState};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -40,8 +48,11 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 }
 
 fn store_failure(e: crate::platform::StoreError) -> GatewayError {
-    GatewayError::internal(format!("admin store: {e}"))
+    store_unavailable("admin store", e)
 }
+
+/// Attempts at storing a new key before giving up (each with a fresh id).
+const KEY_INSERT_ATTEMPTS: usize = 3;
 
 fn key_view(record: &KeyRecord) -> Value {
     json!({
@@ -152,7 +163,7 @@ pub(crate) async fn handle_admin<P: Platform>(
 ) -> Result<Response<Body>, GatewayError> {
     check_admin_key(admin, &request)?;
     check_body_size(&request, MAX_ADMIN_BODY_BYTES)?;
-    let kv = platform.kv();
+    let kv = &timed_kv(&config.auth, platform);
     let method = request.method().clone();
     let segments: Vec<&str> = subpath.trim_matches('/').split('/').collect();
     let not_allowed = |allow: Vec<Method>| GatewayError::MethodNotAllowed {
@@ -173,9 +184,17 @@ pub(crate) async fn handle_admin<P: Platform>(
                     consumer.id
                 )));
             }
-            store::put_consumer(kv, &consumer)
+            if !store::create_consumer(kv, &consumer)
                 .await
-                .map_err(store_failure)?;
+                .map_err(store_failure)?
+            {
+                return Err(GatewayError::Conflict(format!(
+                    "Consumer `{}` already exists.",
+                    consumer.id
+                )));
+            }
+            // A cached "no such consumer" on this instance ends now.
+            state.consumers.remove(&consumer.id);
             tracing::info!(consumer = %consumer.id, "admin: consumer created");
             Ok(json_response(StatusCode::CREATED, &json!(consumer)))
         }
@@ -202,22 +221,32 @@ pub(crate) async fn handle_admin<P: Platform>(
                     Some("expires_at"),
                 ));
             }
-            let generated = generate_key(platform);
-            let record = KeyRecord {
-                id: generated.id.clone(),
-                consumer_id: (*id).to_owned(),
-                key_sha256: generated.sha256_hex,
-                created_at_unix_s: now_s,
-                expires_at_unix_s: new_key.expires_at,
-                revoked: false,
-            };
-            store::insert_key(kv, &record)
-                .await
-                .map_err(store_failure)?;
-            tracing::info!(consumer = %id, key_id = %record.id, "admin: key created");
-            let mut view = key_view(&record);
-            view["key"] = Value::String(generated.key);
-            Ok(json_response(StatusCode::CREATED, &view))
+            for _ in 0..KEY_INSERT_ATTEMPTS {
+                let generated = generate_key(platform);
+                let record = KeyRecord {
+                    id: generated.id.clone(),
+                    consumer_id: (*id).to_owned(),
+                    key_sha256: generated.sha256_hex,
+                    created_at_unix_s: now_s,
+                    expires_at_unix_s: new_key.expires_at,
+                    revoked: false,
+                };
+                match store::insert_key(kv, &record).await {
+                    Ok(()) => {
+                        tracing::info!(consumer = %id, key_id = %record.id, "admin: key created");
+                        let mut view = key_view(&record);
+                        view["key"] = Value::String(generated.key);
+                        return Ok(json_response(StatusCode::CREATED, &view));
+                    }
+                    Err(InsertKeyError::Taken) => {
+                        tracing::warn!(consumer = %id, key_id = %record.id, "admin: key id taken; generating another key");
+                    }
+                    Err(InsertKeyError::Store(e)) => return Err(store_failure(e)),
+                }
+            }
+            Err(GatewayError::internal(
+                "admin: every generated key id was taken (random source broken?)",
+            ))
         }
         ["consumers", id, "keys"] if method == Method::GET => {
             if find_consumer(config.auth_view(), platform, id)
@@ -282,7 +311,9 @@ pub(crate) async fn handle_admin<P: Platform>(
                 return Err(GatewayError::NotFound(format!("No key `{key_id}`.")));
             };
             record.revoked = true;
-            store::put_key(kv, &record).await.map_err(store_failure)?;
+            store::update_key(kv, &record)
+                .await
+                .map_err(store_failure)?;
             // This instance stops accepting it at once; others within the cache TTL.
             state.keys.remove(&record.key_sha256);
             tracing::info!(consumer = %record.consumer_id, key_id = %record.id, "admin: key revoked");

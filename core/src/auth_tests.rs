@@ -1,6 +1,7 @@
 //! Authentication and authorization through `Gateway::handle`, in memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ models:
   - { name: other-gpt, provider: mock }
 plans:
   free: {}
+  trial:
+    limits:
+      - { name: per-hour, window_s: 3600, requests: 2, algorithm: fixed_window }
+  solo:
+    limits:
+      - { name: per-hour, window_s: 3600, requests: 1, algorithm: fixed_window }
 consumers:
   - { id: config-team, allowed_models: [mock-gpt], plan: free }
 auth:
@@ -38,6 +45,8 @@ auth:
       issuer: https://issuer.test
       audience: [gateway]
       leeway_s: 10
+      consumer_mapping: direct
+      consumer_map: { idp-user-7: config-team }
       keys:
         - { kid: rsa1, alg: RS256, pem: "${env:RSA1_PUBLIC}" }
         - { kid: ec1, alg: ES256, pem: "${env:EC256_PUBLIC}" }
@@ -48,6 +57,11 @@ auth:
       jwks_url: http://idp.internal/jwks.json
       jwks_cache_ttl_ms: 60000
       jwks_refetch_interval_ms: 1000
+    partner:
+      issuer: https://partner.test
+      default_plan: solo
+      keys:
+        - { kid: p1, alg: RS256, pem: "${env:RSA2_PUBLIC}" }
 admin:
   path_prefix: /admin
   key_sha256: "${env:ADMIN_SHA}"
@@ -64,6 +78,11 @@ routes:
     match: { path_prefix: /api }
     auth: { methods: [api_key], forward_consumer_id: true }
     proxy: { url: "http://rest.internal" }
+  - name: jwtrest
+    match: { path_prefix: /jwtrest }
+    auth: { methods: [jwt], forward_consumer_id: true }
+    plan: trial
+    proxy: { url: "http://rest.internal" }
   - name: open
     match: { path_prefix: /open }
     proxy: { url: "http://rest.internal" }
@@ -73,19 +92,36 @@ struct World {
     gw: Gateway<TestPlatform>,
     http: FakeHttp,
     jwks: Arc<Mutex<String>>,
+    /// The IdP's state: `IDP_UP`, `IDP_FAILING` (500) or `IDP_HANGING`.
+    idp: Arc<AtomicU8>,
 }
+
+const IDP_UP: u8 = 0;
+const IDP_FAILING: u8 = 1;
+const IDP_HANGING: u8 = 2;
 
 fn world() -> World {
     let jwks = Arc::new(Mutex::new(json!({"keys": []}).to_string()));
     let served = jwks.clone();
+    let idp = Arc::new(AtomicU8::new(IDP_UP));
+    let idp_state = idp.clone();
     let http = FakeHttp::new(move |request| {
         if request.uri().path() == "/jwks.json" {
-            return FakeReply::Respond(Response::new(Body::from(served.lock().unwrap().clone())));
+            return match idp_state.load(Ordering::SeqCst) {
+                IDP_FAILING => {
+                    let mut response = Response::new(Body::from("down"));
+                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    FakeReply::Respond(response)
+                }
+                IDP_HANGING => FakeReply::Hang,
+                _ => FakeReply::Respond(Response::new(Body::from(served.lock().unwrap().clone()))),
+            };
         }
         FakeReply::Respond(Response::new(Body::from("upstream")))
     });
     let env: HashMap<&str, String> = HashMap::from([
         ("RSA1_PUBLIC", RSA1_PUBLIC.to_owned()),
+        ("RSA2_PUBLIC", RSA2_PUBLIC.to_owned()),
         ("EC256_PUBLIC", EC256_PUBLIC.to_owned()),
         ("ED25519_PUBLIC", ED25519_PUBLIC.to_owned()),
         ("HS_SECRET", HS_SECRET.to_owned()),
@@ -96,6 +132,7 @@ fn world() -> World {
         gw: Gateway::new(config, TestPlatform::new(http.clone())),
         http,
         jwks,
+        idp,
     }
 }
 
@@ -572,7 +609,8 @@ fn required_scopes_are_403_when_missing() {
     assert_eq!(send(&w.gw, request(&with)).0.status, StatusCode::OK);
     assert_eq!(
         w.http.requests().pop().unwrap().headers()["x-consumer-id"],
-        "reporter"
+        "jwt:corp:reporter",
+        "an unknown subject is namespaced by its issuer"
     );
     // An API key is not accepted on a JWT-only route.
     let (key, _) = consumer_with_key(&w, "k", json!({}));
@@ -639,4 +677,369 @@ fn jwks_rotation_without_restart() {
         );
     }
     assert_eq!(fetches() - before, 1);
+}
+
+fn jwks_fetches(w: &World) -> usize {
+    w.http
+        .requests()
+        .iter()
+        .filter(|r| r.uri().path() == "/jwks.json")
+        .count()
+}
+
+fn get_with(path: &str, token: &str) -> Request<Bytes> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Bytes::new())
+        .unwrap()
+}
+
+fn partner_token(w: &World, sub: &str) -> String {
+    let claims = claims("https://partner.test", AUD, sub, now_s(w));
+    sign(Algorithm::RS256, RSA2_PRIVATE, Some("p1"), &claims)
+}
+
+fn corp_token(w: &World, sub: &str) -> String {
+    let claims = claims(ISS, AUD, sub, now_s(w));
+    sign(Algorithm::RS256, RSA1_PRIVATE, Some("rsa1"), &claims)
+}
+
+#[test]
+fn jwt_subjects_are_namespaced_per_issuer_with_separate_counters() {
+    let w = world();
+    // An API-key consumer `team-a` with a generous plan exists.
+    consumer_with_key(&w, "team-a", json!({"plan": "free"}));
+    let consumer_header = |token: &str| {
+        let (parts, body) = send(&w.gw, get_with("/jwtrest/x", token));
+        assert_eq!(parts.status, StatusCode::OK, "{body}");
+        w.http.requests().pop().unwrap().headers()["x-consumer-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The partner issuer (namespaced) does not become the API-key consumer.
+    assert_eq!(
+        consumer_header(&partner_token(&w, "team-a")),
+        "jwt:partner:team-a"
+    );
+    // Same subject, two issuers: two consumers, two counters (route plan
+    // `trial`: 2 requests per consumer).
+    let corp = corp_token(&w, "shared-sub");
+    assert_eq!(consumer_header(&corp), "jwt:corp:shared-sub");
+    assert_eq!(consumer_header(&corp), "jwt:corp:shared-sub");
+    assert_eq!(
+        send(&w.gw, get_with("/jwtrest/x", &corp)).0.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let partner = partner_token(&w, "shared-sub");
+    assert_eq!(consumer_header(&partner), "jwt:partner:shared-sub");
+    // The partner's default plan (`solo`: 1 request) applies to its
+    // unknown callers on top of the route's plan.
+    assert_eq!(
+        send(&w.gw, get_with("/jwtrest/x", &partner)).0.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Unusual characters are percent-encoded, so ids stay header- and
+    // key-safe; a `/` cannot fake a key segment.
+    assert_eq!(
+        consumer_header(&partner_token(&w, "josé/r:x")),
+        "jwt:partner:jos%C3%A9%2Fr%3Ax"
+    );
+}
+
+#[test]
+fn unknown_jwt_consumers_get_the_issuer_default_plan_or_only_the_route_plan() {
+    let w = world();
+    // `ai` has no plan. Partner (default_plan: solo): one request.
+    let partner = partner_token(&w, "newcomer");
+    assert_eq!(
+        send(&w.gw, chat(bearer(&partner), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    let (parts, body) = send(&w.gw, chat(bearer(&partner), "mock-gpt"));
+    assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Corp has no default plan: its unknown callers get the route's (none).
+    let corp = corp_token(&w, "newcomer");
+    for _ in 0..3 {
+        assert_eq!(
+            send(&w.gw, chat(bearer(&corp), "mock-gpt")).0.status,
+            StatusCode::OK
+        );
+    }
+}
+
+#[test]
+fn jwt_subjects_map_to_known_consumers_only_when_configured() {
+    let w = world();
+    // consumer_map: idp-user-7 → config-team (allowed_models: [mock-gpt]).
+    let mapped = corp_token(&w, "idp-user-7");
+    assert_eq!(
+        send(&w.gw, chat(bearer(&mapped), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&w.gw, chat(bearer(&mapped), "other-gpt")).0.status,
+        StatusCode::FORBIDDEN
+    );
+    // Direct mapping (corp): a subject that is an admin-created consumer
+    // is that consumer, at once on this instance (the cached "unknown"
+    // is dropped when the consumer is created).
+    let direct = corp_token(&w, "late-team");
+    assert_eq!(
+        send(&w.gw, chat(bearer(&direct), "other-gpt")).0.status,
+        StatusCode::OK
+    );
+    let (status, _) = admin(
+        &w.gw,
+        "POST",
+        "/consumers",
+        json!({"id": "late-team", "allowed_models": ["mock-gpt"]}),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        send(&w.gw, chat(bearer(&direct), "other-gpt")).0.status,
+        StatusCode::FORBIDDEN
+    );
+    // The partner issuer does not map directly: same subject, no record.
+    let partner = partner_token(&w, "late-team");
+    assert_eq!(
+        send(&w.gw, chat(bearer(&partner), "other-gpt")).0.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn invalid_jwt_subjects_are_401() {
+    let w = world();
+    let long_ok = "s".repeat(256);
+    assert_eq!(
+        send(
+            &w.gw,
+            chat(bearer(&partner_token(&w, &long_ok)), "mock-gpt")
+        )
+        .0
+        .status,
+        StatusCode::OK
+    );
+    for sub in [
+        "s".repeat(257),
+        "x".repeat(2048),
+        "line\nbreak".to_owned(),
+        "bell\u{7}".to_owned(),
+        "del\u{7f}".to_owned(),
+        "c1\u{85}".to_owned(),
+    ] {
+        let (parts, body) = send(&w.gw, chat(bearer(&partner_token(&w, &sub)), "mock-gpt"));
+        assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{sub:?}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("subject"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn jwks_symmetric_and_encryption_keys_are_ignored() {
+    use base64::Engine;
+    let w = world();
+    let claims = claims("https://rotating.test", AUD, "someone", now_s(&w));
+    let secret = "a-symmetric-secret-published-in-the-jwks";
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let mut rsa: Value =
+        serde_json::from_str(&jwks(&[(Algorithm::RS256, "enc1", RSA1_PRIVATE)])).unwrap();
+    rsa["keys"][0]["use"] = json!("enc");
+    let document = json!({"keys": [
+        {"kty": "oct", "kid": "sym", "alg": "HS256", "k": k},
+        rsa["keys"][0],
+        // An RSA key that claims an EC algorithm.
+        {"kty": "RSA", "kid": "mismatch", "alg": "ES256",
+         "n": rsa["keys"][0]["n"], "e": rsa["keys"][0]["e"]},
+    ]});
+    *w.jwks.lock().unwrap() = document.to_string();
+    for (alg, key, kid) in [
+        (Algorithm::HS256, secret, "sym"),
+        (Algorithm::RS256, RSA1_PRIVATE, "enc1"),
+    ] {
+        let token = sign(alg, key, Some(kid), &claims);
+        let (parts, body) = send(&w.gw, chat(bearer(&token), "mock-gpt"));
+        assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{kid}: {body}");
+    }
+}
+
+/// A token the token cache has not seen (a fresh `jti`).
+fn rotating_token(w: &World, n: usize) -> String {
+    let mut c = claims("https://rotating.test", AUD, "someone", now_s(w));
+    c["jti"] = json!(format!("t{n}"));
+    sign(Algorithm::RS256, RSA1_PRIVATE, Some("k1"), &c)
+}
+
+#[test]
+fn jwks_outage_costs_one_fetch_per_backoff_step_and_stale_keys_keep_working() {
+    for outage in [IDP_HANGING, IDP_FAILING] {
+        let w = world();
+        *w.jwks.lock().unwrap() = jwks(&[(Algorithm::RS256, "k1", RSA1_PRIVATE)]);
+        let ok = |n: usize| {
+            let (parts, body) = send(&w.gw, chat(bearer(&rotating_token(&w, n)), "mock-gpt"));
+            assert_eq!(parts.status, StatusCode::OK, "{body}");
+        };
+        ok(0);
+        assert_eq!(jwks_fetches(&w), 1);
+        // The keys go stale (TTL 60 s) while the IdP is down.
+        w.idp.store(outage, Ordering::SeqCst);
+        w.gw.platform().clock.advance(Duration::from_secs(61));
+        let before = jwks_fetches(&w);
+        // Concurrent requests: one fetch, everyone served with the stale keys.
+        let requests: Vec<_> = (1..=20)
+            .map(|n| {
+                w.gw.handle(chat(bearer(&rotating_token(&w, n)), "mock-gpt"))
+            })
+            .collect();
+        for response in block_on(futures_util::future::join_all(requests)) {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        for n in 21..30 {
+            ok(n);
+        }
+        assert_eq!(jwks_fetches(&w) - before, 1, "one attempt, then backoff");
+        // Backoff: refetch interval (1 s) after the first failure, then 2 s.
+        w.gw.platform().clock.advance(Duration::from_millis(1_000));
+        ok(30);
+        ok(31);
+        assert_eq!(jwks_fetches(&w) - before, 2);
+        w.gw.platform().clock.advance(Duration::from_millis(1_000));
+        ok(32);
+        assert_eq!(jwks_fetches(&w) - before, 2, "second failure: wait 2 s");
+        w.gw.platform().clock.advance(Duration::from_millis(1_000));
+        // The IdP is back: the next attempt succeeds and the backoff ends.
+        w.idp.store(IDP_UP, Ordering::SeqCst);
+        ok(33);
+        assert_eq!(jwks_fetches(&w) - before, 3);
+        ok(34);
+        assert_eq!(jwks_fetches(&w) - before, 3, "fresh keys: no fetch");
+    }
+}
+
+#[test]
+fn a_hung_key_store_is_503_not_a_hang() {
+    let w = world();
+    let (cached, _) = consumer_with_key(&w, "team-c", json!({}));
+    let (uncached, _) = consumer_with_key(&w, "team-h", json!({}));
+    assert_eq!(
+        send(&w.gw, chat(bearer(&cached), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    w.gw.platform().kv.hanging.store(true, Ordering::SeqCst);
+    let (parts, body) = send(&w.gw, chat(bearer(&uncached), "mock-gpt"));
+    assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert!(
+        !body.to_string().contains("timed out"),
+        "no internals: {body}"
+    );
+    // What is cached keeps working; the admin API fails closed too.
+    assert_eq!(
+        send(&w.gw, chat(bearer(&cached), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+    let (status, body) = admin(&w.gw, "POST", "/consumers", json!({"id": "during"}));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    w.gw.platform().kv.hanging.store(false, Ordering::SeqCst);
+    assert_eq!(
+        send(&w.gw, chat(bearer(&uncached), "mock-gpt")).0.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn consumer_records_are_cached() {
+    let w = world();
+    let (key, _) = consumer_with_key(&w, "team-r", json!({}));
+    let reads = || w.gw.platform().kv.reads("consumers/team-r");
+    let before = reads();
+    for _ in 0..5 {
+        assert_eq!(
+            send(&w.gw, chat(bearer(&key), "mock-gpt")).0.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(reads() - before, 1, "one store read per cache TTL");
+    // Unknown subjects of a direct-mapping issuer: looked up once too.
+    let token = corp_token(&w, "nobody-here");
+    for _ in 0..3 {
+        send(&w.gw, chat(bearer(&token), "mock-gpt"));
+    }
+    assert_eq!(w.gw.platform().kv.reads("consumers/nobody-here"), 1);
+    // Namespaced ids are never looked up.
+    send(&w.gw, chat(bearer(&partner_token(&w, "p")), "mock-gpt"));
+    assert_eq!(w.gw.platform().kv.reads("consumers/jwt:"), 0);
+}
+
+fn admin_request(method: &str, path: &str, body: Value) -> Request<Bytes> {
+    Request::builder()
+        .method(method)
+        .uri(format!("/admin{path}"))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(Bytes::from(body.to_string()))
+        .unwrap()
+}
+
+#[test]
+fn concurrent_consumer_creations_have_one_winner() {
+    let w = world();
+    // Every store read yields once, so the two creations interleave:
+    // both check, then both write.
+    w.gw.platform()
+        .kv
+        .yield_on_get
+        .store(true, Ordering::SeqCst);
+    w.gw.platform().clock.yield_before_timers(true);
+    let creations: Vec<_> = ["first", "second"]
+        .iter()
+        .map(|n| {
+            w.gw.handle(admin_request(
+                "POST",
+                "/consumers",
+                json!({"id": "race", "metadata": {"writer": n}}),
+            ))
+        })
+        .collect();
+    let mut statuses: Vec<StatusCode> = block_on(futures_util::future::join_all(creations))
+        .iter()
+        .map(Response::status)
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    let (status, consumer) = admin(&w.gw, "GET", "/consumers/race", Value::Null);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(consumer["metadata"]["writer"], "first", "never overwritten");
+}
+
+#[test]
+fn a_colliding_key_id_never_takes_over_the_index() {
+    use crate::auth::api_key::KeyRecord;
+    use crate::auth::store::{self, InsertKeyError};
+    let platform = TestPlatform::new(FakeHttp::new(|_| FakeReply::Hang));
+    let kv = crate::platform::TimedKv::new(&platform, Duration::from_secs(1));
+    let record = |consumer: &str, hash: &str| KeyRecord {
+        id: "same-id".into(),
+        consumer_id: consumer.into(),
+        key_sha256: hash.into(),
+        created_at_unix_s: 0,
+        expires_at_unix_s: None,
+        revoked: false,
+    };
+    block_on(store::insert_key(&kv, &record("victim", "aa"))).unwrap();
+    let second = block_on(store::insert_key(&kv, &record("attacker", "bb")));
+    assert!(matches!(second, Err(InsertKeyError::Taken)), "{second:?}");
+    let found = block_on(store::get_key_by_id(&kv, "same-id"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.consumer_id, "victim",
+        "revoking by id hits the right key"
+    );
+    assert_eq!(block_on(store::get_key_by_hash(&kv, "bb")).unwrap(), None);
 }

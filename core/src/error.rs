@@ -66,6 +66,10 @@ pub enum GatewayError {
     },
     #[error("The quota service is unavailable. Try again shortly.")]
     QuotaUnavailable,
+    /// The key store (API keys, consumers) failed or did not answer in
+    /// time: fail closed.
+    #[error("The key store is unavailable. Try again shortly.")]
+    StoreUnavailable { detail: String },
     #[error("The upstream service is unreachable.")]
     UpstreamUnreachable { detail: String },
     #[error("The upstream service did not respond within {timeout_ms} ms.")]
@@ -115,7 +119,7 @@ impl GatewayError {
             | Self::NotFound(_)
             | Self::Conflict(_)
             | Self::RateLimited { .. } => ErrorOrigin::Client,
-            Self::QuotaUnavailable => ErrorOrigin::Internal,
+            Self::QuotaUnavailable | Self::StoreUnavailable { .. } => ErrorOrigin::Internal,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamInvalid { .. }
@@ -138,7 +142,9 @@ impl GatewayError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::QuotaUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QuotaUnavailable | Self::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamInvalid { .. }
             | Self::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
@@ -164,6 +170,7 @@ impl GatewayError {
             Self::RateLimited { budget: true, .. } => "insufficient_quota",
             Self::RateLimited { budget: false, .. } => "rate_limit_exceeded",
             Self::QuotaUnavailable => "quota_unavailable",
+            Self::StoreUnavailable { .. } => "store_unavailable",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamInvalid { .. } => "upstream_invalid_response",
@@ -198,6 +205,7 @@ impl GatewayError {
             Self::UpstreamUnreachable { detail }
             | Self::UpstreamInvalid { detail }
             | Self::UpstreamStatus { detail, .. }
+            | Self::StoreUnavailable { detail }
             | Self::Internal { detail } => Some(detail),
             _ => None,
         }

@@ -116,12 +116,94 @@ impl crate::platform::QuotaStore for SwitchableQuota {
     }
 }
 
+/// The in-memory KV with test switches: hang every call (timeout tests),
+/// yield once before each read (so concurrent requests interleave their
+/// read-then-write), and a count of reads per key prefix.
+pub struct SwitchableKv {
+    pub inner: MemoryKv<ManualClock>,
+    pub hanging: std::sync::atomic::AtomicBool,
+    pub yield_on_get: std::sync::atomic::AtomicBool,
+    gets: Mutex<Vec<String>>,
+}
+
+impl SwitchableKv {
+    /// How many reads of keys starting with `prefix` there were.
+    pub fn reads(&self, prefix: &str) -> usize {
+        self.gets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|k| k.starts_with(prefix))
+            .count()
+    }
+
+    async fn gate(&self) {
+        if self.hanging.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+impl crate::platform::KvStore for SwitchableKv {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, crate::platform::StoreError> {
+        self.gate().await;
+        self.gets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key.to_owned());
+        if self.yield_on_get.load(Ordering::SeqCst) {
+            yield_once().await;
+        }
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), crate::platform::StoreError> {
+        self.gate().await;
+        self.inner.put(key, value, ttl).await
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<bool, crate::platform::StoreError> {
+        self.gate().await;
+        self.inner.put_if_absent(key, value, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), crate::platform::StoreError> {
+        self.gate().await;
+        self.inner.delete(key).await
+    }
+}
+
 /// In-memory ports around a [`FakeHttp`].
 pub struct TestPlatform {
     pub http: FakeHttp,
     pub clock: ManualClock,
     pub quota: SwitchableQuota,
-    pub kv: MemoryKv<ManualClock>,
+    pub kv: SwitchableKv,
     random_counter: AtomicU64,
     background: Mutex<Vec<crate::platform::BackgroundTask>>,
 }
@@ -153,7 +235,12 @@ impl TestPlatform {
                 inner: MemoryQuotaStore::new(clock.clone()),
                 failing: std::sync::atomic::AtomicBool::new(false),
             },
-            kv: MemoryKv::new(clock.clone()),
+            kv: SwitchableKv {
+                inner: MemoryKv::new(clock.clone()),
+                hanging: std::sync::atomic::AtomicBool::new(false),
+                yield_on_get: std::sync::atomic::AtomicBool::new(false),
+                gets: Mutex::default(),
+            },
             clock,
             random_counter: AtomicU64::new(1),
             background: Mutex::default(),
@@ -164,7 +251,7 @@ impl TestPlatform {
 impl Platform for TestPlatform {
     type Http = FakeHttp;
     type Quota = SwitchableQuota;
-    type Kv = MemoryKv<ManualClock>;
+    type Kv = SwitchableKv;
     type Clock = ManualClock;
 
     fn http(&self) -> &FakeHttp {
@@ -297,6 +384,74 @@ pub mod kv_store_suite {
             .delete(key)
             .await
             .expect("deleting a missing key is not an error");
+    }
+
+    /// `put_if_absent` writes a missing key once and never overwrites it,
+    /// neither a value it wrote nor one a plain `put` wrote; after a
+    /// delete the key can be claimed again.
+    pub async fn put_if_absent_never_overwrites(store: &impl KvStore, key: &str) {
+        assert!(store
+            .put_if_absent(key, Bytes::from_static(b"first"), None)
+            .await
+            .expect("put_if_absent"));
+        assert!(!store
+            .put_if_absent(key, Bytes::from_static(b"second"), None)
+            .await
+            .expect("put_if_absent"));
+        assert_eq!(
+            store.get(key).await.expect("get"),
+            Some(Bytes::from_static(b"first")),
+            "the first value must survive"
+        );
+        store.delete(key).await.expect("delete");
+        assert!(store
+            .put_if_absent(key, Bytes::from_static(b"third"), None)
+            .await
+            .expect("put_if_absent after delete"));
+        assert_eq!(
+            store.get(key).await.expect("get"),
+            Some(Bytes::from_static(b"third"))
+        );
+        let plain = format!("{key}-plain");
+        store
+            .put(&plain, Bytes::from_static(b"plain"), None)
+            .await
+            .expect("put");
+        assert!(!store
+            .put_if_absent(&plain, Bytes::from_static(b"other"), None)
+            .await
+            .expect("put_if_absent over a plain put"));
+        assert_eq!(
+            store.get(&plain).await.expect("get"),
+            Some(Bytes::from_static(b"plain"))
+        );
+        store.delete(key).await.expect("delete");
+        store.delete(&plain).await.expect("delete");
+    }
+
+    /// `n` concurrent `put_if_absent` calls on one key: exactly one wins,
+    /// and the stored value is the winner's.
+    pub async fn put_if_absent_has_one_winner(store: &impl KvStore, key: &str, n: usize) {
+        let calls = (0..n).map(|i| async move {
+            let value = Bytes::from(format!("writer-{i}"));
+            let won = store
+                .put_if_absent(key, value.clone(), None)
+                .await
+                .expect("put_if_absent");
+            (won, value)
+        });
+        let results = futures_util::future::join_all(calls).await;
+        let winners: Vec<&Bytes> = results
+            .iter()
+            .filter(|(won, _)| *won)
+            .map(|(_, value)| value)
+            .collect();
+        assert_eq!(winners.len(), 1, "exactly one writer must win");
+        assert_eq!(
+            store.get(key).await.expect("get").as_ref(),
+            Some(winners[0])
+        );
+        store.delete(key).await.expect("delete");
     }
 }
 

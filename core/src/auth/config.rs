@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::jwt::{self, JwksSource, JwtIssuer, VerifyKey};
+use super::jwt::{self, ConsumerMapping, JwksSource, JwtIssuer, VerifyKey};
+use super::store::valid_consumer_id;
 use super::{AdminConfig, AuthConfig, RouteAuth};
 use crate::http::routing::PathPattern;
 use crate::http::UpstreamBase;
@@ -20,9 +21,22 @@ impl Validator<'_> {
             Duration::from_millis(ttl_ms)
         };
         let key_cache_size = raw.api_keys.cache_size.unwrap_or(defaults.key_cache_size);
+        let store_timeout = self.timeout(
+            "auth.store_timeout_ms",
+            raw.store_timeout_ms,
+            defaults.store_timeout,
+        );
         let mut issuers = Vec::new();
         for (name, raw_issuer) in raw.jwt {
             let path = format!("auth.jwt.{name}");
+            if !valid_consumer_id(&name) {
+                // It becomes part of consumer ids (`jwt:<name>:<sub>`).
+                self.issue(
+                    &path,
+                    "issuer names are 1-64 characters of letters, digits, `.`, `_` and `-`",
+                );
+                continue;
+            }
             if let Some(issuer) = self.jwt_issuer(&path, name, raw_issuer) {
                 issuers.push(issuer);
             }
@@ -30,6 +44,7 @@ impl Validator<'_> {
         AuthConfig {
             key_cache_ttl,
             key_cache_size,
+            store_timeout,
             issuers,
         }
     }
@@ -77,6 +92,32 @@ impl Validator<'_> {
             self.issue(path, "needs `keys` or `jwks_url`");
             return None;
         }
+        let consumer_mapping = match raw.consumer_mapping.as_deref() {
+            None | Some("namespaced") => ConsumerMapping::Namespaced,
+            Some("direct") => ConsumerMapping::Direct,
+            Some(other) => {
+                self.issue(
+                    format!("{path}.consumer_mapping"),
+                    format!("unknown mapping `{other}` (namespaced, direct)"),
+                );
+                ConsumerMapping::Namespaced
+            }
+        };
+        for (subject, consumer) in &raw.consumer_map {
+            let entry = format!("{path}.consumer_map.{subject}");
+            if !jwt::valid_subject(subject) {
+                self.issue(
+                    &entry,
+                    "a subject is 1-256 bytes without control characters",
+                );
+            }
+            if !valid_consumer_id(consumer) {
+                self.issue(
+                    &entry,
+                    "a consumer id is 1-64 characters of letters, digits, `.`, `_` and `-`",
+                );
+            }
+        }
         Some(JwtIssuer {
             name,
             issuer: raw.issuer,
@@ -86,6 +127,9 @@ impl Validator<'_> {
             scopes_claim: raw.scopes_claim.unwrap_or_else(|| "scope".into()),
             keys,
             jwks,
+            consumer_mapping,
+            consumer_map: raw.consumer_map,
+            default_plan: raw.default_plan,
         })
     }
 
@@ -119,12 +163,22 @@ impl Validator<'_> {
                 let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk)
                     .map_err(|e| self.issue(&jwk_path, format!("not a JWK: {e}")))
                     .ok()?;
-                if jwt::jwk_algorithm(&jwk).is_some_and(|a| a != alg) {
-                    self.issue(
-                        &jwk_path,
-                        format!("the JWK's algorithm differs from `alg: {}`", raw.alg),
-                    );
-                    return None;
+                match jwt::jwk_algorithm(&jwk) {
+                    None => {
+                        self.issue(
+                            &jwk_path,
+                            "not an asymmetric signature key (RSA, EC P-256/P-384 or OKP; no `kty: oct`, no `use: enc`, an `alg` that fits the key)",
+                        );
+                        return None;
+                    }
+                    Some(a) if a != alg => {
+                        self.issue(
+                            &jwk_path,
+                            format!("the JWK's algorithm differs from `alg: {}`", raw.alg),
+                        );
+                        return None;
+                    }
+                    Some(_) => {}
                 }
                 DecodingKey::from_jwk(&jwk)
                     .map_err(|e| self.issue(&jwk_path, format!("unusable JWK: {e}")))

@@ -6,11 +6,22 @@
 //! - Keys come from the config (shared secret by reference, PEM, or JWK) or
 //!   from a JWKS URL fetched through the `HttpClient` port and cached for
 //!   `jwks_cache_ttl`; an unknown `kid` triggers a refetch at most once per
-//!   `jwks_refetch_interval`, so key rotation needs no redeploy.
+//!   `jwks_refetch_interval`, so key rotation needs no redeploy. A JWKS
+//!   contributes asymmetric keys only (RSA, EC, OKP): `kty: oct` keys and
+//!   keys marked `use: enc` are ignored, and a key's `alg` must fit its type.
+//! - One refetch at a time per issuer (single flight): while it runs, other
+//!   requests use the keys they have (stale or not) and do not wait; only
+//!   when no key set was ever fetched do they wait for it. After a failed
+//!   fetch the next attempt waits `jwks_refetch_interval`, doubling with
+//!   each further failure (at most 5 minutes), so an IdP outage costs one
+//!   slow request per backoff step, not a timeout on every request.
 //! - `exp` (required), `nbf` and `iat` are checked against the `Clock` port
 //!   with `leeway_s`; `iss` and `aud` when configured.
+//! - The consumer claim (`sub` by default) must be 1–256 bytes without
+//!   control characters; it names the caller as [`Verified::subject`], which
+//!   `auth` maps to a consumer id (see [`ConsumerMapping`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,6 +37,10 @@ use crate::platform::{Clock, HttpClient};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// The longest consumer claim (`sub`) accepted, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 256;
+/// The longest wait between JWKS fetch attempts after repeated failures.
+const MAX_JWKS_BACKOFF: Duration = Duration::from_secs(300);
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
@@ -53,6 +68,20 @@ pub struct JwksSource {
     pub refetch_interval: Duration,
 }
 
+/// How a token's subject becomes a consumer id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConsumerMapping {
+    /// `jwt:<issuer name>:<subject>` (the subject percent-encoded outside
+    /// `A-Z a-z 0-9 . _ - ~ @ + = |`): one issuer's `sub: team-a` is never
+    /// the API-key consumer `team-a`, nor another issuer's `team-a`.
+    #[default]
+    Namespaced,
+    /// A subject that is the id of a known consumer (config or admin API)
+    /// is that consumer; any other subject is namespaced. For an IdP that
+    /// is trusted to name gateway consumers.
+    Direct,
+}
+
 /// One trusted token issuer.
 #[derive(Debug, Clone)]
 pub struct JwtIssuer {
@@ -64,6 +93,37 @@ pub struct JwtIssuer {
     pub scopes_claim: String,
     pub keys: Vec<VerifyKey>,
     pub jwks: Option<JwksSource>,
+    pub consumer_mapping: ConsumerMapping,
+    /// Subject → consumer id, checked first (`consumer_map`).
+    pub consumer_map: BTreeMap<String, String>,
+    /// The plan of a caller that maps to no known consumer; `None`: only
+    /// the route's plan applies to it.
+    pub default_plan: Option<String>,
+}
+
+impl JwtIssuer {
+    /// The namespaced consumer id of `subject` (see [`ConsumerMapping`]).
+    pub fn namespaced_id(&self, subject: &str) -> String {
+        let mut id = format!("jwt:{}:", self.name);
+        for byte in subject.bytes() {
+            if byte.is_ascii_alphanumeric()
+                || matches!(byte, b'.' | b'_' | b'-' | b'~' | b'@' | b'+' | b'=' | b'|')
+            {
+                id.push(char::from(byte));
+            } else {
+                id.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        id
+    }
+}
+
+/// Whether `subject` is acceptable as a caller's name: 1–256 bytes, no
+/// control characters (which would end up in logs, headers and store keys).
+pub fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.len() <= MAX_SUBJECT_LEN
+        && !subject.chars().any(char::is_control)
 }
 
 /// Why a token was refused. Only [`JwtFailure::client_message`] reaches the
@@ -80,14 +140,34 @@ pub enum JwtFailure {
     WrongIssuer,
     WrongAudience,
     MissingClaim(String),
+    /// The consumer claim is too long or has control characters.
+    InvalidSubject,
 }
 
 impl JwtFailure {
+    /// A failure found after the signature checked out: more telling than
+    /// another issuer's "unknown key" when several issuers are tried.
+    pub fn is_after_signature(&self) -> bool {
+        matches!(
+            self,
+            Self::Expired
+                | Self::NotYetValid
+                | Self::IssuedInFuture
+                | Self::WrongIssuer
+                | Self::WrongAudience
+                | Self::MissingClaim(_)
+                | Self::InvalidSubject
+        )
+    }
+
     pub fn client_message(&self) -> &'static str {
         match self {
             Self::Expired => "The token has expired.",
             Self::NotYetValid | Self::IssuedInFuture => "The token is not valid yet.",
             Self::WrongIssuer | Self::WrongAudience => "The token was not issued for this gateway.",
+            Self::InvalidSubject => {
+                "The token's subject is invalid (1-256 bytes, no control characters)."
+            }
             _ => "The token is invalid.",
         }
     }
@@ -96,15 +176,44 @@ impl JwtFailure {
 /// A verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    pub consumer_id: String,
+    /// The consumer claim's value, checked by [`valid_subject`].
+    pub subject: String,
     pub scopes: Vec<String>,
     pub expires_at_unix_s: u64,
 }
 
-/// The algorithm a JWK is used with: its `alg`, else what its type implies.
+/// Whether `alg` is a signature algorithm for a key of this type.
+fn algorithm_fits(alg: Algorithm, params: &AlgorithmParameters) -> bool {
+    use Algorithm::*;
+    match params {
+        AlgorithmParameters::RSA(_) => {
+            matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+        }
+        AlgorithmParameters::EllipticCurve(ec) => matches!(
+            (&ec.curve, alg),
+            (EllipticCurve::P256, ES256) | (EllipticCurve::P384, ES384)
+        ),
+        AlgorithmParameters::OctetKeyPair(_) => alg == EdDSA,
+        // `oct` (a shared secret) and unknown key types: never.
+        _ => false,
+    }
+}
+
+/// The algorithm an asymmetric signature JWK is used with: its `alg`,
+/// else what its type implies. `None` for a symmetric (`kty: oct`) key, a
+/// key marked `use: enc`, an `alg` that does not fit the key's type, and
+/// key types the gateway does not verify with.
 pub fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    if matches!(
+        jwk.common.public_key_use,
+        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+    ) {
+        return None;
+    }
     if let Some(alg) = jwk.common.key_algorithm {
-        return Algorithm::try_from(alg).ok();
+        return Algorithm::try_from(alg)
+            .ok()
+            .filter(|alg| algorithm_fits(*alg, &jwk.algorithm));
     }
     match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
@@ -144,11 +253,35 @@ pub fn parse_algorithm(alg: &str) -> Result<Algorithm, String> {
     })
 }
 
-#[derive(Default)]
 struct JwksState {
     keys: Arc<Vec<VerifyKey>>,
     fetched_at_ms: Option<u64>,
     last_attempt_ms: Option<u64>,
+    /// Failed attempts since the last success (drives the backoff).
+    failures: u32,
+    /// Held by the one request that fetches (single flight).
+    fetching: Arc<futures_util::lock::Mutex<()>>,
+}
+
+impl Default for JwksState {
+    fn default() -> Self {
+        Self {
+            keys: Arc::default(),
+            fetched_at_ms: None,
+            last_attempt_ms: None,
+            failures: 0,
+            fetching: Arc::new(futures_util::lock::Mutex::new(())),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct JwksSnapshot {
+    keys: Arc<Vec<VerifyKey>>,
+    fetched_at_ms: Option<u64>,
+    last_attempt_ms: Option<u64>,
+    failures: u32,
+    fetching: Arc<futures_util::lock::Mutex<()>>,
 }
 
 /// Per-issuer JWKS cache, shared by the requests of one instance.
@@ -158,13 +291,16 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    fn snapshot(&self, issuer: &str) -> (Arc<Vec<VerifyKey>>, Option<u64>, Option<u64>) {
-        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        states
-            .get(issuer)
-            .map_or((Arc::default(), None, None), |s| {
-                (s.keys.clone(), s.fetched_at_ms, s.last_attempt_ms)
-            })
+    fn snapshot(&self, issuer: &str) -> JwksSnapshot {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = states.entry(issuer.to_owned()).or_default();
+        JwksSnapshot {
+            keys: s.keys.clone(),
+            fetched_at_ms: s.fetched_at_ms,
+            last_attempt_ms: s.last_attempt_ms,
+            failures: s.failures,
+            fetching: s.fetching.clone(),
+        }
     }
 
     fn note_attempt(&self, issuer: &str, now_ms: u64) {
@@ -178,7 +314,23 @@ impl JwksCache {
         let state = states.entry(issuer.to_owned()).or_default();
         state.keys = keys.clone();
         state.fetched_at_ms = Some(now_ms);
+        state.failures = 0;
         keys
+    }
+
+    /// Records a failed fetch that ended at `now_ms` (the backoff counts
+    /// from there: a fetch that timed out does not eat its own backoff);
+    /// drops the keys when they are far too old (`withdraw`). Returns the
+    /// keys left.
+    fn fail(&self, issuer: &str, now_ms: u64, withdraw: bool) -> Arc<Vec<VerifyKey>> {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = states.entry(issuer.to_owned()).or_default();
+        state.failures = state.failures.saturating_add(1);
+        state.last_attempt_ms = Some(now_ms);
+        if withdraw {
+            state.keys = Arc::default();
+        }
+        state.keys.clone()
     }
 }
 
@@ -194,23 +346,45 @@ async fn fetch_jwks(
         http::header::ACCEPT,
         http::HeaderValue::from_static("application/json"),
     );
-    let response = with_timeout(clock, JWKS_FETCH_TIMEOUT, http.send(request))
+    // One deadline for the answer and its body: an IdP that sends headers
+    // and stalls must not hold the request either.
+    let fetch = async {
+        let response = http
+            .send(request)
+            .await
+            .map_err(|e| format!("JWKS fetch failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("JWKS fetch answered {}", response.status()));
+        }
+        response
+            .into_body()
+            .collect(MAX_JWKS_BYTES)
+            .await
+            .map_err(|e| format!("JWKS body: {e}"))
+    };
+    let body = with_timeout(clock, JWKS_FETCH_TIMEOUT, fetch)
         .await
-        .ok_or("JWKS fetch timed out")?
-        .map_err(|e| format!("JWKS fetch failed: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("JWKS fetch answered {}", response.status()));
-    }
-    let body = response
-        .into_body()
-        .collect(MAX_JWKS_BYTES)
-        .await
-        .map_err(|e| format!("JWKS body: {e}"))?;
+        .ok_or("JWKS fetch timed out")??;
     keys_from_jwks(&body)
 }
 
+/// How long after the last attempt the next one may start: immediately
+/// for stale keys after a success, `refetch_interval` for an unknown
+/// `kid`, and after `n` failures `refetch_interval × 2^(n-1)` (≤ 5 min).
+fn retry_after_ms(jwks: &JwksSource, failures: u32, stale: bool) -> u64 {
+    let interval = duration_ms(jwks.refetch_interval);
+    match failures {
+        0 if stale => 0,
+        0 => interval,
+        n => interval
+            .saturating_mul(1u64 << (n - 1).min(20))
+            .min(duration_ms(MAX_JWKS_BACKOFF).max(interval)),
+    }
+}
+
 /// The keys to try for a token with `kid`, fetching or refreshing the JWKS
-/// when it is stale or does not know `kid`.
+/// when it is stale or does not know `kid` (one fetch at a time; see the
+/// module docs).
 async fn candidate_keys(
     issuer: &JwtIssuer,
     kid: Option<&str>,
@@ -224,26 +398,47 @@ async fn candidate_keys(
         return keys;
     };
     let now = clock.now_unix_ms();
-    let (mut cached, fetched_at, last_attempt) = cache.snapshot(&issuer.name);
+    let snapshot = cache.snapshot(&issuer.name);
     let ttl_ms = duration_ms(jwks.cache_ttl);
-    let stale = fetched_at.is_none_or(|at| now.saturating_sub(at) >= ttl_ms);
-    let unknown_kid = kid.is_some_and(|kid| !cached.iter().any(|k| k.kid.as_deref() == Some(kid)));
-    let may_refetch =
-        last_attempt.is_none_or(|at| now.saturating_sub(at) >= duration_ms(jwks.refetch_interval));
-    if stale || (unknown_kid && may_refetch) {
-        cache.note_attempt(&issuer.name, now);
-        match fetch_jwks(http, clock, &jwks.url).await {
-            Ok(fresh) => {
-                tracing::info!(issuer = %issuer.name, keys = fresh.len(), "JWKS fetched");
-                cached = cache.store(&issuer.name, fresh, now);
-            }
-            Err(error) => {
-                tracing::warn!(issuer = %issuer.name, %error, "JWKS fetch failed; keeping the cached keys");
-                if stale && fetched_at.is_some_and(|at| now.saturating_sub(at) >= 2 * ttl_ms.max(1))
-                {
-                    // Long past its TTL: stop trusting keys that may have been withdrawn.
-                    cached = cache.store(&issuer.name, Vec::new(), fetched_at.unwrap_or(now));
-                }
+    let stale = snapshot
+        .fetched_at_ms
+        .is_none_or(|at| now.saturating_sub(at) >= ttl_ms);
+    let unknown_kid =
+        kid.is_some_and(|kid| !snapshot.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
+    let due = snapshot
+        .last_attempt_ms
+        .is_none_or(|at| now.saturating_sub(at) >= retry_after_ms(jwks, snapshot.failures, stale));
+    let mut cached = snapshot.keys.clone();
+    if (stale || unknown_kid) && due {
+        // Never fetched: wait for a fetch in flight. Otherwise do not wait:
+        // whoever holds the lock is fetching; use the keys at hand.
+        let guard = if snapshot.fetched_at_ms.is_none() {
+            Some(snapshot.fetching.lock().await)
+        } else {
+            snapshot.fetching.try_lock()
+        };
+        if let Some(_guard) = guard {
+            let current = cache.snapshot(&issuer.name);
+            if current.last_attempt_ms != snapshot.last_attempt_ms {
+                // Someone fetched (or tried) while this request waited.
+                cached = current.keys;
+            } else {
+                let now = clock.now_unix_ms();
+                cache.note_attempt(&issuer.name, now);
+                cached = match fetch_jwks(http, clock, &jwks.url).await {
+                    Ok(fresh) => {
+                        tracing::info!(issuer = %issuer.name, keys = fresh.len(), "JWKS fetched");
+                        cache.store(&issuer.name, fresh, now)
+                    }
+                    Err(error) => {
+                        tracing::warn!(issuer = %issuer.name, %error, "JWKS fetch failed; keeping the cached keys");
+                        // Long past its TTL: stop trusting keys that may have been withdrawn.
+                        let withdraw = current
+                            .fetched_at_ms
+                            .is_some_and(|at| now.saturating_sub(at) >= 2 * ttl_ms.max(1));
+                        cache.fail(&issuer.name, clock.now_unix_ms(), withdraw)
+                    }
+                };
             }
         }
     }
@@ -298,12 +493,15 @@ fn check_claims(
             return Err(JwtFailure::WrongAudience);
         }
     }
-    let consumer_id = claims
+    let subject = claims
         .get(&issuer.consumer_claim)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| JwtFailure::MissingClaim(issuer.consumer_claim.clone()))?
-        .to_owned();
+        .ok_or_else(|| JwtFailure::MissingClaim(issuer.consumer_claim.clone()))?;
+    if !valid_subject(subject) {
+        return Err(JwtFailure::InvalidSubject);
+    }
+    let subject = subject.to_owned();
     let scopes_value = claims.get(&issuer.scopes_claim).or_else(|| {
         // `scp` is the common alternative spelling (Azure AD, Okta).
         (issuer.scopes_claim == "scope")
@@ -320,7 +518,7 @@ fn check_claims(
         _ => Vec::new(),
     };
     Ok(Verified {
-        consumer_id,
+        subject,
         scopes,
         expires_at_unix_s: exp,
     })

@@ -7,11 +7,26 @@
 //!   default 30 s: a revoked key stops working everywhere within that time);
 //! - `jwt` / `jwt:<issuer>`: a bearer JWT from a configured issuer.
 //!
-//! The caller becomes an [`Identity`]: a consumer id (the key's consumer, or
-//! the token's `sub`/configured claim), the consumer record when one exists
-//! (config first, then the store), and the token's scopes. Authorization
-//! then checks required scopes, the consumer's allowed routes and (on AI
-//! routes) allowed models. Failures: 401 with `WWW-Authenticate`, 403.
+//! The caller becomes an [`Identity`]: a consumer id, the consumer record
+//! when one exists (config first, then the store, through an in-instance
+//! cache with the key cache's TTL and size), and the token's scopes.
+//!
+//! - An API key's consumer is the key's consumer (a key whose consumer is
+//!   gone is refused).
+//! - A token's consumer comes from its subject (`sub` or the issuer's
+//!   `consumer_claim`, 1–256 bytes without control characters, else 401):
+//!   the issuer's `consumer_map` first; then, with `consumer_mapping:
+//!   direct`, a subject that is a known consumer's id; otherwise the
+//!   namespaced id `jwt:<issuer>:<subject>`, which no API-key consumer can
+//!   have (consumer ids have no `:`). A caller with no consumer record gets
+//!   the issuer's `default_plan` (as a record with only that plan); without
+//!   one, only the route's plan applies to it, counted per consumer id.
+//!
+//! Authorization then checks required scopes, the consumer's allowed
+//! routes and (on AI routes) allowed models. Failures: 401 with
+//! `WWW-Authenticate`, 403; a key store that fails or does not answer
+//! within `auth.store_timeout_ms` is 503 (`store_unavailable`), never a
+//! pass.
 //!
 //! A verified JWT is remembered (by its SHA-256) until its `exp`, at most
 //! 5 minutes, and for JWKS issuers at most the JWKS cache TTL, so repeated
@@ -27,22 +42,27 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use self::api_key::{digest_eq, looks_like_api_key, sha256, KeyRecord};
-use self::jwt::{JwksCache, JwtIssuer};
-use self::store::{Consumer, TtlCache};
+use self::jwt::{ConsumerMapping, JwksCache, JwtIssuer};
+use self::store::{valid_consumer_id, Consumer, TtlCache};
 use crate::error::GatewayError;
-use crate::platform::{Clock, Platform};
-use crate::util::hex;
+use crate::platform::{Clock, Platform, StoreError, TimedKv};
+use crate::util::{duration_ms, hex};
 
 pub use self::store::Consumer as ConsumerRecord;
 
 pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEY_CACHE_SIZE: usize = 10_000;
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `auth:` settings shared by all routes.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
+    /// TTL of the key and consumer caches.
     pub key_cache_ttl: Duration,
+    /// Entries in each of the key, consumer and token caches (LRU).
     pub key_cache_size: usize,
+    /// Deadline of every key-store call (request path and admin API).
+    pub store_timeout: Duration,
     pub issuers: Vec<JwtIssuer>,
 }
 
@@ -51,8 +71,21 @@ impl Default for AuthConfig {
         Self {
             key_cache_ttl: DEFAULT_KEY_CACHE_TTL,
             key_cache_size: DEFAULT_KEY_CACHE_SIZE,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
             issuers: Vec::new(),
         }
+    }
+}
+
+/// The key store of `platform` under the configured deadline.
+pub(crate) fn timed_kv<'a, P: Platform>(auth: &AuthConfig, platform: &'a P) -> TimedKv<'a, P> {
+    TimedKv::new(platform, auth.store_timeout)
+}
+
+/// A key-store failure on the request path or in the admin API: 503.
+pub(crate) fn store_unavailable(what: &str, error: StoreError) -> GatewayError {
+    GatewayError::StoreUnavailable {
+        detail: format!("{what}: {error}"),
     }
 }
 
@@ -99,9 +132,13 @@ pub struct Identity {
 /// route says so.
 pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
-/// Per-instance auth state: caches of key lookups and JWKS.
+/// Per-instance auth state: caches of key and consumer lookups, JWKS and
+/// verified tokens. Negative answers are cached too (an unknown consumer
+/// is not looked up on every request); the admin API invalidates what it
+/// changes on this instance, other instances see it within the TTL.
 pub(crate) struct AuthState {
     pub(crate) keys: TtlCache<Option<KeyRecord>>,
+    pub(crate) consumers: TtlCache<Option<Consumer>>,
     pub(crate) jwks: JwksCache,
     /// SHA-256 of a verified token → (issuer index, claims, trusted until ms).
     tokens: TtlCache<(usize, jwt::Verified, u64)>,
@@ -115,10 +152,8 @@ const TOKEN_CACHE_MAX: Duration = Duration::from_secs(300);
 impl AuthState {
     pub(crate) fn new(config: &AuthConfig) -> Self {
         Self {
-            keys: TtlCache::new(
-                u64::try_from(config.key_cache_ttl.as_millis()).unwrap_or(u64::MAX),
-                config.key_cache_size,
-            ),
+            keys: TtlCache::new(duration_ms(config.key_cache_ttl), config.key_cache_size),
+            consumers: TtlCache::new(duration_ms(config.key_cache_ttl), config.key_cache_size),
             jwks: JwksCache::default(),
             tokens: TtlCache::new(
                 u64::try_from(TOKEN_CACHE_MAX.as_millis()).unwrap_or(u64::MAX),
@@ -198,7 +233,8 @@ fn unauthorized(message: &'static str, invalid_token: bool) -> GatewayError {
 
 const BAD_KEY: &str = "Incorrect API key provided, or the key was revoked.";
 
-/// The consumer record for `id`: config first, then the store.
+/// The consumer record for `id`: config first, then the store (uncached:
+/// the admin API's view).
 pub(crate) async fn find_consumer<P: Platform>(
     config: AuthView<'_>,
     platform: &P,
@@ -207,9 +243,70 @@ pub(crate) async fn find_consumer<P: Platform>(
     if let Some(consumer) = config.consumers.iter().find(|c| c.id == id) {
         return Ok(Some(consumer.clone()));
     }
-    store::get_consumer(platform.kv(), id)
+    if !valid_consumer_id(id) {
+        // Namespaced JWT callers (`jwt:…`) cannot have a record.
+        return Ok(None);
+    }
+    store::get_consumer(&timed_kv(config.auth, platform), id)
         .await
-        .map_err(|e| GatewayError::internal(format!("consumer lookup: {e}")))
+        .map_err(|e| store_unavailable("consumer lookup", e))
+}
+
+/// [`find_consumer`] through the instance's consumer cache (request path).
+async fn lookup_consumer<P: Platform>(
+    config: AuthView<'_>,
+    platform: &P,
+    state: &AuthState,
+    id: &str,
+) -> Result<Option<Consumer>, GatewayError> {
+    if let Some(consumer) = config.consumers.iter().find(|c| c.id == id) {
+        return Ok(Some(consumer.clone()));
+    }
+    let now_ms = platform.clock().now_unix_ms();
+    if let Some(cached) = state.consumers.get(id, now_ms) {
+        return Ok(cached);
+    }
+    let found = find_consumer(config, platform, id).await?;
+    state.consumers.insert(id.to_owned(), found.clone(), now_ms);
+    Ok(found)
+}
+
+/// The identity of a token's subject under `issuer`'s mapping (see the
+/// module docs).
+async fn jwt_identity<P: Platform>(
+    config: AuthView<'_>,
+    platform: &P,
+    state: &AuthState,
+    issuer: &JwtIssuer,
+    verified: jwt::Verified,
+) -> Result<Identity, GatewayError> {
+    let subject = verified.subject;
+    let mut resolved = None;
+    if let Some(mapped) = issuer.consumer_map.get(&subject) {
+        let consumer = lookup_consumer(config, platform, state, mapped).await?;
+        resolved = Some((mapped.clone(), consumer));
+    } else if issuer.consumer_mapping == ConsumerMapping::Direct && valid_consumer_id(&subject) {
+        if let Some(consumer) = lookup_consumer(config, platform, state, &subject).await? {
+            resolved = Some((subject.clone(), Some(consumer)));
+        }
+    }
+    let (consumer_id, consumer) =
+        resolved.unwrap_or_else(|| (issuer.namespaced_id(&subject), None));
+    let consumer = consumer.or_else(|| {
+        issuer.default_plan.as_ref().map(|plan| Consumer {
+            id: consumer_id.clone(),
+            metadata: Default::default(),
+            allowed_routes: None,
+            allowed_models: None,
+            plan: Some(plan.clone()),
+        })
+    });
+    Ok(Identity {
+        consumer_id,
+        consumer,
+        scopes: verified.scopes,
+        method: "jwt",
+    })
 }
 
 async fn verify_api_key<P: Platform>(
@@ -226,9 +323,9 @@ async fn verify_api_key<P: Platform>(
     let record = match state.keys.get(&hash, now_ms) {
         Some(cached) => cached,
         None => {
-            let record = store::get_key_by_hash(platform.kv(), &hash)
+            let record = store::get_key_by_hash(&timed_kv(config.auth, platform), &hash)
                 .await
-                .map_err(|e| GatewayError::internal(format!("key lookup: {e}")))?;
+                .map_err(|e| store_unavailable("key lookup", e))?;
             state.keys.insert(hash.clone(), record.clone(), now_ms);
             record
         }
@@ -242,7 +339,7 @@ async fn verify_api_key<P: Platform>(
     if record.is_expired(now_ms / 1000) {
         return Err(unauthorized("The API key has expired.", true));
     }
-    let consumer = find_consumer(config, platform, &record.consumer_id).await?;
+    let consumer = lookup_consumer(config, platform, state, &record.consumer_id).await?;
     if consumer.is_none() {
         // The key outlived its consumer.
         return Err(unauthorized(BAD_KEY, true));
@@ -289,14 +386,9 @@ pub(crate) async fn authenticate<P: Platform>(
             .as_deref()
             .and_then(|hash| state.tokens.get(hash, now_ms))
             .filter(|(index, _, until)| *until > now_ms && policy.jwt_issuers.contains(index));
-        if let Some((_, verified, _)) = cached {
-            let consumer = find_consumer(config, platform, &verified.consumer_id).await?;
-            return Ok(Identity {
-                consumer_id: verified.consumer_id,
-                consumer,
-                scopes: verified.scopes,
-                method: "jwt",
-            });
+        if let Some((index, verified, _)) = cached {
+            let issuer = &config.auth.issuers[index];
+            return jwt_identity(config, platform, state, issuer, verified).await;
         }
         let mut failure = None;
         for &index in &policy.jwt_issuers {
@@ -317,17 +409,14 @@ pub(crate) async fn authenticate<P: Platform>(
                             .tokens
                             .insert(hash, (index, verified.clone(), until), now_ms);
                     }
-                    let consumer = find_consumer(config, platform, &verified.consumer_id).await?;
-                    return Ok(Identity {
-                        consumer_id: verified.consumer_id,
-                        consumer,
-                        scopes: verified.scopes,
-                        method: "jwt",
-                    });
+                    return jwt_identity(config, platform, state, issuer, verified).await;
                 }
                 Err(e) => {
                     tracing::info!(issuer = %issuer.name, reason = ?e, "token refused");
-                    failure.get_or_insert(e);
+                    // Report the issuer whose signature matched, if any.
+                    if failure.is_none() || e.is_after_signature() {
+                        failure = Some(e);
+                    }
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! Consumers and API keys in the `KvStore` port (DynamoDB on Lambda, KV on
-//! Workers, memory locally). Layout:
+//! Workers, memory locally), every call under the store timeout
+//! ([`TimedKv`]). Layout:
 //!
 //! | key | value |
 //! |---|---|
@@ -8,18 +9,27 @@
 //! | `keys/by-hash/<sha256 hex>` | key record JSON (the lookup on every request) |
 //! | `keys/by-id/<id>` | the key's SHA-256 hex (for revocation by id) |
 //!
+//! Entries that must never be overwritten by another writer — a consumer
+//! when it is created, a key's id index and its record — are written with
+//! `put_if_absent` (atomic on memory and DynamoDB; on Workers KV through a
+//! Durable Object claim, see the Worker's `WorkersKv`). A colliding key id
+//! therefore fails the creation (the admin API retries with a new key)
+//! instead of taking over another consumer's index entry.
+//!
 //! The per-consumer key list is read-modify-written: two keys created for one
 //! consumer at the same instant may leave one out of the listing (the keys
 //! themselves still work). Admin writes are rare; this is documented.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use super::api_key::KeyRecord;
-use crate::platform::{KvStore, StoreError};
+use crate::platform::{Platform, StoreError, TimedKv};
 
 /// An identity that calls the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,15 +68,22 @@ fn encode<T: Serialize>(value: &T) -> Result<Bytes, StoreError> {
         .map_err(|e| StoreError(format!("encode: {e}")))
 }
 
-pub async fn get_consumer(kv: &impl KvStore, id: &str) -> Result<Option<Consumer>, StoreError> {
+pub async fn get_consumer<P: Platform>(
+    kv: &TimedKv<'_, P>,
+    id: &str,
+) -> Result<Option<Consumer>, StoreError> {
     match kv.get(&format!("consumers/{id}")).await? {
         Some(bytes) => decode("consumer", &bytes).map(Some),
         None => Ok(None),
     }
 }
 
-pub async fn put_consumer(kv: &impl KvStore, consumer: &Consumer) -> Result<(), StoreError> {
-    kv.put(
+/// Creates `consumer`; `Ok(false)` (nothing written) when the id exists.
+pub async fn create_consumer<P: Platform>(
+    kv: &TimedKv<'_, P>,
+    consumer: &Consumer,
+) -> Result<bool, StoreError> {
+    kv.put_if_absent(
         &format!("consumers/{}", consumer.id),
         encode(consumer)?,
         None,
@@ -74,8 +91,8 @@ pub async fn put_consumer(kv: &impl KvStore, consumer: &Consumer) -> Result<(), 
     .await
 }
 
-pub async fn get_key_by_hash(
-    kv: &impl KvStore,
+pub async fn get_key_by_hash<P: Platform>(
+    kv: &TimedKv<'_, P>,
     sha256_hex: &str,
 ) -> Result<Option<KeyRecord>, StoreError> {
     match kv.get(&format!("keys/by-hash/{sha256_hex}")).await? {
@@ -84,14 +101,21 @@ pub async fn get_key_by_hash(
     }
 }
 
-pub async fn get_key_by_id(kv: &impl KvStore, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+pub async fn get_key_by_id<P: Platform>(
+    kv: &TimedKv<'_, P>,
+    id: &str,
+) -> Result<Option<KeyRecord>, StoreError> {
     let Some(hash) = kv.get(&format!("keys/by-id/{id}")).await? else {
         return Ok(None);
     };
     get_key_by_hash(kv, &String::from_utf8_lossy(&hash)).await
 }
 
-pub async fn put_key(kv: &impl KvStore, record: &KeyRecord) -> Result<(), StoreError> {
+/// Rewrites an existing key's record (revocation).
+pub async fn update_key<P: Platform>(
+    kv: &TimedKv<'_, P>,
+    record: &KeyRecord,
+) -> Result<(), StoreError> {
     kv.put(
         &format!("keys/by-hash/{}", record.key_sha256),
         encode(record)?,
@@ -100,25 +124,55 @@ pub async fn put_key(kv: &impl KvStore, record: &KeyRecord) -> Result<(), StoreE
     .await
 }
 
-/// Stores a new key and lists it under its consumer.
-pub async fn insert_key(kv: &impl KvStore, record: &KeyRecord) -> Result<(), StoreError> {
-    put_key(kv, record).await?;
-    kv.put(
-        &format!("keys/by-id/{}", record.id),
-        Bytes::from(record.key_sha256.clone()),
-        None,
-    )
-    .await?;
+/// Why a new key could not be stored.
+#[derive(Debug)]
+pub enum InsertKeyError {
+    /// Its id (or hash) is already taken: nothing of the other key was
+    /// touched; generate a new key.
+    Taken,
+    Store(StoreError),
+}
+
+impl From<StoreError> for InsertKeyError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Stores a new key and lists it under its consumer. The id index is
+/// claimed first (`put_if_absent`), so a colliding id never overwrites
+/// another key's entry.
+pub async fn insert_key<P: Platform>(
+    kv: &TimedKv<'_, P>,
+    record: &KeyRecord,
+) -> Result<(), InsertKeyError> {
+    let by_id = format!("keys/by-id/{}", record.id);
+    if !kv
+        .put_if_absent(&by_id, Bytes::from(record.key_sha256.clone()), None)
+        .await?
+    {
+        return Err(InsertKeyError::Taken);
+    }
+    let by_hash = format!("keys/by-hash/{}", record.key_sha256);
+    if !kv.put_if_absent(&by_hash, encode(record)?, None).await? {
+        // Our id entry points at someone else's record: take it back.
+        let _ = kv.delete(&by_id).await;
+        return Err(InsertKeyError::Taken);
+    }
     let list_key = format!("consumers/{}/keys", record.consumer_id);
     let mut ids: Vec<String> = match kv.get(&list_key).await? {
         Some(bytes) => decode("key list", &bytes)?,
         None => Vec::new(),
     };
     ids.push(record.id.clone());
-    kv.put(&list_key, encode(&ids)?, None).await
+    kv.put(&list_key, encode(&ids)?, None).await?;
+    Ok(())
 }
 
-pub async fn list_keys(kv: &impl KvStore, consumer_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
+pub async fn list_keys<P: Platform>(
+    kv: &TimedKv<'_, P>,
+    consumer_id: &str,
+) -> Result<Vec<KeyRecord>, StoreError> {
     let ids: Vec<String> = match kv.get(&format!("consumers/{consumer_id}/keys")).await? {
         Some(bytes) => decode("key list", &bytes)?,
         None => return Ok(Vec::new()),
@@ -132,53 +186,55 @@ pub async fn list_keys(kv: &impl KvStore, consumer_id: &str) -> Result<Vec<KeyRe
     Ok(records)
 }
 
-/// A bounded map whose entries expire: the in-instance cache of key
-/// lookups. When full, expired entries go first, then arbitrary ones.
+/// A bounded least-recently-used map whose entries expire: the
+/// in-instance caches of key, consumer and token lookups. At capacity the
+/// least recently used entry goes (`lru` crate); an entry older than the
+/// TTL reads as absent. Capacity or TTL 0 disables the cache.
 pub struct TtlCache<V> {
     ttl_ms: u64,
-    capacity: usize,
-    entries: Mutex<std::collections::HashMap<String, (V, u64)>>,
+    entries: Option<Mutex<LruCache<String, (V, u64)>>>,
 }
 
 impl<V: Clone> TtlCache<V> {
     pub fn new(ttl_ms: u64, capacity: usize) -> Self {
-        Self {
-            ttl_ms,
-            capacity,
-            entries: Mutex::default(),
-        }
+        let entries = NonZeroUsize::new(capacity)
+            .filter(|_| ttl_ms > 0)
+            .map(|capacity| Mutex::new(LruCache::new(capacity)));
+        Self { ttl_ms, entries }
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, LruCache<String, (V, u64)>>> {
+        self.entries
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub fn get(&self, key: &str, now_ms: u64) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(key)
-            .filter(|(_, at)| now_ms.saturating_sub(*at) < self.ttl_ms)
-            .map(|(v, _)| v.clone())
+        let mut entries = self.lock()?;
+        match entries.get(key) {
+            Some((value, at)) if now_ms.saturating_sub(*at) < self.ttl_ms => Some(value.clone()),
+            Some(_) => {
+                entries.pop(key);
+                None
+            }
+            None => None,
+        }
     }
 
     pub fn insert(&self, key: String, value: V, now_ms: u64) {
-        if self.capacity == 0 || self.ttl_ms == 0 {
-            return;
+        if let Some(mut entries) = self.lock() {
+            entries.put(key, (value, now_ms));
         }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            let ttl = self.ttl_ms;
-            entries.retain(|_, (_, at)| now_ms.saturating_sub(*at) < ttl);
-            if entries.len() >= self.capacity {
-                if let Some(victim) = entries.keys().next().cloned() {
-                    entries.remove(&victim);
-                }
-            }
-        }
-        entries.insert(key, (value, now_ms));
     }
 
     pub fn remove(&self, key: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        if let Some(mut entries) = self.lock() {
+            entries.pop(key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().map_or(0, |entries| entries.len())
     }
 }
 
@@ -201,6 +257,46 @@ mod tests {
             .count();
         assert_eq!(alive, 2);
         assert_eq!(cache.get("d", 1), Some(4));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn cache_evicts_the_least_recently_used() {
+        let cache = TtlCache::new(1_000, 3);
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            cache.insert(key.into(), i, 0);
+        }
+        // `a` is read (recently used), so `b` is the one to go.
+        assert_eq!(cache.get("a", 1), Some(0));
+        cache.insert("d".into(), 3, 2);
+        assert_eq!(cache.get("b", 3), None, "least recently used evicted");
+        assert_eq!(cache.get("a", 3), Some(0), "recently read entry kept");
+        assert_eq!(cache.get("c", 3), Some(2));
+        assert_eq!(cache.get("d", 3), Some(3));
+        // Hot entries survive a stream of new ones.
+        let cache = TtlCache::new(1_000, 100);
+        for i in 0..100 {
+            cache.insert(format!("k{i}"), i, 0);
+        }
+        for i in 0..50 {
+            assert_eq!(cache.get(&format!("k{i}"), 1), Some(i));
+        }
+        for i in 100..150 {
+            cache.insert(format!("k{i}"), i, 2);
+        }
+        let hot_kept = (0..50)
+            .filter(|i| cache.get(&format!("k{i}"), 3).is_some())
+            .count();
+        assert_eq!(hot_kept, 50, "every recently read entry is kept");
+        // A flood of one-off keys never grows it past its capacity.
+        let cache = TtlCache::new(1_000, 3);
+        for i in 0..10_000 {
+            cache.insert(format!("flood-{i}"), i, 4);
+        }
+        assert_eq!(cache.len(), 3);
+        let disabled = TtlCache::new(0, 10);
+        disabled.insert("a".into(), 1, 0);
+        assert_eq!(disabled.get("a", 0), None);
     }
 
     #[test]

@@ -112,6 +112,22 @@ impl Validator<'_> {
             }
         }
         let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+        for issuer in &auth.issuers {
+            if let Some(plan) = issuer
+                .default_plan
+                .as_ref()
+                .filter(|p| !plan_names.contains(p))
+            {
+                let defined: Vec<&str> = plan_names.iter().map(String::as_str).collect();
+                self.issue(
+                    format!("auth.jwt.{}.default_plan", issuer.name),
+                    format!(
+                        "unknown plan `{plan}` (defined: {})",
+                        join_or_none(&defined)
+                    ),
+                );
+            }
+        }
         self.check_spend_pricing(&plans, &models);
 
         let mut routes: Vec<Route> = Vec::new();

@@ -143,6 +143,32 @@ impl<C: Clock> KvStore for MemoryKv<C> {
         Ok(())
     }
 
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_unix_ms();
+        let expires_at_unix_ms = ttl.map(|ttl| now.saturating_add(duration_ms(ttl)));
+        // One lock for the check and the write: atomic.
+        let mut entries = lock(&self.entries);
+        let live = entries
+            .get(key)
+            .is_some_and(|e| e.expires_at_unix_ms.is_none_or(|at| at > now));
+        if live {
+            return Ok(false);
+        }
+        entries.insert(
+            key.to_owned(),
+            KvEntry {
+                value,
+                expires_at_unix_ms,
+            },
+        );
+        Ok(true)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         lock(&self.entries).remove(key);
         Ok(())
@@ -159,13 +185,22 @@ fn duration_ms(duration: Duration) -> u64 {
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now_unix_ms: Arc<AtomicU64>,
+    yield_first: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ManualClock {
     pub fn new(now_unix_ms: u64) -> Self {
         Self {
             now_unix_ms: Arc::new(AtomicU64::new(now_unix_ms)),
+            yield_first: Arc::default(),
         }
+    }
+
+    /// When on, a `sleep` returns `Pending` once before it fires, so a
+    /// future that is merely yielding (not hung) wins its race against a
+    /// timeout (tests that interleave concurrent requests).
+    pub fn yield_before_timers(&self, on: bool) {
+        self.yield_first.store(on, Ordering::SeqCst);
     }
 
     pub fn advance(&self, duration: Duration) {
@@ -183,7 +218,16 @@ impl Clock for ManualClock {
         // Time moves when the sleep is polled, not when it is created: a
         // timeout raced against an immediately ready future never fires.
         let clock = self.clone();
-        futures_util::future::lazy(move |_| clock.advance(duration))
+        let mut yield_first = self.yield_first.load(Ordering::SeqCst);
+        std::future::poll_fn(move |cx| {
+            if yield_first {
+                yield_first = false;
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            clock.advance(duration);
+            std::task::Poll::Ready(())
+        })
     }
 }
 
@@ -256,6 +300,45 @@ mod tests {
         block_on(crate::testing::kv_store_suite::put_get_overwrite_delete(
             &kv, "k",
         ));
+        block_on(crate::testing::kv_store_suite::put_if_absent_never_overwrites(&kv, "c"));
+        block_on(crate::testing::kv_store_suite::put_if_absent_has_one_winner(&kv, "w", 50));
+    }
+
+    #[test]
+    fn memory_kv_put_if_absent_is_atomic_across_threads() {
+        let kv = MemoryKv::new(ManualClock::new(0));
+        let wins = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..64)
+                .map(|i| {
+                    let kv = &kv;
+                    scope.spawn(move || {
+                        block_on(kv.put_if_absent("hot", Bytes::from(format!("{i}")), None))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|won| *won)
+                .count()
+        });
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn put_if_absent_takes_an_expired_key() {
+        let clock = ManualClock::new(0);
+        let kv = MemoryKv::new(clock.clone());
+        let ttl = Some(Duration::from_secs(1));
+        assert!(block_on(kv.put_if_absent("k", Bytes::from_static(b"a"), ttl)).unwrap());
+        assert!(!block_on(kv.put_if_absent("k", Bytes::from_static(b"b"), ttl)).unwrap());
+        clock.advance(Duration::from_secs(1));
+        assert!(block_on(kv.put_if_absent("k", Bytes::from_static(b"c"), None)).unwrap());
+        assert_eq!(
+            block_on(kv.get("k")).unwrap(),
+            Some(Bytes::from_static(b"c"))
+        );
     }
 
     #[test]

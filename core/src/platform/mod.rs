@@ -30,6 +30,67 @@ pub fn with_timeout<C: Clock, F: Future>(
     crate::util::with_timeout(clock.sleep(timeout), future)
 }
 
+/// The `KvStore` port with a deadline on every call: a store that hangs
+/// fails with a [`StoreError`] after `timeout` (on the platform's clock)
+/// instead of holding the request. Every core use of the KV goes through
+/// it; callers map its errors to 503 (`store_unavailable`), failing closed.
+pub struct TimedKv<'a, P: Platform> {
+    platform: &'a P,
+    timeout: Duration,
+}
+
+impl<'a, P: Platform> TimedKv<'a, P> {
+    pub fn new(platform: &'a P, timeout: Duration) -> Self {
+        Self { platform, timeout }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        with_timeout(self.platform.clock(), self.timeout, call)
+            .await
+            .unwrap_or_else(|| {
+                Err(StoreError(format!(
+                    "kv {op} timed out after {} ms",
+                    crate::util::duration_ms(self.timeout)
+                )))
+            })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.timed("get", self.platform.kv().get(key)).await
+    }
+
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        self.timed("put", self.platform.kv().put(key, value, ttl))
+            .await
+    }
+
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.timed(
+            "put_if_absent",
+            self.platform.kv().put_if_absent(key, value, ttl),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.timed("delete", self.platform.kv().delete(key)).await
+    }
+}
+
 /// The platform's clock behind an `Arc`, so it can move into streams that
 /// outlive the request handler (paced mock streams).
 pub struct PlatformClock<P>(std::sync::Arc<P>);
@@ -177,6 +238,21 @@ pub trait KvStore: MaybeSend + MaybeSync + 'static {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<(), StoreError>> + MaybeSend + 'a;
+
+    /// Stores `value` only if `key` holds nothing (or only an expired
+    /// value); `Ok(false)` when it already holds one, which is then left
+    /// untouched. Used where an overwrite would corrupt data: the key-id
+    /// index, consumer creation. Guarantee per store: memory and DynamoDB
+    /// (`attribute_not_exists` condition) are atomic; Workers KV has no
+    /// conditional write, so the Worker claims the key in a Durable Object
+    /// first (atomic among `put_if_absent` callers) and then checks KV
+    /// (eventually consistent) for a value written by a plain `put`.
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + MaybeSend + 'a;
 
     fn delete<'a>(
         &'a self,

@@ -37,6 +37,8 @@ pub struct RawAuth {
     /// Issuer name → JWT issuer.
     #[serde(default)]
     pub jwt: BTreeMap<String, RawJwtIssuer>,
+    /// Deadline of every key-store call, in ms (default 2000).
+    pub store_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +55,13 @@ pub struct RawJwtIssuer {
     pub audience: Option<Vec<String>>,
     pub leeway_s: Option<u64>,
     pub consumer_claim: Option<String>,
+    /// `namespaced` (default) or `direct`.
+    pub consumer_mapping: Option<String>,
+    /// Subject → consumer id, checked before `consumer_mapping`.
+    #[serde(default)]
+    pub consumer_map: BTreeMap<String, String>,
+    /// Plan of callers that map to no known consumer.
+    pub default_plan: Option<String>,
     pub scopes_claim: Option<String>,
     #[serde(default)]
     pub keys: Vec<RawJwtKey>,
