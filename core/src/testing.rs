@@ -166,10 +166,13 @@ impl crate::platform::KvStore for SwitchableKv {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(key.to_owned());
+        let value = self.inner.get(key).await;
         if self.yield_on_get.load(Ordering::SeqCst) {
+            // After the read: a concurrent writer can slip in between this
+            // read and whatever the caller writes next.
             yield_once().await;
         }
-        self.inner.get(key).await
+        value
     }
 
     async fn put(
