@@ -78,7 +78,18 @@ pub async fn handle(
                 return Ok(json_response(400, &json!({"error": "expected {prefix}"})));
             };
             kv_store_suite::put_get_overwrite_delete(platform.kv(), &call.prefix).await;
-            json_response(200, &json!({"passed": 1}))
+            kv_store_suite::put_if_absent_never_overwrites(
+                platform.kv(),
+                &format!("{}-claim", call.prefix),
+            )
+            .await;
+            kv_store_suite::put_if_absent_has_one_winner(
+                platform.kv(),
+                &format!("{}-race", call.prefix),
+                20,
+            )
+            .await;
+            json_response(200, &json!({"passed": 3}))
         }
         _ => json_response(404, &json!({"error": "unknown test hook"})),
     })

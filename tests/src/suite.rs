@@ -82,6 +82,10 @@ pub fn upstream_env(
             jwt_fixtures::RSA1_PUBLIC.to_owned(),
         ),
         (
+            "CONFORMANCE_RSA2_PUBLIC",
+            jwt_fixtures::RSA2_PUBLIC.to_owned(),
+        ),
+        (
             "CONFORMANCE_EC256_PUBLIC",
             jwt_fixtures::EC256_PUBLIC.to_owned(),
         ),
@@ -177,6 +181,8 @@ pub fn cases() -> Vec<Case> {
         jwt_each_algorithm_family,
         jwt_attacks_are_refused,
         jwt_required_scopes,
+        jwt_subjects_are_namespaced_per_issuer,
+        jwt_oversized_subject_is_401,
         jwks_rotation,
         quota_requests_exact_under_concurrency,
         quota_token_budget_with_concurrent_streams,
@@ -841,7 +847,7 @@ async fn durable_object_store_suite(ctx: &Ctx) -> CaseResult {
 /// The core's `KvStore` suite, run inside workerd on a KV namespace.
 async fn kv_store_suite(ctx: &Ctx) -> CaseResult {
     let reply = run_hook(ctx, "kv/suite", json!({"prefix": unique_id("kv")})).await?;
-    check_eq!(reply["passed"], json!(1));
+    check_eq!(reply["passed"], json!(3));
     Ok(())
 }
 
@@ -1292,11 +1298,79 @@ async fn jwt_required_scopes(ctx: &Ctx) -> CaseResult {
     .await?;
     check_eq!(response.status(), StatusCode::OK);
     let echoed = json_body(response).await?;
-    check_eq!(echoed["headers"]["x-consumer-id"], json!("reporter"));
+    // An unknown subject is namespaced by its issuer.
+    check_eq!(
+        echoed["headers"]["x-consumer-id"],
+        json!("jwt:corp:reporter")
+    );
     check!(
         echoed["headers"].get("authorization").is_none(),
         "the token reached the upstream"
     );
+    Ok(())
+}
+
+/// The same `sub` from two issuers: two consumers with two counters (the
+/// route's plan allows 2 requests per consumer), and neither is the
+/// API-key consumer of that name.
+async fn jwt_subjects_are_namespaced_per_issuer(ctx: &Ctx) -> CaseResult {
+    let sub = unique_id("shared");
+    let corp = sign(
+        Algorithm::RS256,
+        jwt_fixtures::RSA1_PRIVATE,
+        Some("rsa1"),
+        &claims_for(&sub),
+    );
+    let partner = sign(
+        Algorithm::RS256,
+        jwt_fixtures::RSA2_PRIVATE,
+        Some("p1"),
+        &claims("https://partner.conformance.test", "gateway", &sub, now_s()),
+    );
+    let call = |token: &str| {
+        send(
+            ctx.client
+                .get(ctx.url("/jwt-limited/who"))
+                .header("authorization", format!("Bearer {token}")),
+        )
+    };
+    for _ in 0..2 {
+        let response = call(&corp).await?;
+        check_eq!(response.status(), StatusCode::OK);
+        let echoed = json_body(response).await?;
+        check_eq!(
+            echoed["headers"]["x-consumer-id"],
+            json!(format!("jwt:corp:{sub}"))
+        );
+    }
+    check_eq!(call(&corp).await?.status(), StatusCode::TOO_MANY_REQUESTS);
+    let response = call(&partner).await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let echoed = json_body(response).await?;
+    check_eq!(
+        echoed["headers"]["x-consumer-id"],
+        json!(format!("jwt:partner:{sub}"))
+    );
+    Ok(())
+}
+
+/// A 2 KB `sub` (it would break every store call keyed by it) and a
+/// control character are 401, before any store is touched.
+async fn jwt_oversized_subject_is_401(ctx: &Ctx) -> CaseResult {
+    for sub in ["x".repeat(2048), "tab\tin-sub".to_owned()] {
+        let token = sign(
+            Algorithm::RS256,
+            jwt_fixtures::RSA1_PRIVATE,
+            Some("rsa1"),
+            &claims_for(&sub),
+        );
+        let response = send(keyed_chat(ctx, bearer(&token), "mock-gpt")).await?;
+        let body = expect_error(response, StatusCode::UNAUTHORIZED, "invalid_api_key").await?;
+        check!(
+            body.to_string().contains("subject"),
+            "the reason is named: {body}"
+        );
+    }
     Ok(())
 }
 

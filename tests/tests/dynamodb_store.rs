@@ -46,6 +46,8 @@ fn dynamodb_stores_pass_the_store_suites() {
         assert_eq!(read.used, 5);
         let kv = DynamoKv::new(client, emulator.table.clone());
         kv_store_suite::put_get_overwrite_delete(&kv, "suite-kv").await;
+        kv_store_suite::put_if_absent_never_overwrites(&kv, "suite-kv-claim").await;
+        kv_store_suite::put_if_absent_has_one_winner(&kv, "suite-kv-race", 20).await;
     });
 }
 
