@@ -259,6 +259,9 @@ struct JwksState {
     last_attempt_ms: Option<u64>,
     /// Failed attempts since the last success (drives the backoff).
     failures: u32,
+    /// Attempts finished so far (a waiter sees whether one ended while it
+    /// waited).
+    completed: u64,
     /// Held by the one request that fetches (single flight).
     fetching: Arc<futures_util::lock::Mutex<()>>,
 }
@@ -270,6 +273,7 @@ impl Default for JwksState {
             fetched_at_ms: None,
             last_attempt_ms: None,
             failures: 0,
+            completed: 0,
             fetching: Arc::new(futures_util::lock::Mutex::new(())),
         }
     }
@@ -281,6 +285,7 @@ struct JwksSnapshot {
     fetched_at_ms: Option<u64>,
     last_attempt_ms: Option<u64>,
     failures: u32,
+    completed: u64,
     fetching: Arc<futures_util::lock::Mutex<()>>,
 }
 
@@ -299,6 +304,7 @@ impl JwksCache {
             fetched_at_ms: s.fetched_at_ms,
             last_attempt_ms: s.last_attempt_ms,
             failures: s.failures,
+            completed: s.completed,
             fetching: s.fetching.clone(),
         }
     }
@@ -315,6 +321,7 @@ impl JwksCache {
         state.keys = keys.clone();
         state.fetched_at_ms = Some(now_ms);
         state.failures = 0;
+        state.completed += 1;
         keys
     }
 
@@ -326,6 +333,7 @@ impl JwksCache {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         let state = states.entry(issuer.to_owned()).or_default();
         state.failures = state.failures.saturating_add(1);
+        state.completed += 1;
         state.last_attempt_ms = Some(now_ms);
         if withdraw {
             state.keys = Arc::default();
@@ -419,7 +427,7 @@ async fn candidate_keys(
         };
         if let Some(_guard) = guard {
             let current = cache.snapshot(&issuer.name);
-            if current.last_attempt_ms != snapshot.last_attempt_ms {
+            if current.completed != snapshot.completed {
                 // Someone fetched (or tried) while this request waited.
                 cached = current.keys;
             } else {
@@ -575,4 +583,158 @@ pub async fn verify_token(
         }
     }
     Err(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::task::Poll;
+
+    use futures_executor::block_on;
+    use http::Response;
+
+    use super::*;
+    use crate::body::Body;
+    use crate::platform::{HttpClientError, MaybeSend};
+    use crate::testing::jwt_fixtures::{claims, jwks, sign, RSA1_PRIVATE};
+
+    /// A clock whose timers never fire: a fetch in flight stays in flight
+    /// until the IdP answers.
+    struct StillClock(AtomicU64);
+
+    impl Clock for StillClock {
+        fn now_unix_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn sleep(&self, _: Duration) -> impl Future<Output = ()> + MaybeSend + use<> {
+            std::future::pending()
+        }
+    }
+
+    /// An IdP that answers only when the test lets it (`gate`).
+    struct GatedIdp {
+        document: String,
+        fetches: AtomicUsize,
+        gate: futures_util::lock::Mutex<()>,
+    }
+
+    impl HttpClient for GatedIdp {
+        async fn send(&self, _: Request<Bytes>) -> Result<Response<Body>, HttpClientError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let _open = self.gate.lock().await;
+            Ok(Response::new(Body::from(self.document.clone())))
+        }
+    }
+
+    fn issuer() -> JwtIssuer {
+        JwtIssuer {
+            name: "idp".into(),
+            issuer: None,
+            audience: Vec::new(),
+            leeway_s: 10,
+            consumer_claim: "sub".into(),
+            scopes_claim: "scope".into(),
+            keys: Vec::new(),
+            jwks: Some(JwksSource {
+                url: Uri::from_static("http://idp.test/jwks.json"),
+                cache_ttl: Duration::from_secs(60),
+                refetch_interval: Duration::from_secs(1),
+            }),
+            consumer_mapping: ConsumerMapping::default(),
+            consumer_map: BTreeMap::new(),
+            default_plan: None,
+        }
+    }
+
+    #[test]
+    fn one_jwks_fetch_in_flight_while_the_others_use_stale_keys() {
+        let idp = GatedIdp {
+            document: jwks(&[(Algorithm::RS256, "k1", RSA1_PRIVATE)]),
+            fetches: AtomicUsize::new(0),
+            gate: futures_util::lock::Mutex::new(()),
+        };
+        let clock = StillClock(AtomicU64::new(1_700_000_000_000));
+        let cache = JwksCache::default();
+        let issuer = issuer();
+        let token = sign(
+            Algorithm::RS256,
+            RSA1_PRIVATE,
+            Some("k1"),
+            &claims("any", "any", "someone", 1_700_000_000),
+        );
+        let verify = || verify_token(&issuer, &token, &idp, &clock, &cache);
+        block_on(verify()).unwrap();
+        assert_eq!(idp.fetches.load(Ordering::SeqCst), 1);
+
+        // Stale keys, and the IdP hangs.
+        clock.0.fetch_add(61_000, Ordering::SeqCst);
+        let gate = block_on(idp.gate.lock());
+        block_on(async {
+            let mut calls: Vec<_> = (0..20).map(|_| Box::pin(verify())).collect();
+            let mut waiting = Vec::new();
+            for mut call in calls.drain(..) {
+                match futures_util::poll!(&mut call) {
+                    Poll::Ready(result) => {
+                        result.unwrap();
+                    }
+                    Poll::Pending => waiting.push(call),
+                }
+            }
+            assert_eq!(
+                idp.fetches.load(Ordering::SeqCst),
+                2,
+                "one refetch in flight"
+            );
+            assert_eq!(waiting.len(), 1, "the others did not wait");
+            drop(gate);
+            for call in waiting {
+                call.await.unwrap();
+            }
+        });
+        assert_eq!(idp.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn without_any_keys_requests_wait_for_the_one_fetch() {
+        let idp = GatedIdp {
+            document: jwks(&[(Algorithm::RS256, "k1", RSA1_PRIVATE)]),
+            fetches: AtomicUsize::new(0),
+            gate: futures_util::lock::Mutex::new(()),
+        };
+        let clock = StillClock(AtomicU64::new(1_700_000_000_000));
+        let cache = JwksCache::default();
+        let issuer = issuer();
+        let token = sign(
+            Algorithm::RS256,
+            RSA1_PRIVATE,
+            Some("k1"),
+            &claims("any", "any", "someone", 1_700_000_000),
+        );
+        let gate = block_on(idp.gate.lock());
+        block_on(async {
+            let mut calls: Vec<_> = (0..5)
+                .map(|_| Box::pin(verify_token(&issuer, &token, &idp, &clock, &cache)))
+                .collect();
+            for call in &mut calls {
+                assert!(futures_util::poll!(call).is_pending());
+            }
+            assert_eq!(idp.fetches.load(Ordering::SeqCst), 1);
+            drop(gate);
+            for call in calls {
+                call.await.unwrap();
+            }
+        });
+        assert_eq!(idp.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn subjects_are_bounded_and_namespaced() {
+        assert!(valid_subject("auth0|5f1c"));
+        assert!(valid_subject(&"x".repeat(MAX_SUBJECT_LEN)));
+        assert!(!valid_subject(&"x".repeat(MAX_SUBJECT_LEN + 1)));
+        assert!(!valid_subject(""));
+        assert!(!valid_subject("a\u{0}b"));
+        assert_eq!(issuer().namespaced_id("a:b/c d"), "jwt:idp:a%3Ab%2Fc%20d");
+    }
 }
