@@ -236,6 +236,10 @@ impl<V: Clone> TtlCache<V> {
     pub fn len(&self) -> usize {
         self.lock().map_or(0, |entries| entries.len())
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
