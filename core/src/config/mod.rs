@@ -362,6 +362,42 @@ routes:
     }
 
     #[test]
+    fn jwt_issuer_mapping_options_are_checked() {
+        let long = "x".repeat(257);
+        let yaml = r#"
+plans:
+  free: {}
+auth:
+  jwt:
+    "bad name":
+      jwks_url: https://idp.example/jwks.json
+    corp:
+      jwks_url: https://idp.example/jwks.json
+      consumer_mapping: sideways
+      default_plan: gold
+      consumer_map: { LONG: team-a, ok-sub: "not/an/id" }
+      keys:
+        - { alg: HS256, jwk: { kty: oct, k: c2VjcmV0 } }
+        - { alg: RS256, jwk: { kty: oct, k: c2VjcmV0 } }
+routes:
+  - match: { path_prefix: /a }
+    proxy: { url: http://a.example }
+"#
+        .replace("LONG", &long);
+        let errs = errors(&yaml).join("\n");
+        for expected in [
+            &"auth.jwt.bad name: issuer names are 1-64 characters".to_owned(),
+            &"auth.jwt.corp.consumer_mapping: unknown mapping `sideways`".to_owned(),
+            &"auth.jwt.corp.default_plan: unknown plan `gold`".to_owned(),
+            &format!("auth.jwt.corp.consumer_map.{long}: a subject is 1-256 bytes"),
+            &"auth.jwt.corp.consumer_map.ok-sub: a consumer id is 1-64 characters".to_owned(),
+            &"auth.jwt.corp.keys[1].jwk: not an asymmetric signature key".to_owned(),
+        ] {
+            assert!(errs.contains(expected), "missing {expected:?} in:\n{errs}");
+        }
+    }
+
+    #[test]
     fn unknown_field_is_an_error_with_path() {
         let yaml =
             "routes:\n  - match: { path_prefix: /a }\n    proxy: { url: http://a, timeout: 5 }\n";
