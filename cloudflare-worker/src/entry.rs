@@ -46,7 +46,7 @@ fn gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
     if let Some(gateway) = GATEWAY.with_borrow(Clone::clone) {
         return Ok(gateway);
     }
-    crate::log::init();
+    crate::log::init(env_string(env, crate::ENV_LOG).as_deref());
     let gateway = build_gateway(env)?;
     GATEWAY.set(Some(gateway.clone()));
     Ok(gateway)
