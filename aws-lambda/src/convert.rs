@@ -2,24 +2,20 @@
 
 use std::net::IpAddr;
 
-use bytes::Bytes;
 use gateway_core::ClientInfo;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 
-/// Turns the Lambda event request into the core's request, with the caller's
-/// address attached as [`ClientInfo`].
-pub fn into_core_request(request: lambda_http::Request) -> http::Request<Bytes> {
+/// Attaches the caller's address to the Lambda event request as
+/// [`ClientInfo`]. The body stays a `lambda_http::Body`, read by the core
+/// through its `http_body::Body` implementation (after routing and
+/// authentication, bounded by the route's limit): the crate that defines
+/// the body's variants converts them, so a variant added upstream cannot
+/// silently become an empty body here.
+pub fn into_core_request(mut request: lambda_http::Request) -> lambda_http::Request {
     let client = client_info(&request);
-    let (mut parts, body) = request.into_parts();
-    let body = match body {
-        lambda_http::Body::Empty => Bytes::new(),
-        lambda_http::Body::Text(text) => Bytes::from(text),
-        lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
-        _ => Bytes::new(),
-    };
-    parts.extensions.insert(client);
-    http::Request::from_parts(parts, body)
+    request.extensions_mut().insert(client);
+    request
 }
 
 fn client_info(request: &lambda_http::Request) -> ClientInfo {

@@ -68,7 +68,7 @@ async fn main() -> Result<(), Error> {
                 if let Some(deadline) = deadline {
                     request.extensions_mut().insert(deadline);
                 }
-                let response = gateway.handle(request).await;
+                let response = gateway.handle_body(request).await;
                 Ok::<_, Infallible>(background::settled(response).await)
             }
         });

@@ -14,9 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use gateway_core::{Body, ClientInfo, Gateway};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,10 +30,6 @@ pub const ENV_LISTEN: &str = "GATEWAY_LISTEN";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
 /// How long open connections may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most of a request body read (Lambda's own payload limit, so both
-/// modes refuse the same requests); each route's smaller
-/// `max_body_bytes` is checked by the gateway.
-const MAX_REQUEST_BODY: usize = 6 * 1024 * 1024;
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
@@ -85,57 +79,22 @@ pub async fn serve(
     crate::background::idle().await;
 }
 
-/// One request: the body read (bounded), the caller's address attached.
+/// One request: the caller's address attached; the body stays a stream,
+/// read by the gateway after routing and authentication, never past the
+/// route's `max_body_bytes` (413 in the route's shape).
 async fn respond(
     gateway: Gateway<LambdaPlatform>,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Result<http::Response<Body>, Infallible> {
     let (mut parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let body = match declared {
-        Some(length) if length > MAX_REQUEST_BODY as u64 => return Ok(too_large()),
-        _ => match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
-            Err(error) => {
-                // The client went away or sent a malformed body.
-                tracing::debug!(%error, "request body unreadable");
-                return Ok(plain(
-                    http::StatusCode::BAD_REQUEST,
-                    "request body unreadable",
-                ));
-            }
-        },
-    };
     parts.extensions.insert(ClientInfo {
         ip: Some(peer.ip()),
         https: false,
     });
-    let response = gateway.handle(http::Request::from_parts(parts, body)).await;
-    Ok(response)
-}
-
-fn too_large() -> http::Response<Body> {
-    plain(
-        http::StatusCode::PAYLOAD_TOO_LARGE,
-        "request body larger than 6 MiB",
-    )
-}
-
-fn plain(status: http::StatusCode, message: &str) -> http::Response<Body> {
-    let body = serde_json::json!({"error": {"message": message, "code": status.as_u16()}});
-    let mut response = http::Response::new(Body::from(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+    Ok(gateway
+        .handle_body(http::Request::from_parts(parts, body))
+        .await)
 }
 
 /// Resolves on SIGTERM (what container runtimes send) or Ctrl-C.

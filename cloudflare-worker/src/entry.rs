@@ -4,10 +4,12 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
 
-use bytes::Bytes;
 use gateway_core::{Body, ClientInfo, Config, Gateway};
-use http_body_util::BodyExt;
+use http_body::Body as _;
 use worker::{event, Context, Env, HttpRequest};
 
 use crate::platform::WorkerPlatform;
@@ -76,7 +78,7 @@ async fn gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
     if let Some(gateway) = GATEWAY.with_borrow(Clone::clone) {
         return Ok(gateway);
     }
-    crate::log::init();
+    crate::log::init(env_string(env, crate::ENV_LOG).as_deref());
     let gateway = build_gateway(env).await?;
     GATEWAY.set(Some(gateway.clone()));
     Ok(gateway)
@@ -97,17 +99,57 @@ fn startup_failure(message: &str) -> http::Response<Body> {
     response
 }
 
-async fn into_core_request(request: HttpRequest) -> worker::Result<http::Request<Bytes>> {
+/// Attaches the caller's address and scheme; the body stays a stream: the
+/// core reads it after routing and authentication, up to the route's limit.
+fn with_client_info<B>(mut request: http::Request<B>) -> http::Request<B> {
     let https = request.uri().scheme_str() == Some("https");
     let ip = request
         .headers()
         .get("cf-connecting-ip")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<IpAddr>().ok());
-    let (mut parts, body) = request.into_parts();
-    let body = body.collect().await?.to_bytes();
-    parts.extensions.insert(ClientInfo { ip, https });
-    Ok(http::Request::from_parts(parts, body))
+    request.extensions_mut().insert(ClientInfo { ip, https });
+    request
+}
+
+/// The request body, shared with the handler so that what the core left
+/// unread can be drained afterwards.
+struct SharedBody(Rc<RefCell<worker::Body>>);
+
+impl http_body::Body for SharedBody {
+    type Data = bytes::Bytes;
+    type Error = worker::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.borrow().size_hint()
+    }
+}
+
+/// Unread request bytes drained (read and dropped) after a refusal.
+const MAX_DRAIN_BYTES: usize = 1024 * 1024;
+
+/// Reads and drops up to [`MAX_DRAIN_BYTES`] of what the core left unread
+/// (it answered 401, 404 or 413 without reading the body). Nothing is
+/// kept; larger remainders are left to the runtime. Without it `wrangler
+/// dev`'s proxy reports an answer given before the body was read as a
+/// worker restart (503).
+async fn drain(body: &RefCell<worker::Body>) {
+    let mut drained = 0;
+    while drained <= MAX_DRAIN_BYTES {
+        let next =
+            std::future::poll_fn(|cx| Pin::new(&mut *body.borrow_mut()).poll_frame(cx)).await;
+        match next {
+            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, bytes::Bytes::len),
+            _ => return,
+        }
+    }
 }
 
 #[event(fetch)]
@@ -124,8 +166,11 @@ async fn fetch(
     if request.uri().path().starts_with(crate::test_hooks::PREFIX) {
         return crate::test_hooks::handle(request, gateway.platform()).await;
     }
-    let request = into_core_request(request).await?;
-    let response = gateway.handle(request).await;
+    let (parts, body) = request.into_parts();
+    let body = Rc::new(RefCell::new(body));
+    let request = http::Request::from_parts(parts, SharedBody(Rc::clone(&body)));
+    let response = gateway.handle_body(with_client_info(request)).await;
+    drain(&body).await;
     Ok(hold_background_work(&ctx, response))
 }
 

@@ -8,6 +8,8 @@
 //! - Ports: `worker::Fetch` upstream (streaming bodies), the JS clock,
 //!   `crypto.getRandomValues`, KV (`GATEWAY_KV`) and the `QuotaCounter`
 //!   Durable Object (`GATEWAY_QUOTA`, one object per quota key).
+//! - Logs: JSON lines to the console, filtered by the `RUST_LOG` variable
+//!   (`info` when unset).
 //! - The gateway is built once per isolate and reused across requests.
 //!
 //! The binding and variable names below are the contract with
@@ -20,6 +22,9 @@ pub const ENV_CONFIG: &str = "GATEWAY_CONFIG";
 /// Variable naming the `GATEWAY_KV` key that holds the YAML config; takes
 /// precedence over `GATEWAY_CONFIG`. Terraform uses it (no 5 KB cap).
 pub const ENV_CONFIG_KV_KEY: &str = "GATEWAY_CONFIG_KV_KEY";
+/// Variable holding the log filter (`info` when unset; `warn`,
+/// `gateway_core=debug,info`, …: levels per target, no span filters).
+pub const ENV_LOG: &str = "RUST_LOG";
 /// KV namespace binding (API keys, cached responses, JWKS).
 pub const KV_BINDING: &str = "GATEWAY_KV";
 /// Durable Object namespace binding for quota counters.

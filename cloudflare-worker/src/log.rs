@@ -1,8 +1,10 @@
 //! JSON log lines to the Worker console (`wrangler tail`, Workers Logs),
-//! the same shape the Lambda adapter writes.
+//! the same shape the Lambda adapter writes, filtered by the `RUST_LOG`
+//! variable like on Lambda.
 
 use std::io::Write;
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Buffers one formatted event and hands it to `console.log` when dropped.
@@ -39,16 +41,33 @@ impl<'a> MakeWriter<'a> for Console {
     }
 }
 
-/// Installs the JSON console subscriber once per isolate.
-pub fn init() {
-    let _ = tracing_subscriber::fmt()
+/// Installs the JSON console subscriber once per isolate, filtered by
+/// `filter`: the `RUST_LOG` variable's value (`info` when unset), in the
+/// usual `target=level,level` syntax without span or regex filters (e.g.
+/// `warn`, `gateway_core=debug,info`). A filter that does not parse falls
+/// back to `info` and says so once.
+pub fn init(filter: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let parsed = filter.map(str::parse::<Targets>);
+    let targets = match &parsed {
+        Some(Ok(targets)) => targets.clone(),
+        _ => Targets::new().with_default(tracing::Level::INFO),
+    };
+    let layer = tracing_subscriber::fmt::layer()
         .json()
         .with_writer(Console)
         .with_current_span(true)
         .with_span_list(false)
         .flatten_event(true)
         .with_target(true)
-        .without_time()
-        .with_max_level(tracing::Level::INFO)
+        .without_time();
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(targets)
         .try_init();
+    if let Some(Err(error)) = parsed {
+        tracing::warn!(%error, "RUST_LOG does not parse; logging at info");
+    }
 }

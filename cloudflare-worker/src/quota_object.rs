@@ -67,27 +67,30 @@ impl QuotaCounter {
         Ok(())
     }
 
-    /// The decision, synchronous on purpose (see the module docs).
-    fn apply(&self, request: &QuotaRequest, now_unix_ms: u64) -> (QuotaReply, Counter) {
+    /// The decision, synchronous on purpose (see the module docs). Returns
+    /// the counter to store, `None` when nothing changed (a zero-amount
+    /// read, a refusal, a refund of an empty counter): those write nothing.
+    fn apply(&self, request: &QuotaRequest, now_unix_ms: u64) -> (QuotaReply, Option<Counter>) {
         let mut slot = self.counter.borrow_mut();
         let counter = slot.get_or_insert_with(Counter::default);
         if counter.expires_at_unix_ms != 0 && counter.expires_at_unix_ms <= now_unix_ms {
             *counter = Counter::default();
         }
+        let before = *counter;
         let reply = match *request {
             QuotaRequest::Consume {
                 amount,
                 limit,
                 expires_at_unix_ms,
             } => {
-                let after = counter.used.saturating_add(amount);
-                let admitted = after <= limit;
-                if admitted {
+                // Past u64::MAX is over any limit (saturating would admit it).
+                let after = counter.used.checked_add(amount).filter(|&a| a <= limit);
+                if let (Some(after), true) = (after, amount > 0) {
                     counter.used = after;
                     counter.expires_at_unix_ms = counter.expires_at_unix_ms.max(expires_at_unix_ms);
                 }
                 QuotaReply {
-                    admitted,
+                    admitted: after.is_some(),
                     used: counter.used,
                 }
             }
@@ -99,7 +102,8 @@ impl QuotaCounter {
                 }
             }
         };
-        (reply, *counter)
+        let changed = *counter != before;
+        (reply, changed.then_some(*counter))
     }
 }
 
@@ -122,19 +126,21 @@ impl DurableObject for QuotaCounter {
         };
         self.load().await?;
         let now = worker::Date::now().as_millis();
-        let (reply, counter) = self.apply(&quota_request, now);
-        let storage = self.state.storage();
-        let text =
-            serde_json::to_string(&counter).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        storage.put(COUNTER_KEY, text).await?;
-        let alarm_at = counter
-            .expires_at_unix_ms
-            .min(now.saturating_add(MAX_ALARM_DELAY_MS));
-        if alarm_at > self.alarm_at.get() {
-            self.alarm_at.set(alarm_at);
-            storage
-                .set_alarm(i64::try_from(alarm_at).unwrap_or(i64::MAX))
-                .await?;
+        let (reply, changed) = self.apply(&quota_request, now);
+        if let Some(counter) = changed {
+            let storage = self.state.storage();
+            let text = serde_json::to_string(&counter)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            storage.put(COUNTER_KEY, text).await?;
+            let alarm_at = counter
+                .expires_at_unix_ms
+                .min(now.saturating_add(MAX_ALARM_DELAY_MS));
+            if alarm_at > self.alarm_at.get() {
+                self.alarm_at.set(alarm_at);
+                storage
+                    .set_alarm(i64::try_from(alarm_at).unwrap_or(i64::MAX))
+                    .await?;
+            }
         }
         let body =
             serde_json::to_string(&reply).map_err(|e| worker::Error::RustError(e.to_string()))?;

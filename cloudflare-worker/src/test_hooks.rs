@@ -66,12 +66,8 @@ pub async fn handle(
             let Ok(call) = serde_json::from_slice::<SuiteCall>(&body) else {
                 return Ok(json_response(400, &json!({"error": "expected {prefix}"})));
             };
-            let store = platform.quota();
-            quota_store_suite::consume_respects_limit(store, &format!("{}-a", call.prefix)).await;
-            quota_store_suite::refund_releases_capacity(store, &format!("{}-b", call.prefix)).await;
-            quota_store_suite::oversized_request_refused(store, &format!("{}-c", call.prefix))
-                .await;
-            json_response(200, &json!({"passed": 3}))
+            let passed = quota_store_suite::run_all(platform.quota(), &call.prefix).await;
+            json_response(200, &json!({"passed": passed}))
         }
         "kv/suite" => {
             let Ok(call) = serde_json::from_slice::<SuiteCall>(&body) else {

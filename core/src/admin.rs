@@ -32,7 +32,7 @@ use crate::auth::{find_consumer, store_unavailable, timed_kv, AdminConfig, AuthS
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::http::check_body_size;
+use crate::http::read_body;
 use crate::platform::{Clock, Platform};
 use crate::quota::{self, Scope, Subject};
 use crate::util::hex;
@@ -153,16 +153,24 @@ fn validate_consumer(config: &Config, consumer: &Consumer) -> Result<(), Gateway
 }
 
 /// Serves one admin request; `subpath` is the path below the prefix.
-pub(crate) async fn handle_admin<P: Platform>(
+/// `request` comes without its body: `body` is read (at most
+/// [`MAX_ADMIN_BODY_BYTES`]) once the admin key is checked.
+pub(crate) async fn handle_admin<P, B>(
     config: &Config,
     platform: &P,
     state: &AuthState,
     admin: &AdminConfig,
     subpath: &str,
-    request: Request<Bytes>,
-) -> Result<Response<Body>, GatewayError> {
+    mut request: Request<Bytes>,
+    body: B,
+) -> Result<Response<Body>, GatewayError>
+where
+    P: Platform,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     check_admin_key(admin, &request)?;
-    check_body_size(&request, MAX_ADMIN_BODY_BYTES)?;
+    *request.body_mut() = read_body(request.headers(), body, MAX_ADMIN_BODY_BYTES).await?;
     let kv = &timed_kv(&config.auth, platform);
     let method = request.method().clone();
     let segments: Vec<&str> = subpath.trim_matches('/').split('/').collect();

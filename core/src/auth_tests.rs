@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::auth::api_key::{sha256, KEY_PREFIX};
 use crate::platform::Clock;
 use crate::testing::jwt_fixtures::*;
-use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::testing::{EndlessBody, FakeHttp, FakeReply, TestPlatform};
 use crate::util::hex;
 use crate::{Body, Config, Gateway};
 
@@ -229,6 +229,36 @@ fn admin_api_takes_only_bearer_keys_object_bodies_and_small_bodies() {
     let big = json!({"id": "big", "metadata": {"pad": "x".repeat(100 * 1024)}});
     let (status, _) = admin(&w.gw, "POST", "/consumers", big);
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[test]
+fn bodies_are_read_only_after_authentication() {
+    let w = world();
+    let status_of = |request: Request<EndlessBody>, body: &EndlessBody| {
+        let status = block_on(w.gw.handle_body(request)).status();
+        (status, body.bytes_read())
+    };
+    // An unauthenticated caller cannot make the gateway read a body.
+    let body = EndlessBody::default();
+    let request = Request::post("/v1/chat/completions")
+        .body(body.clone())
+        .unwrap();
+    assert_eq!(status_of(request, &body), (StatusCode::UNAUTHORIZED, 0));
+    let body = EndlessBody::default();
+    let request = Request::post("/admin/consumers")
+        .header("authorization", "Bearer wrong-key")
+        .body(body.clone())
+        .unwrap();
+    assert_eq!(status_of(request, &body), (StatusCode::UNAUTHORIZED, 0));
+    // The admin key holder gets a 413 at 64 KiB, and no further.
+    let body = EndlessBody::default();
+    let request = Request::post("/admin/consumers")
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(body.clone())
+        .unwrap();
+    let (status, read) = status_of(request, &body);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(read, 64 * 1024 + EndlessBody::FRAME as u64);
 }
 
 #[test]

@@ -3,15 +3,18 @@
 //! pipeline (`crate::pipeline`, where the phases and their order are
 //! documented).
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::Body as HttpBody;
+use http_body_util::Full;
 
 use crate::body::Body;
 use crate::config::Config;
 use crate::pipeline::{self, Shared};
-use crate::platform::Platform;
+use crate::platform::{MaybeSend, Platform};
 
 /// The gateway: config plus the ports of one runtime. Cheap to clone.
 pub struct Gateway<P> {
@@ -41,9 +44,23 @@ impl<P: Platform> Gateway<P> {
         &self.shared.platform
     }
 
-    /// Handles one request. Always returns a response: every failure is
-    /// rendered in the route's error shape, and input never panics.
+    /// Handles one request whose body is already in memory. Always returns
+    /// a response: every failure is rendered in the route's error shape,
+    /// and input never panics.
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Body> {
+        pipeline::run(&self.shared, request.map(Full::new)).await
+    }
+
+    /// Handles one request with a body still to be read (what the adapters
+    /// call). The body is read only once the request is routed and
+    /// authenticated, and never past the route's `max_body_bytes` (the
+    /// admin API's limit for admin calls): a larger `Content-Length` is
+    /// refused unread, a chunked body is cut at the limit (413).
+    pub async fn handle_body<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + MaybeSend,
+        B::Error: Display,
+    {
         pipeline::run(&self.shared, request).await
     }
 }

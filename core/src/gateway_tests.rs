@@ -7,7 +7,7 @@ use http::{header, Request, Response, StatusCode};
 use serde_json::Value;
 
 use crate::platform::{HttpClientError, HttpClientErrorKind};
-use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::testing::{EndlessBody, FakeHttp, FakeReply, TestPlatform};
 use crate::{Body, ClientInfo, Config, Gateway};
 
 const CONFIG: &str = r"
@@ -201,6 +201,36 @@ fn oversized_body_is_413_before_any_upstream_call() {
             .unwrap(),
     );
     assert_eq!(parts.status, StatusCode::OK);
+}
+
+#[test]
+fn chunked_body_is_cut_at_the_limit_and_a_large_content_length_is_not_read() {
+    let http = echo_upstream();
+    let gw = gateway(http.clone());
+    // No Content-Length: reading stops at the first frame past the limit.
+    let body = EndlessBody::default();
+    let request = Request::post("/api/x").body(body.clone()).unwrap();
+    let (parts, bytes) = block_on(gw.handle_body(request)).into_parts();
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let bytes = block_on(bytes.collect(usize::MAX)).unwrap();
+    assert_eq!(json(&bytes)["error"]["code"], "payload_too_large");
+    assert_eq!(body.bytes_read(), EndlessBody::FRAME as u64);
+    // A Content-Length above the limit: nothing is read at all.
+    let body = EndlessBody::default();
+    let request = Request::post("/api/x")
+        .header("content-length", "52428800")
+        .body(body.clone())
+        .unwrap();
+    let (parts, _) = block_on(gw.handle_body(request)).into_parts();
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body.bytes_read(), 0);
+    // Nor on a path no route matches (404 without reading).
+    let body = EndlessBody::default();
+    let request = Request::post("/nowhere").body(body.clone()).unwrap();
+    let (parts, _) = block_on(gw.handle_body(request)).into_parts();
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    assert_eq!(body.bytes_read(), 0);
+    assert!(http.requests().is_empty());
 }
 
 #[test]

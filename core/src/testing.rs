@@ -11,6 +11,38 @@ use crate::body::Body;
 use crate::platform::memory::{ManualClock, MemoryKv, MemoryQuotaStore};
 use crate::platform::{HttpClient, HttpClientError, Platform};
 
+/// A request body that never ends: 1 KiB data frames, forever, with no
+/// size hint; it counts the bytes handed out, so a test can check that a
+/// body was never read (or read only up to a limit).
+#[derive(Debug, Clone, Default)]
+pub struct EndlessBody {
+    read: Arc<AtomicU64>,
+}
+
+impl EndlessBody {
+    pub const FRAME: usize = 1024;
+
+    /// Bytes handed out so far (shared by clones).
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::SeqCst)
+    }
+}
+
+impl http_body::Body for EndlessBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.read.fetch_add(Self::FRAME as u64, Ordering::SeqCst);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            &[b'x'; Self::FRAME],
+        )))))
+    }
+}
+
 /// What the fake upstream does with one request.
 pub enum FakeReply {
     Respond(Response<Body>),
@@ -348,6 +380,168 @@ pub mod quota_store_suite {
                 used: 0
             }
         );
+    }
+
+    /// A counter whose expiry has passed counts from zero again, for
+    /// consumes, zero-amount reads and refunds alike (however lazily the
+    /// store deletes it).
+    pub async fn expired_counter_restarts(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        // Expired at 1 ms after the epoch: long past for every store clock.
+        let past = 1;
+        let first = store.consume(key, 4, 10, past).await.expect("consume");
+        assert_eq!(first.used, 4, "a fresh counter starts at zero");
+        assert_eq!(
+            store
+                .consume(key, 0, u64::MAX, far)
+                .await
+                .expect("read")
+                .used,
+            0,
+            "an expired counter reads as zero"
+        );
+        assert_eq!(
+            store.refund(key, 1).await.expect("refund"),
+            0,
+            "a refund on an expired counter finds nothing to refund"
+        );
+        let fresh = store.consume(key, 7, 10, far).await.expect("consume");
+        assert_eq!(
+            fresh,
+            Consumed {
+                admitted: true,
+                used: 7
+            },
+            "the expired 4 no longer count against the limit"
+        );
+        // Full up to the limit: the expired count did not come back.
+        let refused = store.consume(key, 4, 10, far).await.expect("consume");
+        assert_eq!(
+            refused,
+            Consumed {
+                admitted: false,
+                used: 7
+            }
+        );
+    }
+
+    /// A refund of a key that was never consumed returns 0 and leaves no
+    /// debt behind: the next consume sees an empty counter.
+    pub async fn refund_of_a_missing_key(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        assert_eq!(store.refund(key, 5).await.expect("refund"), 0);
+        let consumed = store.consume(key, 3, 3, far).await.expect("consume");
+        assert_eq!(
+            consumed,
+            Consumed {
+                admitted: true,
+                used: 3
+            }
+        );
+        assert_eq!(
+            store.consume(key, 1, 3, far).await.expect("consume"),
+            Consumed {
+                admitted: false,
+                used: 3
+            }
+        );
+    }
+
+    /// Counters are exact above 2^53 (no f64 on the way) and up to
+    /// `u64::MAX`.
+    pub async fn values_above_2_pow_53_are_exact(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        let big = (1u64 << 53) + 1;
+        let first = store
+            .consume(key, big, u64::MAX, far)
+            .await
+            .expect("consume");
+        assert_eq!(first.used, big);
+        assert_eq!(
+            store
+                .consume(key, 2, u64::MAX, far)
+                .await
+                .expect("consume")
+                .used,
+            big + 2
+        );
+        assert_eq!(store.refund(key, 1).await.expect("refund"), big + 1);
+        assert_eq!(
+            store
+                .consume(key, 0, u64::MAX, far)
+                .await
+                .expect("read")
+                .used,
+            big + 1
+        );
+        let rest = u64::MAX - (big + 1);
+        assert_eq!(
+            store
+                .consume(key, rest, u64::MAX, far)
+                .await
+                .expect("consume"),
+            Consumed {
+                admitted: true,
+                used: u64::MAX
+            }
+        );
+        assert_eq!(
+            store.consume(key, 1, u64::MAX, far).await.expect("consume"),
+            Consumed {
+                admitted: false,
+                used: u64::MAX
+            }
+        );
+    }
+
+    /// A zero-amount consume reads the counter: 0 on a missing key, the
+    /// current value otherwise, `admitted` saying whether it is within
+    /// `limit`; it never changes the counter.
+    pub async fn zero_amount_reads(store: &impl QuotaStore, key: &str) {
+        let far = u64::MAX / 2;
+        assert_eq!(
+            store.consume(key, 0, 0, far).await.expect("read"),
+            Consumed {
+                admitted: true,
+                used: 0
+            }
+        );
+        store.consume(key, 3, 10, far).await.expect("consume");
+        assert_eq!(
+            store.consume(key, 0, u64::MAX, far).await.expect("read"),
+            Consumed {
+                admitted: true,
+                used: 3
+            }
+        );
+        assert_eq!(
+            store.consume(key, 0, 2, far).await.expect("read"),
+            Consumed {
+                admitted: false,
+                used: 3
+            }
+        );
+        assert_eq!(
+            store.consume(key, 7, 10, far).await.expect("consume"),
+            Consumed {
+                admitted: true,
+                used: 10
+            },
+            "reads did not add anything"
+        );
+    }
+
+    /// Every case above, each on its own key below `prefix`; returns how
+    /// many ran. This is what each store's test calls.
+    pub async fn run_all(store: &impl QuotaStore, prefix: &str) -> usize {
+        consume_respects_limit(store, &format!("{prefix}-limit")).await;
+        refund_releases_capacity(store, &format!("{prefix}-refund")).await;
+        oversized_request_refused(store, &format!("{prefix}-oversized")).await;
+        expired_counter_restarts(store, &format!("{prefix}-expiry")).await;
+        refund_of_a_missing_key(store, &format!("{prefix}-missing")).await;
+        values_above_2_pow_53_are_exact(store, &format!("{prefix}-big")).await;
+        zero_amount_reads(store, &format!("{prefix}-zero")).await;
+        7
     }
 }
 

@@ -21,6 +21,7 @@ use gateway_tests::runtime::{
 };
 use gateway_tests::suite::{
     cases, conformance_config_path, lambda_cases, upstream_env, worker_cases, Case, Ctx,
+    EXCLUSIVE_CASES,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -223,6 +224,7 @@ fn main() -> ExitCode {
     let python = std::env::var_os("GATEWAY_TEST_PYTHON").map(Into::into);
     let handle = runtime.handle().clone();
     let mut trials = Vec::new();
+    let mut exclusive_trials = Vec::new();
     for target in &targets {
         let ctx = match &target.started {
             Ok((base_url, _, _)) => Ok(Arc::new(Ctx {
@@ -238,13 +240,25 @@ fn main() -> ExitCode {
             let name = format!("{}::{}", target.name, case.name);
             let handle = handle.clone();
             let ctx = ctx.clone();
-            trials.push(Trial::test(name, move || match ctx {
+            let batch = if EXCLUSIVE_CASES.contains(&case.name) {
+                &mut exclusive_trials
+            } else {
+                &mut trials
+            };
+            batch.push(Trial::test(name, move || match ctx {
                 Ok(ctx) => handle.block_on((case.run)(&ctx)).map_err(Failed::from),
                 Err(e) => Err(Failed::from(format!("the runtime did not start: {e}"))),
             }));
         }
     }
-    let conclusion = libtest_mimic::run(&args, trials);
+    let mut conclusion = libtest_mimic::run(&args, trials);
+    // Then the cases that must not overlap others, one at a time.
+    let mut alone = args.clone();
+    alone.test_threads = Some(1);
+    let exclusive = libtest_mimic::run(&alone, exclusive_trials);
+    conclusion.num_passed += exclusive.num_passed;
+    conclusion.num_failed += exclusive.num_failed;
+    conclusion.num_filtered_out += exclusive.num_filtered_out;
     if conclusion.has_failed() {
         for target in &targets {
             if let Ok((_, Some(process), _)) = &target.started {

@@ -115,12 +115,19 @@ pub async fn dispatch<P: Platform>(
     }
 }
 
-/// The admin API (phases 2–8 do not apply: it checks its own key).
-pub async fn admin<P: Platform>(
+/// The admin API (phases 2–8 do not apply: it checks its own key, then
+/// reads the body).
+pub async fn admin<P, B>(
     shared: &Shared<P>,
     subpath: &str,
     request: Request<Bytes>,
-) -> Result<Response<Body>, GatewayError> {
+    body: B,
+) -> Result<Response<Body>, GatewayError>
+where
+    P: Platform,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     let Some(admin) = &shared.config.admin else {
         return Err(GatewayError::internal(
             "admin dispatch without admin config",
@@ -134,6 +141,7 @@ pub async fn admin<P: Platform>(
         admin,
         subpath,
         request,
+        body,
     ))
     .await
 }
