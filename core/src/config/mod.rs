@@ -12,7 +12,7 @@ use crate::auth::store::{valid_consumer_id, Consumer};
 use crate::auth::{AdminConfig, AuthConfig, AuthView, RouteAuth};
 use crate::http::config::{ProxyRoute, DEFAULT_MAX_BODY_BYTES};
 use crate::http::routing::{PathPattern, RouteMatcher};
-use crate::quota::{Plan, Unit};
+use crate::quota::{Plan, Scope, Unit};
 use crate::schema::validate::{join_or_none, Validator};
 
 pub use crate::schema::raw::RawConfig;
@@ -146,6 +146,7 @@ impl Validator<'_> {
             if let Some(route) =
                 self.route(&path, name, raw_route, default_body, &auth, &plan_names)
             {
+                self.check_route_plan(&path, &route, &plans);
                 routes.push(route);
             }
         }
@@ -278,6 +279,34 @@ impl Validator<'_> {
             plan,
             action: action?,
         })
+    }
+
+    /// A REST route has no tokens, cost or model: a limit of its plan that
+    /// counts them could never apply there, so it is refused rather than
+    /// silently ignored.
+    fn check_route_plan(&mut self, path: &str, route: &Route, plans: &[Plan]) {
+        let (RouteAction::Proxy(_), Some(plan)) = (&route.action, route.plan) else {
+            return;
+        };
+        let plan = &plans[plan];
+        for limit in &plan.limits {
+            let never = if limit.unit.is_settled() {
+                Some(format!("counts {}", limit.unit.as_str()))
+            } else if limit.scope == Scope::ConsumerModel {
+                Some("is per model".to_owned())
+            } else {
+                None
+            };
+            if let Some(why) = never {
+                self.issue(
+                    format!("{path}.plan"),
+                    format!(
+                        "limit `{}` of plan `{}` {why}, which a `proxy` route never has: it would never apply here (use a plan without it)",
+                        limit.name, plan.name
+                    ),
+                );
+            }
+        }
     }
 
     /// Spend limits charge every request its cost: each deployment of every
@@ -567,6 +596,40 @@ routes:
         assert_eq!(
             root.uri("", None).unwrap().to_string(),
             "http://127.0.0.1:8080/"
+        );
+    }
+
+    #[test]
+    fn limits_a_rest_route_can_never_apply_are_refused() {
+        let yaml = r#"
+plans:
+  tokens:
+    limits:
+      - { name: tph, window_s: 3600, tokens: 1000 }
+  per-model:
+    limits:
+      - { name: rpm, window_s: 60, requests: 10, scope: consumer_model }
+  requests:
+    limits:
+      - { name: rpm, window_s: 60, requests: 10 }
+routes:
+  - { match: { path_prefix: /a }, plan: tokens, proxy: { url: "http://a.internal" } }
+  - { match: { path_prefix: /b }, plan: per-model, proxy: { url: "http://b.internal" } }
+  - { match: { path_prefix: /c }, plan: requests, proxy: { url: "http://c.internal" } }
+  - { match: { path_prefix: /v1 }, plan: tokens, ai: {} }
+"#;
+        let error = Config::from_yaml(yaml, |_| None).unwrap_err().to_string();
+        assert!(
+            error.contains("routes[0].plan") && error.contains("counts tokens"),
+            "{error}"
+        );
+        assert!(
+            error.contains("routes[1].plan") && error.contains("per model"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("routes[2]") && !error.contains("routes[3]"),
+            "{error}"
         );
     }
 }
