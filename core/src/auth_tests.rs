@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::auth::api_key::{sha256, KEY_PREFIX};
 use crate::platform::Clock;
 use crate::testing::jwt_fixtures::*;
-use crate::testing::{EndlessBody, FakeHttp, FakeReply, TestPlatform};
+use crate::testing::{admin_call, EndlessBody, FakeHttp, FakeReply, TestPlatform};
 use crate::util::hex;
 use crate::{Body, Config, Gateway};
 
@@ -143,14 +143,7 @@ fn send(gw: &Gateway<TestPlatform>, request: Request<Bytes>) -> (http::response:
 }
 
 fn admin(gw: &Gateway<TestPlatform>, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("/admin{path}"))
-        .header("authorization", format!("Bearer {ADMIN_KEY}"))
-        .body(Bytes::from(body.to_string()))
-        .unwrap();
-    let (parts, body) = send(gw, request);
-    (parts.status, body)
+    admin_call(gw, ADMIN_KEY, method, path, &body)
 }
 
 fn chat(credential: Option<(&str, String)>, model: &str) -> Request<Bytes> {

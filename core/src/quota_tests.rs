@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::api_key::sha256;
 use crate::platform::Clock;
-use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::testing::{admin_call, FakeHttp, FakeReply, TestPlatform};
 use crate::util::hex;
 use crate::{Body, Config, Gateway};
 
@@ -93,14 +93,7 @@ fn get(gw: &Gateway<TestPlatform>, path: &str) -> http::response::Parts {
 }
 
 fn admin(gw: &Gateway<TestPlatform>, method: &str, path: &str, body: Value) -> Value {
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("/admin{path}"))
-        .header("authorization", format!("Bearer {ADMIN_KEY}"))
-        .body(Bytes::from(body.to_string()))
-        .unwrap();
-    let (_, body) = block_on(gw.handle(request)).into_parts();
-    serde_json::from_slice(&block_on(body.collect(usize::MAX)).unwrap()).unwrap_or(Value::Null)
+    admin_call(gw, ADMIN_KEY, method, path, &body).1
 }
 
 /// A consumer on `plan` with a key; the plan must exist in CONFIG.

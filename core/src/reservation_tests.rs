@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::api_key::sha256;
-use crate::testing::{FakeHttp, FakeReply, TestPlatform};
+use crate::testing::{admin_call, FakeHttp, FakeReply, TestPlatform};
 use crate::util::hex;
 use crate::{Body, Config, Gateway};
 
@@ -117,14 +117,7 @@ fn gateway() -> Gateway<TestPlatform> {
 }
 
 fn admin(gw: &Gateway<TestPlatform>, method: &str, path: &str, body: Value) -> Value {
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("/admin{path}"))
-        .header("authorization", format!("Bearer {ADMIN_KEY}"))
-        .body(Bytes::from(body.to_string()))
-        .unwrap();
-    let (_, body) = block_on(gw.handle(request)).into_parts();
-    serde_json::from_slice(&block_on(body.collect(usize::MAX)).unwrap()).unwrap_or(Value::Null)
+    admin_call(gw, ADMIN_KEY, method, path, &body).1
 }
 
 fn key(gw: &Gateway<TestPlatform>) -> String {

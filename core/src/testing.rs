@@ -43,6 +43,29 @@ impl http_body::Body for EndlessBody {
     }
 }
 
+/// Calls the admin API (`/admin{path}`, `Authorization: Bearer
+/// {admin_key}`) on `gateway` and blocks for the answer: its status and
+/// JSON body (`Null` when the body is not JSON).
+#[allow(clippy::expect_used)] // a request built from a path is a test's own input
+pub fn admin_call<P: Platform>(
+    gateway: &crate::Gateway<P>,
+    admin_key: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (http::StatusCode, serde_json::Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("/admin{path}"))
+        .header("authorization", format!("Bearer {admin_key}"))
+        .body(Bytes::from(body.to_string()))
+        .expect("an admin request");
+    let (parts, body) = futures_executor::block_on(gateway.handle(request)).into_parts();
+    let bytes = futures_executor::block_on(body.collect(usize::MAX)).unwrap_or_default();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, json)
+}
+
 /// What the fake upstream does with one request.
 pub enum FakeReply {
     Respond(Response<Body>),

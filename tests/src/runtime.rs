@@ -14,6 +14,15 @@ pub const LAMBDA_BIN: &str = "gateway";
 /// request may compile the function when the build cache is cold).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// What every gateway process started here gets: static test credentials
+/// and no instance-metadata lookups.
+const AWS_TEST_ENV: [(&str, &str); 4] = [
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+];
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -207,10 +216,7 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
             LAMBDA_BIN,
         ])
         .current_dir(workspace_root())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
+        .envs(AWS_TEST_ENV)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log)
@@ -250,10 +256,7 @@ pub fn start_native(env: &[(String, String)]) -> Result<GatewayProcess, String> 
         .current_dir(workspace_root())
         .env_remove("AWS_LAMBDA_RUNTIME_API")
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
+        .envs(AWS_TEST_ENV)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log)
