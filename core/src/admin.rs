@@ -1,8 +1,10 @@
 //! The admin API, under `admin.path_prefix` (checked before the routes).
 //!
-//! Every call needs the admin key (`Authorization: Bearer <key>` or
-//! `x-api-key`), whose SHA-256 is configured from a secret and compared in
-//! constant time. Data lives in the `KvStore` (see [`super::store`]); every
+//! Every call needs the admin key as `Authorization: Bearer <key>` (only
+//! there: `x-api-key` carries consumer keys), whose SHA-256 is configured
+//! from a secret and compared in constant time. `docs/admin-openapi.yaml`
+//! describes these endpoints; the conformance suite checks it against the
+//! running API with schemathesis. Data lives in the `KvStore` (see [`super::store`]); every
 //! store call has the `auth.store_timeout_ms` deadline, and a store that
 //! fails or does not answer is 503 `store_unavailable`.
 //!
