@@ -25,6 +25,10 @@ use crate::mocks::{EchoServer, OpenAiMock, MOCK_WORDS, STREAM_CHUNK_DELAY, STREA
 use crate::mocks::{ANTHROPIC_WORDS, GEMINI_WORDS};
 use crate::runtime::workspace_root;
 
+/// The log filter every runtime gets: info, but the admin API's own
+/// events only from warn.
+pub const CONFORMANCE_LOG_FILTER: &str = "info,gateway_core::admin=warn";
+
 /// The admin key of the conformance config (its SHA-256 is what the gateway gets).
 pub const ADMIN_KEY: &str = "conformance-admin-key-not-a-secret";
 const ISSUER: &str = "https://issuer.conformance.test";
@@ -48,6 +52,8 @@ pub struct Ctx {
     pub client: reqwest::Client,
     /// A Python with the `openai` package (`GATEWAY_TEST_PYTHON`).
     pub python: Option<PathBuf>,
+    /// The runtime's log (stdout and stderr), when this run started it.
+    pub log_path: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -77,6 +83,8 @@ pub fn upstream_env(
             format!("http://127.0.0.1:{down_port}"),
         ),
         ("CONFORMANCE_ADMIN_KEY_SHA256", hex_sha256(ADMIN_KEY)),
+        // Every runtime filters its logs with it (`log_filter_from_rust_log`).
+        ("RUST_LOG", CONFORMANCE_LOG_FILTER.to_owned()),
         (
             "CONFORMANCE_RSA1_PUBLIC",
             jwt_fixtures::RSA1_PUBLIC.to_owned(),
@@ -186,6 +194,7 @@ pub fn cases() -> Vec<Case> {
         auth_missing_credentials_is_401,
         admin_api_requires_the_admin_key,
         admin_api_matches_its_openapi_description,
+        log_filter_from_rust_log,
         api_key_lifecycle,
         api_key_expiry,
         consumer_model_allow_list_is_403,
@@ -1020,6 +1029,46 @@ async fn admin_api_matches_its_openapi_description(ctx: &Ctx) -> CaseResult {
     check!(
         stdout.contains("Selected: 6/6") && stdout.contains("Tested: 6"),
         "schemathesis did not test all six admin operations:\n{stdout}"
+    );
+    Ok(())
+}
+
+/// `RUST_LOG` filters the runtime's JSON log lines per target, on every
+/// runtime (the Worker reads it as a variable): with
+/// [`CONFORMANCE_LOG_FILTER`], creating a key logs the access line
+/// (`gateway_core::pipeline::respond`, info) but not the admin API's own
+/// info event (`admin: key created`).
+async fn log_filter_from_rust_log(ctx: &Ctx) -> CaseResult {
+    let log_path = ctx.log_path.clone().ok_or(
+        "this case reads the runtime's log: it runs only against a runtime the suite started",
+    )?;
+    let (id, _key, key_id) = consumer_with_key(ctx, "logfilter", json!({})).await?;
+    let access_line = format!("/admin/consumers/{id}/keys");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        if log
+            .lines()
+            .any(|l| l.contains(&access_line) && l.contains(r#""message":"request""#))
+        {
+            break log;
+        }
+        check!(
+            Instant::now() < deadline,
+            "no access log line for {access_line} in {} within 15 s",
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let admin_info: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("admin: key created") && l.contains(&key_id))
+        .collect();
+    check!(
+        admin_info.is_empty(),
+        "RUST_LOG={CONFORMANCE_LOG_FILTER} should drop gateway_core::admin info events, but the log has:\n{}",
+        admin_info.join("\n")
     );
     Ok(())
 }

@@ -227,12 +227,13 @@ fn main() -> ExitCode {
     let mut exclusive_trials = Vec::new();
     for target in &targets {
         let ctx = match &target.started {
-            Ok((base_url, _, _)) => Ok(Arc::new(Ctx {
+            Ok((base_url, process, _)) => Ok(Arc::new(Ctx {
                 base_url: base_url.clone(),
                 echo: echo.clone(),
                 openai: openai.clone(),
                 client: client.clone(),
                 python: python.clone(),
+                log_path: process.as_ref().map(|p| p.log_path.clone()),
             })),
             Err(e) => Err(e.clone()),
         };

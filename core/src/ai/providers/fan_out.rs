@@ -71,6 +71,17 @@ where
                     stop = Some(failure);
                     // Never sent: nothing to pay for, nothing to wait for.
                     running = running.into_iter().filter(|call| call.started).collect();
+                } else {
+                    // Only the first failure reaches the client; the others
+                    // (not charged) are at least visible.
+                    match &failure {
+                        CallStop::Failed(error) => {
+                            tracing::warn!(call = index, error = %error, detail = error.detail().unwrap_or(""), "a further fanned-out call failed");
+                        }
+                        CallStop::Rejected(reply) => {
+                            tracing::warn!(call = index, status = %reply.status(), "a further fanned-out call was refused");
+                        }
+                    }
                 }
             }
         }
