@@ -63,4 +63,18 @@ impl<P: Platform> Gateway<P> {
     {
         pipeline::run(&self.shared, request).await
     }
+
+    /// Ends this instance's quota leases and gives their unused part back
+    /// to the counters (plans with `lease:`); returns how many units went
+    /// back. Call it when the instance is about to stop: a lease that is
+    /// never returned is lost capacity until its window ends (see
+    /// `quota::lease`).
+    pub async fn return_leases(&self) -> u64 {
+        crate::quota::return_leases(&*self.shared.platform, &self.shared.quota).await
+    }
+
+    /// Units this instance holds unused in quota leases.
+    pub fn leased_units(&self) -> u64 {
+        self.shared.quota.leases.held()
+    }
 }

@@ -25,6 +25,8 @@ mod gateway;
 #[cfg(test)]
 mod gateway_tests;
 pub mod http;
+#[cfg(test)]
+mod lease_tests;
 mod pipeline;
 pub mod platform;
 pub mod quota;

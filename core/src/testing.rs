@@ -137,10 +137,19 @@ impl HttpClient for FakeHttp {
     }
 }
 
-/// The in-memory quota store with an outage switch (fail-open/closed tests).
+/// The in-memory quota store with an outage switch (fail-open/closed
+/// tests) and a count of the calls made to it (lease tests).
 pub struct SwitchableQuota {
     pub inner: MemoryQuotaStore<ManualClock>,
     pub failing: std::sync::atomic::AtomicBool,
+    calls: AtomicU64,
+}
+
+impl SwitchableQuota {
+    /// How many `consume` and `refund` calls this platform made.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
 }
 
 impl crate::platform::QuotaStore for SwitchableQuota {
@@ -151,6 +160,7 @@ impl crate::platform::QuotaStore for SwitchableQuota {
         limit: u64,
         expires_at_unix_ms: u64,
     ) -> Result<crate::platform::Consumed, crate::platform::StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             return Err(crate::platform::StoreError(
                 "store is down (test switch)".into(),
@@ -162,6 +172,7 @@ impl crate::platform::QuotaStore for SwitchableQuota {
     }
 
     async fn refund(&self, key: &str, amount: u64) -> Result<u64, crate::platform::StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             return Err(crate::platform::StoreError(
                 "store is down (test switch)".into(),
@@ -287,14 +298,45 @@ impl TestPlatform {
 impl TestPlatform {
     pub fn new(http: FakeHttp) -> Self {
         let clock = ManualClock::new(1_700_000_000_000);
+        Self::with_stores(
+            http,
+            clock.clone(),
+            MemoryQuotaStore::new(clock.clone()),
+            MemoryKv::new(clock),
+        )
+    }
+
+    /// Another instance over the same quota store, KV and clock (several
+    /// gateway instances sharing DynamoDB or Durable Objects), with its own
+    /// upstream, background tasks and store-call count.
+    pub fn sharing_stores(&self, http: FakeHttp) -> Self {
+        let instance = Self::with_stores(
+            http,
+            self.clock.clone(),
+            self.quota.inner.clone(),
+            self.kv.inner.clone(),
+        );
+        // Distinct "random" bytes from every instance (request ids, keys).
+        let base = self.random_counter.fetch_add(1 << 32, Ordering::SeqCst) + (1 << 32);
+        instance.random_counter.store(base, Ordering::SeqCst);
+        instance
+    }
+
+    fn with_stores(
+        http: FakeHttp,
+        clock: ManualClock,
+        quota: MemoryQuotaStore<ManualClock>,
+        kv: MemoryKv<ManualClock>,
+    ) -> Self {
         Self {
             http,
             quota: SwitchableQuota {
-                inner: MemoryQuotaStore::new(clock.clone()),
+                inner: quota,
                 failing: std::sync::atomic::AtomicBool::new(false),
+                calls: AtomicU64::new(0),
             },
             kv: SwitchableKv {
-                inner: MemoryKv::new(clock.clone()),
+                inner: kv,
                 hanging: std::sync::atomic::AtomicBool::new(false),
                 yield_on_get: std::sync::atomic::AtomicBool::new(false),
                 gets: Mutex::default(),

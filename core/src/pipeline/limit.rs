@@ -62,7 +62,7 @@ pub async fn requests<P: Platform>(
         return Ok(());
     };
     quota::consume(
-        &*shared.platform,
+        &shared.platform,
         &shared.quota,
         &plans,
         subject,
@@ -109,7 +109,7 @@ pub async fn reserve<P: Platform>(
                 deployment_price(model.price, &model.upstream_model),
             );
             quota::consume(
-                &*shared.platform,
+                &shared.platform,
                 &shared.quota,
                 &plans,
                 &subject,

@@ -2,12 +2,19 @@
 
 use std::time::Duration;
 
-use super::{Algorithm, FailMode, Limit, Plan, Scope, Unit};
-use crate::schema::raw::{RawLimit, RawPlan};
+use super::{Algorithm, FailMode, LeasePolicy, Limit, Plan, Scope, Unit};
+use crate::schema::raw::{RawLease, RawLimit, RawPlan};
 use crate::schema::validate::Validator;
 
 /// The longest limit window: a year and a day covers yearly budgets.
 const MAX_WINDOW_S: u64 = 366 * 24 * 3600;
+
+/// Lease defaults and bounds (see `quota::lease`).
+const DEFAULT_LEASE_FRACTION: f64 = 0.1;
+const DEFAULT_LEASE_TTL_MS: u64 = 1_000;
+/// A lease may serve for at most an hour: longer only keeps quota away
+/// from the other instances.
+const MAX_LEASE_TTL_MS: u64 = 3_600_000;
 
 impl Validator<'_> {
     pub(crate) fn plan(&mut self, path: &str, name: String, raw: RawPlan) -> Option<Plan> {
@@ -45,12 +52,63 @@ impl Validator<'_> {
                 limits.push(limit);
             }
         }
+        let lease = raw
+            .lease
+            .and_then(|raw| self.lease(&format!("{path}.lease"), raw, &limits));
         Some(Plan {
             name,
             limits,
             on_store_error,
             store_timeout,
             reserve_completion_tokens: raw.reserve_completion_tokens.unwrap_or(4096),
+            lease,
+        })
+    }
+
+    /// `plans.<name>.lease`: the share, caps and life of quota leases.
+    fn lease(&mut self, path: &str, raw: RawLease, limits: &[Limit]) -> Option<LeasePolicy> {
+        let issues = self.issues.len();
+        let fraction = raw.fraction.unwrap_or(DEFAULT_LEASE_FRACTION);
+        if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+            self.issue(
+                format!("{path}.fraction"),
+                "must be a number greater than 0 and at most 1 (the share of what remains in the window one lease takes)",
+            );
+        }
+        let ttl_ms = raw.ttl_ms.unwrap_or(DEFAULT_LEASE_TTL_MS);
+        if ttl_ms == 0 || ttl_ms > MAX_LEASE_TTL_MS {
+            self.issue(
+                format!("{path}.ttl_ms"),
+                format!("must be 1 to {MAX_LEASE_TTL_MS} (one hour)"),
+            );
+        }
+        let leased = |pick: fn(Unit) -> bool| limits.iter().any(|l| pick(l.unit));
+        let requests = |u: Unit| u == Unit::Requests;
+        let tokens = |u: Unit| u.is_settled() && u != Unit::SpendMicroUsd;
+        for (field, value, pick, what) in [
+            ("max_requests", raw.max_requests, requests as fn(Unit) -> bool, "`requests`"),
+            ("max_tokens", raw.max_tokens, tokens, "token"),
+        ] {
+            match value {
+                Some(0) => self.issue(format!("{path}.{field}"), "must be greater than 0"),
+                Some(_) if !leased(pick) => self.issue(
+                    format!("{path}.{field}"),
+                    format!("the plan has no {what} limit for it to cap"),
+                ),
+                _ => {}
+            }
+        }
+        if !leased(|u| u != Unit::SpendMicroUsd) {
+            self.issue(
+                path,
+                "the plan has no request or token limit to lease (spend limits are never leased)",
+            );
+        }
+        (self.issues.len() == issues).then_some(LeasePolicy {
+            fraction,
+            max_requests: raw.max_requests,
+            max_tokens: raw.max_tokens,
+            ttl_ms,
         })
     }
 

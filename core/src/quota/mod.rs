@@ -36,12 +36,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 mod config;
+mod lease;
 mod reservation;
 
+pub use self::lease::{LeasePolicy, Leases};
 pub use self::reservation::Reservation;
 use crate::error::GatewayError;
 use crate::platform::{with_timeout, Clock, Platform, QuotaStore, StoreError};
@@ -131,6 +133,9 @@ pub struct Plan {
     pub on_store_error: FailMode,
     pub store_timeout: Duration,
     pub reserve_completion_tokens: u64,
+    /// Quota leases for the plan's request and token limits (`None`: every
+    /// request consumes from the counter).
+    pub lease: Option<LeasePolicy>,
 }
 
 /// What a request is, for scope keys.
@@ -226,6 +231,9 @@ pub struct Grant {
     pub reset_ms: u64,
     pub expires_at_ms: u64,
     pub store_timeout: Duration,
+    /// The instance's leases when the limit is leased: a refund or an
+    /// overrun settles against the live lease of `key` first.
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// Rate-limit state for response headers: the most constrained limit of
@@ -274,10 +282,11 @@ impl RateLimitSnapshot {
 }
 
 /// Per-instance quota state: previous-window counts for sliding limits,
-/// and the store-failure counter.
+/// the quota leases, and the store-failure counter.
 #[derive(Default)]
 pub struct QuotaState {
     previous: Mutex<HashMap<String, (u64, u64)>>,
+    pub leases: Arc<Leases>,
     pub store_failures: AtomicU64,
 }
 
@@ -352,7 +361,7 @@ impl Actual {
 /// The state of each limit checked (also of the one that refused) is noted
 /// in `snapshot`, for the rate-limit response headers.
 pub(crate) async fn consume<P: Platform>(
-    platform: &P,
+    platform: &Arc<P>,
     state: &QuotaState,
     plans: &[&Plan],
     subject: &Subject,
@@ -403,26 +412,42 @@ pub(crate) async fn consume<P: Platform>(
                         Err(error) => {
                             note_store_failure(state, plan, &error);
                             if plan.on_store_error == FailMode::Closed {
-                                rollback(platform, &grants).await;
+                                rollback(&**platform, &grants).await;
                                 return Err(GatewayError::QuotaUnavailable);
                             }
                         }
                     }
                 }
             }
-            let result = store_call(
-                clock,
-                plan.store_timeout,
-                store.consume(&key, amount, max, expires_at_ms),
-            )
-            .await;
+            let lease = plan.lease.as_ref().filter(|l| l.covers(limit.unit));
+            let result = match lease {
+                None => store_call(
+                    clock,
+                    plan.store_timeout,
+                    store.consume(&key, amount, max, expires_at_ms),
+                )
+                .await
+                .map(|c| c.admitted.then(|| max.saturating_sub(c.used))),
+                Some(policy) => {
+                    let ask = lease::Ask {
+                        key: &key,
+                        amount,
+                        max,
+                        counter_expires_at_ms: expires_at_ms,
+                        window_reset_ms: current.reset_ms,
+                        cap: policy.cap(limit),
+                        store_timeout: plan.store_timeout,
+                    };
+                    lease::admit(platform, &state.leases, policy, &ask).await
+                }
+            };
             match result {
-                Ok(consumed) if consumed.admitted => {
+                Ok(Some(remaining)) => {
                     snapshot.note(
                         limit.unit,
                         LimitStatus {
                             max: limit.max,
-                            remaining: max.saturating_sub(consumed.used),
+                            remaining,
                             reset_ms: current.reset_ms,
                         },
                     );
@@ -432,15 +457,16 @@ pub(crate) async fn consume<P: Platform>(
                         unit: limit.unit,
                         key,
                         amount,
-                        used: consumed.used,
+                        used: max.saturating_sub(remaining),
                         max,
                         reset_ms: current.reset_ms,
                         expires_at_ms,
                         store_timeout: plan.store_timeout,
+                        leases: lease.map(|_| Arc::clone(&state.leases)),
                     });
                 }
-                Ok(_) => {
-                    rollback(platform, &grants).await;
+                Ok(None) => {
+                    rollback(&**platform, &grants).await;
                     let retry_after_s = current.reset_ms.saturating_sub(now).div_ceil(1000).max(1);
                     snapshot.note(
                         limit.unit,
@@ -460,7 +486,7 @@ pub(crate) async fn consume<P: Platform>(
                 Err(error) => {
                     note_store_failure(state, plan, &error);
                     if plan.on_store_error == FailMode::Closed {
-                        rollback(platform, &grants).await;
+                        rollback(&**platform, &grants).await;
                         return Err(GatewayError::QuotaUnavailable);
                     }
                 }
@@ -473,15 +499,29 @@ pub(crate) async fn consume<P: Platform>(
 /// Gives back everything in `grants` (a later limit refused the request).
 pub(crate) async fn rollback<P: Platform>(platform: &P, grants: &[Grant]) {
     for grant in grants {
-        let result = store_call(
-            platform.clock(),
-            grant.store_timeout,
-            platform.quota().refund(&grant.key, grant.amount),
-        )
-        .await;
-        if let Err(error) = result {
-            tracing::warn!(key = %grant.key, %error, "quota rollback failed");
-        }
+        give_back(platform, grant, grant.amount, "quota rollback").await;
+    }
+}
+
+/// Returns `amount` of `grant` to its live lease when it has one, the rest
+/// to its counter.
+async fn give_back<P: Platform>(platform: &P, grant: &Grant, amount: u64, what: &str) {
+    let now = platform.clock().now_unix_ms();
+    let to_counter = match &grant.leases {
+        Some(leases) => leases.give_back(&grant.key, amount, now),
+        None => amount,
+    };
+    if to_counter == 0 {
+        return;
+    }
+    let result = store_call(
+        platform.clock(),
+        grant.store_timeout,
+        platform.quota().refund(&grant.key, to_counter),
+    )
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(key = %grant.key, amount = to_counter, %error, "{what} failed");
     }
 }
 
@@ -494,51 +534,49 @@ async fn settle<P: Platform>(platform: &P, grants: &[Grant], used: Actual) {
     }
 }
 
-/// Settles one grant (request limits are final: nothing to do).
+/// Settles one grant (request limits are final: nothing to do). A leased
+/// limit settles against its live lease first: a refund goes into it, an
+/// overrun comes out of it when it holds enough.
 async fn settle_one<P: Platform>(platform: &P, grant: &Grant, used: Actual) {
-    {
-        let actual = match grant.unit {
-            Unit::Tokens => used.tokens,
-            Unit::PromptTokens => used.prompt_tokens,
-            Unit::CompletionTokens => used.completion_tokens,
-            Unit::SpendMicroUsd => used.micro_usd,
-            Unit::Requests => return,
-        };
-        let clock = platform.clock();
-        let store = platform.quota();
-        let result = if actual < grant.amount {
-            store_call(
+    let actual = match grant.unit {
+        Unit::Tokens => used.tokens,
+        Unit::PromptTokens => used.prompt_tokens,
+        Unit::CompletionTokens => used.completion_tokens,
+        Unit::SpendMicroUsd => used.micro_usd,
+        Unit::Requests => return,
+    };
+    let clock = platform.clock();
+    if actual < grant.amount {
+        give_back(platform, grant, grant.amount - actual, "quota settlement").await;
+    } else if actual > grant.amount {
+        let extra = actual - grant.amount;
+        let from_lease = grant
+            .leases
+            .as_ref()
+            .is_some_and(|l| l.take_extra(&grant.key, extra, clock.now_unix_ms()));
+        if !from_lease {
+            let result = store_call(
                 clock,
                 grant.store_timeout,
-                store.refund(&grant.key, grant.amount - actual),
+                platform
+                    .quota()
+                    .consume(&grant.key, extra, u64::MAX, grant.expires_at_ms),
             )
-            .await
-            .map(|_| ())
-        } else if actual > grant.amount {
-            store_call(
-                clock,
-                grant.store_timeout,
-                store.consume(
-                    &grant.key,
-                    actual - grant.amount,
-                    u64::MAX,
-                    grant.expires_at_ms,
-                ),
-            )
-            .await
-            .map(|_| ())
-        } else {
-            Ok(())
-        };
-        match result {
-            Ok(()) => {
-                tracing::debug!(key = %grant.key, reserved = grant.amount, actual, "quota settled")
-            }
-            Err(error) => {
-                tracing::warn!(key = %grant.key, reserved = grant.amount, actual, %error, "quota settlement failed")
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(key = %grant.key, reserved = grant.amount, actual, %error, "quota settlement failed");
+                return;
             }
         }
     }
+    tracing::debug!(key = %grant.key, reserved = grant.amount, actual, "quota settled");
+}
+
+/// Ends every quota lease of the instance and refunds what they held to
+/// their counters; returns how many units went back. For an instance that
+/// is about to stop (the native server's drain), and tests.
+pub(crate) async fn return_leases<P: Platform>(platform: &P, state: &QuotaState) -> u64 {
+    lease::return_all(platform, &state.leases).await
 }
 
 /// Current counters of the `scope` limits of `plan` for `subject` (admin

@@ -110,6 +110,7 @@ mod tests {
             reset_ms: u64::MAX,
             expires_at_ms: u64::MAX,
             store_timeout: Duration::from_secs(1),
+            leases: None,
         };
         (platform, grant)
     }

@@ -113,6 +113,23 @@ pub struct RawPlan {
     pub store_timeout_ms: Option<u64>,
     /// Completion tokens reserved when a request sets no `max_tokens`.
     pub reserve_completion_tokens: Option<u64>,
+    /// Opt-in quota leases for the plan's request and token limits.
+    pub lease: Option<RawLease>,
+}
+
+/// `plans.<name>.lease`: each instance takes blocks of quota from the
+/// counters and serves from them locally (see `quota::lease`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLease {
+    /// Share of what remains in the window one lease takes (0 < f <= 1).
+    pub fraction: Option<f64>,
+    /// Largest lease of a `requests` limit, in requests.
+    pub max_requests: Option<u64>,
+    /// Largest lease of a token limit, in tokens.
+    pub max_tokens: Option<u64>,
+    /// How long a lease serves before its unused part goes back.
+    pub ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
