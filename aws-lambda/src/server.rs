@@ -77,6 +77,12 @@ pub async fn serve(
         }
     }
     crate::background::idle().await;
+    // Quota this instance leased and did not use goes back to the counters
+    // (plans with `lease:`); otherwise it would be lost until its window ends.
+    let returned = gateway.return_leases().await;
+    if returned > 0 {
+        tracing::info!(units = returned, "quota leases returned");
+    }
 }
 
 /// One request: the caller's address attached; the body stays a stream,

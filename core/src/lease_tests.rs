@@ -38,6 +38,10 @@ plans:
     lease: { fraction: 0.1, max_requests: 200, ttl_ms: 1000 }
     limits:
       - { name: rps, window_s: 10, requests: 6000, algorithm: fixed_window }
+  small:
+    lease: { fraction: 0.5, ttl_ms: 60000 }
+    limits:
+      - { name: rps, window_s: 10, requests: 50, algorithm: fixed_window }
   unleased:
     limits:
       - { name: rps, window_s: 10, requests: 6000, algorithm: fixed_window }
@@ -54,6 +58,10 @@ routes:
   - name: leased
     match: { path_prefix: /leased }
     plan: leased
+    proxy: { url: "http://rest.internal" }
+  - name: small
+    match: { path_prefix: /small }
+    plan: small
     proxy: { url: "http://rest.internal" }
   - name: unleased
     match: { path_prefix: /unleased }
@@ -285,6 +293,39 @@ fn an_instance_that_disappears_loses_at_most_its_lease_for_the_window() {
         counter(&gws[0], &window_key("leased", index)),
         admitted + lost
     );
+}
+
+#[test]
+fn concurrent_requests_on_each_instance_never_exceed_the_limit() {
+    // 4 instances × 100 threads against a limit of 50, leases of half of
+    // what remains: concurrent refills on one instance, refusals, give-backs.
+    let gws = instances(4);
+    let admitted: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = gws
+            .iter()
+            .flat_map(|gw| (0..100).map(move |_| gw))
+            .map(|gw| scope.spawn(move || get(gw, "/small/x")))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|s| *s == StatusCode::OK)
+            .count()
+    });
+    let admitted = admitted as u64;
+    let index = gws[0].platform().clock.now_unix_ms() / WINDOW_MS;
+    let key = window_key("small", index);
+    assert!(admitted <= 50, "admitted {admitted}");
+    assert_eq!(counter(&gws[0], &key), admitted + held(&gws));
+    for gw in &gws {
+        block_on(gw.return_leases());
+    }
+    assert_eq!(counter(&gws[0], &key), admitted);
+    // What the leases held is admitted again (one instance, one by one).
+    let more = (0..60)
+        .filter(|_| get(&gws[0], "/small/x") == StatusCode::OK)
+        .count() as u64;
+    assert_eq!(admitted + more, 50);
 }
 
 /// A chat through `path` on `gw`; the usage it reports (0 when refused).

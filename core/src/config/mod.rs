@@ -551,6 +551,66 @@ routes:
     }
 
     #[test]
+    fn lease_settings_are_checked_with_their_path() {
+        let yaml = r"
+plans:
+  shares:
+    lease: { fraction: 0, ttl_ms: 0 }
+    limits: [{ requests: 10, window_s: 60 }]
+  greedy:
+    lease: { fraction: 1.5, ttl_ms: 3600001, max_requests: 0 }
+    limits: [{ requests: 10, window_s: 60 }]
+  not-a-number:
+    lease: { fraction: .nan }
+    limits: [{ tokens: 10, window_s: 60 }]
+  caps-nothing:
+    lease: { max_tokens: 100, max_requests: 5 }
+    limits: [{ requests: 10, window_s: 60 }, { spend_usd: 1, window_s: 60 }]
+  spend-only:
+    lease: {}
+    limits: [{ spend_usd: 1, window_s: 60 }]
+  fine:
+    lease: { fraction: 1, ttl_ms: 3600000, max_requests: 1, max_tokens: 1 }
+    limits: [{ requests: 10, window_s: 60 }, { completion_tokens: 10, window_s: 60 }]
+routes:
+  - match: { path_prefix: /api }
+    proxy: { url: 'http://127.0.0.1:9' }
+";
+        let mut found = errors(yaml);
+        found.sort();
+        let share = "must be a number greater than 0 and at most 1 (the share of what remains in the window one lease takes)";
+        let ttl = "must be 1 to 3600000 (one hour)";
+        assert_eq!(
+            found,
+            [
+                "plans.caps-nothing.lease.max_tokens: the plan has no token limit for it to cap".to_owned(),
+                format!("plans.greedy.lease.fraction: {share}"),
+                "plans.greedy.lease.max_requests: must be greater than 0".to_owned(),
+                format!("plans.greedy.lease.ttl_ms: {ttl}"),
+                format!("plans.not-a-number.lease.fraction: {share}"),
+                format!("plans.shares.lease.fraction: {share}"),
+                format!("plans.shares.lease.ttl_ms: {ttl}"),
+                "plans.spend-only.lease: the plan has no request or token limit to lease (spend limits are never leased)".to_owned(),
+            ]
+        );
+        let typo = errors("plans:\n  p:\n    lease: { fractoin: 0.1 }\n");
+        assert!(
+            typo.iter().any(|e| e.starts_with("plans.p.lease")
+                && e.contains("unknown field `fractoin`")),
+            "{typo:?}"
+        );
+        // A valid lease, and the default of a plan without one.
+        let config = Config::from_yaml(
+            "plans:\n  p:\n    lease: {}\n    limits: [{ requests: 10, window_s: 60 }]\n  q:\n    limits: [{ requests: 10, window_s: 60 }]\nroutes:\n  - match: { path_prefix: /api }\n    proxy: { url: 'http://127.0.0.1:9' }\n",
+            no_env,
+        )
+        .unwrap();
+        let lease = config.plan("p").unwrap().lease.clone().unwrap();
+        assert_eq!((lease.fraction, lease.ttl_ms), (0.1, 1_000));
+        assert_eq!(config.plan("q").unwrap().lease, None);
+    }
+
+    #[test]
     fn zero_limits_and_timeouts_are_rejected() {
         let yaml = "server: { max_body_bytes: 0 }\nroutes:\n  - match: { path_prefix: /a }\n    max_body_bytes: 0\n    proxy: { url: 'http://a', timeout_ms: 0 }\n";
         let errs = errors(yaml);
