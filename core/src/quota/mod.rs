@@ -28,7 +28,10 @@
 //!
 //! Store cost per request: one `consume` per applicable limit (plus one read
 //! of the previous window per sliding limit, key and instance, once per
-//! window); one refund or top-up per token limit at settlement. Each call is
+//! window); one refund or top-up per token limit at settlement. A plan
+//! with `lease:` admits its request and token limits from blocks of quota
+//! each instance takes with one such consume (see [`lease`]): a fraction of
+//! a store call per request, at the price of a bounded skew. Each call is
 //! bounded by the plan's `store_timeout`; on a store failure the plan's
 //! `on_store_error` decides: `fail_open` admits (logged, counted),
 //! `fail_closed` answers 503.
