@@ -111,9 +111,14 @@ fn get(gw: &Gateway<TestPlatform>, path: &str) -> StatusCode {
 
 /// The shared counter of `key` (read without counting a call).
 fn counter(gw: &Gateway<TestPlatform>, key: &str) -> u64 {
-    block_on(gw.platform().quota.inner.consume(key, 0, u64::MAX, u64::MAX))
-        .unwrap()
-        .used
+    block_on(
+        gw.platform()
+            .quota
+            .inner
+            .consume(key, 0, u64::MAX, u64::MAX),
+    )
+    .unwrap()
+    .used
 }
 
 fn window_key(plan: &str, index: u64) -> String {
@@ -211,7 +216,9 @@ fn leases_cut_store_calls_below_a_tenth_and_keep_every_window_exact() {
     let gws = instances(4);
     // 25,000 requests at 1,000 per second: two full windows and half of a
     // third, each asking for 10,000 against a limit of 6,000.
-    let run = simulate(&gws, "leased", 25_000, Duration::from_millis(1), |_, _| true);
+    let run = simulate(&gws, "leased", 25_000, Duration::from_millis(1), |_, _| {
+        true
+    });
     let per_request = run.calls as f64 / run.requests as f64;
     println!(
         "leased: {} store calls for {} requests ({per_request:.4} per request), admitted {:?}, worst refusal gap {}",

@@ -1725,8 +1725,7 @@ async fn quota_requests_exact_under_concurrency(ctx: &Ctx) -> CaseResult {
 /// and the counter (which also holds what leases still have) never passes
 /// 50.
 async fn quota_leases_still_refuse_past_the_limit(ctx: &Ctx) -> CaseResult {
-    let (id, key, _) =
-        consumer_with_key(ctx, "leased", json!({"plan": "burst-leased"})).await?;
+    let (id, key, _) = consumer_with_key(ctx, "leased", json!({"plan": "burst-leased"})).await?;
     let get = |key: String| async move {
         let response = send(
             ctx.client

@@ -595,8 +595,8 @@ routes:
         );
         let typo = errors("plans:\n  p:\n    lease: { fractoin: 0.1 }\n");
         assert!(
-            typo.iter().any(|e| e.starts_with("plans.p.lease")
-                && e.contains("unknown field `fractoin`")),
+            typo.iter()
+                .any(|e| e.starts_with("plans.p.lease") && e.contains("unknown field `fractoin`")),
             "{typo:?}"
         );
         // A valid lease, and the default of a plan without one.

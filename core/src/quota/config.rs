@@ -86,7 +86,12 @@ impl Validator<'_> {
         let requests = |u: Unit| u == Unit::Requests;
         let tokens = |u: Unit| u.is_settled() && u != Unit::SpendMicroUsd;
         for (field, value, pick, what) in [
-            ("max_requests", raw.max_requests, requests as fn(Unit) -> bool, "`requests`"),
+            (
+                "max_requests",
+                raw.max_requests,
+                requests as fn(Unit) -> bool,
+                "`requests`",
+            ),
             ("max_tokens", raw.max_tokens, tokens, "token"),
         ] {
             match value {
