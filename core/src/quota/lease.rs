@@ -23,8 +23,8 @@
 //! **How a lease ends.** A lease serves until `ttl_ms` after it was first
 //! taken or the end of its window, whichever comes first; top-ups within
 //! its life share that end. At its end the unused part goes back to the
-//! counter (a refund) in the background of the next request the instance
-//! serves (any route, any key), or at once through
+//! counter (a refund) in the background of the next request that checks a
+//! leased limit on the instance (any plan, any key), or at once through
 //! `Gateway::return_leases` (the native server calls it when it drains).
 //! An instance that is frozen or gone (a Lambda instance reclaimed, a
 //! Worker isolate evicted) never returns its lease: that part is lost
@@ -42,14 +42,19 @@
 //! **Skew (the price).** The counter is charged when a block is taken,
 //! not when the requests it admits arrive: it leads what was really
 //! admitted by the quota held in leases, at most `cap` per limit and
-//! instance (plus, for a moment, one block per refill in flight). So a
+//! instance (one refill at a time per lease; a request that finds its lease
+//! being refilled consumes its own amount from the counter). So a
 //! request can be refused while up to `(instances - 1) × cap` units sit
 //! unused in other instances' leases; they come back when those leases
 //! end. And a lease that saw its counter full refuses its instance's
 //! requests without a store call until the lease ends, even if another
 //! instance returned quota meanwhile: a refusal can be up to `ttl_ms`
 //! early. A lease never serves past its window, so no window admits a unit
-//! counted in another.
+//! counted in another. Under `sliding_window`, quota a lease returns after
+//! an instance has read the previous window's final count still weighs in
+//! that instance's carry-over: more conservative, never more. The
+//! `RateLimit-Remaining` of a leased limit is the instance's view (what
+//! the counter had left when it last asked, plus its lease).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -311,8 +316,12 @@ impl Leases {
             table.leases.remove(ask.key);
             return (0, leftover(ask, amount));
         }
-        lease.held = lease.held.saturating_add(left);
-        (lease.remaining(ask.max), None)
+        // Give-backs during the refill may have refilled it already: it
+        // never holds more than its cap.
+        let total = lease.held.saturating_add(left);
+        lease.held = total.min(lease.cap);
+        let remaining = lease.remaining(ask.max);
+        (remaining, leftover(ask, total - lease.held))
     }
 
     /// Puts `amount` units of `key` back into its live lease, up to the
@@ -596,6 +605,24 @@ mod tests {
         assert!(table.leases.is_empty());
         drop(table);
         assert_eq!(leases.give_back("k", 10, 1_000), 10);
+    }
+
+    #[test]
+    fn a_refill_never_leaves_more_than_the_cap_in_the_lease() {
+        let leases = Leases::default();
+        let p = policy();
+        leases.take(&p, &ask(1, 1_000), 0);
+        leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), 0);
+        // Empty the lease, start a refill, and let refunds fill it meanwhile.
+        assert!(leases.take_extra("k", 49, 0));
+        let (Take::Refill { pending, block }, _) = leases.take(&p, &ask(1, 1_000), 0) else {
+            panic!("refill expected");
+        };
+        assert_eq!(leases.give_back("k", 40, 0), 0);
+        let (_, excess) = leases.finish_refill(&ask(1, 1_000), pending, block, 1, Some(100), 0);
+        assert_eq!(leases.held(), 50);
+        // 40 given back + 49 left of the block: 39 over the cap go back.
+        assert_eq!(excess.map(|r| r.amount), Some(39));
     }
 
     #[test]
