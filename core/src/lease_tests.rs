@@ -38,6 +38,10 @@ plans:
     lease: { fraction: 0.1, max_requests: 200, ttl_ms: 1000 }
     limits:
       - { name: rps, window_s: 10, requests: 6000, algorithm: fixed_window }
+  sliding:
+    lease: { fraction: 0.1, max_requests: 200, ttl_ms: 1000 }
+    limits:
+      - { name: rps, window_s: 10, requests: 6000 }
   small:
     lease: { fraction: 0.5, ttl_ms: 60000 }
     limits:
@@ -58,6 +62,10 @@ routes:
   - name: leased
     match: { path_prefix: /leased }
     plan: leased
+    proxy: { url: "http://rest.internal" }
+  - name: sliding
+    match: { path_prefix: /sliding }
+    plan: sliding
     proxy: { url: "http://rest.internal" }
   - name: small
     match: { path_prefix: /small }
@@ -252,6 +260,48 @@ fn leases_cut_store_calls_below_a_tenth_and_keep_every_window_exact() {
 }
 
 #[test]
+fn sliding_windows_stay_within_their_allowance_with_leases() {
+    // The sliding allowance grows through a window; a lease taken early
+    // must not let the window admit more than the allowance at any moment
+    // (computed here from what the previous window really admitted).
+    let gws = instances(3);
+    let clock = gws[0].platform().clock.clone();
+    let mut rng = Lcg(3);
+    let mut admitted = std::collections::BTreeMap::<u64, u64>::new();
+    let mut calls = store_calls(&gws);
+    // Three windows at 1,000 requests per second: 10,000 asked per window.
+    for _ in 0..30_000 {
+        let now = clock.now_unix_ms();
+        let index = now / WINDOW_MS;
+        let status = get(&gws[rng.next(gws.len())], "/sliding/x");
+        let current = admitted.entry(index).or_default();
+        if status == StatusCode::OK {
+            *current += 1;
+        }
+        let current = *current;
+        let previous = admitted.get(&(index - 1)).copied().unwrap_or(0);
+        let allowance = crate::quota::sliding_allowance(
+            LIMIT,
+            previous,
+            now,
+            crate::quota::window(now, WINDOW_MS),
+        );
+        assert!(
+            current <= allowance,
+            "window {index} admitted {current}, allowance {allowance} (previous {previous})"
+        );
+        clock.advance(Duration::from_millis(1));
+    }
+    calls = store_calls(&gws) - calls;
+    println!("sliding: {calls} store calls for 30000 requests, admitted {admitted:?}");
+    assert!((calls as f64) / 30_000.0 < 0.1);
+    // The later windows were limited by the carry-over, and still filled.
+    let counts: Vec<u64> = admitted.values().copied().collect();
+    assert_eq!(counts[0], LIMIT);
+    assert!(counts[1] < LIMIT && counts[1] > LIMIT / 2, "{counts:?}");
+}
+
+#[test]
 fn without_a_lease_every_request_is_a_store_call() {
     let gws = instances(4);
     let run = simulate(&gws, "unleased", 3_000, Duration::from_millis(1), |_, _| {
@@ -282,7 +332,7 @@ fn an_instance_that_disappears_loses_at_most_its_lease_for_the_window() {
     let gws = instances(4);
     // Instance 3 serves the first 1,000 requests, then is gone: its lease
     // is never returned.
-    let run = simulate(&gws, "leased", 9_000, Duration::from_micros(900), |n, i| {
+    let run = simulate(&gws, "leased", 9_000, Duration::from_millis(1), |n, i| {
         i != 3 || n < 1_000
     });
     let lost = gws[3].leased_units();

@@ -46,10 +46,13 @@
 //! being refilled consumes its own amount from the counter). So a
 //! request can be refused while up to `(instances - 1) × cap` units sit
 //! unused in other instances' leases; they come back when those leases
-//! end. And a lease that saw its counter full refuses its instance's
-//! requests without a store call until the lease ends, even if another
-//! instance returned quota meanwhile: a refusal can be up to `ttl_ms`
-//! early. A lease never serves past its window, so no window admits a unit
+//! end. And a lease that saw its counter full (the store refused it, or
+//! its block took the last of the window) refuses its instance's requests
+//! of that size without a store call once it is dry, until it ends — even
+//! if another instance returned quota, or a sliding window's allowance
+//! grew, meanwhile: a refusal can be up to `ttl_ms` early. (Without this,
+//! a sliding window held back by its carry-over, whose allowance grows a
+//! unit at a time, would cost a store call per admitted request.) A lease never serves past its window, so no window admits a unit
 //! counted in another. Under `sliding_window`, quota a lease returns after
 //! an instance has read the previous window's final count still weighs in
 //! that instance's carry-over: more conservative, never more. The
@@ -128,6 +131,11 @@ struct Lease {
     seen_used: u64,
     /// Whether `seen_used` came from the store during this lease.
     known: bool,
+    /// The smallest amount the store refused during this lease
+    /// (`u64::MAX`: none). Requests this large are refused locally until
+    /// the lease ends, also when a sliding window's allowance has grown a
+    /// little since: they ask again with the next lease, in one block.
+    refused_at: u64,
     /// When the lease ends: its first block's time + `ttl_ms`, or the end
     /// of its window, whichever is first.
     ends_at_ms: u64,
@@ -260,6 +268,7 @@ impl Leases {
                 held: 0,
                 seen_used: 0,
                 known: false,
+                refused_at: u64::MAX,
                 ends_at_ms,
                 cap: ask.cap,
                 refilling: false,
@@ -276,7 +285,7 @@ impl Leases {
         }
         let short = ask.amount - lease.held;
         let room = ask.max.saturating_sub(lease.seen_used);
-        if lease.known && room < short {
+        if short >= lease.refused_at || (lease.known && room < short) {
             return (Take::Refused, returned);
         }
         if lease.refilling {
@@ -289,9 +298,12 @@ impl Leases {
     }
 
     /// Ends a refill: `granted` units came from the store (0 when it
-    /// refused or failed), `seen_used` is the counter it reported.
-    /// `pending + granted - served` goes into the lease; what cannot (the
-    /// lease ended meanwhile) comes back to be refunded.
+    /// refused or failed), `seen_used` is the counter it reported,
+    /// `refused` the amount it refused for lack of room. What is left
+    /// (`pending + granted - served`) goes into the lease; what cannot (the
+    /// lease ended meanwhile, or it would pass the cap) comes back to be
+    /// refunded.
+    #[allow(clippy::too_many_arguments)]
     fn finish_refill(
         &self,
         ask: &Ask<'_>,
@@ -299,6 +311,7 @@ impl Leases {
         granted: u64,
         served: u64,
         seen_used: Option<u64>,
+        refused: Option<u64>,
         now_ms: u64,
     ) -> (u64, Option<Returned>) {
         let left = pending.saturating_add(granted).saturating_sub(served);
@@ -310,6 +323,9 @@ impl Leases {
         if let Some(used) = seen_used {
             lease.seen_used = used;
             lease.known = true;
+        }
+        if let Some(amount) = refused {
+            lease.refused_at = lease.refused_at.min(amount);
         }
         if lease.ends_at_ms <= now_ms {
             let amount = left.saturating_add(std::mem::take(&mut lease.held));
@@ -461,12 +477,18 @@ pub(crate) async fn admit<P: Platform>(
         .await;
         match result {
             Ok(consumed) if consumed.admitted => {
+                // This block took the last of the window: the lease refuses
+                // once it is dry, until it ends (a sliding window's
+                // allowance grows a trickle at a time; the next lease takes
+                // what grew in one block instead of a call per unit).
+                let full = (consumed.used >= ask.max).then_some(1);
                 let (remaining, lost) = leases.finish_refill(
                     ask,
                     pending,
                     block,
                     ask.amount,
                     Some(consumed.used),
+                    full,
                     clock.now_unix_ms(),
                 );
                 spawn_returns(platform, lost.into_iter().collect());
@@ -487,7 +509,9 @@ pub(crate) async fn admit<P: Platform>(
         }
     }
     // Refused or failed: the units taken out for this request go back.
-    let (_, lost) = leases.finish_refill(ask, pending, 0, 0, seen_used, clock.now_unix_ms());
+    let refused = matches!(outcome, Ok(None)).then_some(short);
+    let (_, lost) =
+        leases.finish_refill(ask, pending, 0, 0, seen_used, refused, clock.now_unix_ms());
     spawn_returns(platform, lost.into_iter().collect());
     outcome
 }
@@ -542,7 +566,7 @@ mod tests {
         );
         // A concurrent request does not refill too.
         assert_eq!(leases.take(&p, &ask(1, 1_000), 0).0, Take::Direct);
-        let (remaining, lost) = leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), 0);
+        let (remaining, lost) = leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), None, 0);
         assert!(lost.is_none());
         assert_eq!(remaining, 950 + 49);
         for left in (0..49).rev() {
@@ -571,14 +595,17 @@ mod tests {
         let (Take::Refill { pending, .. }, _) = leases.take(&p, &ask(5, 100), 0) else {
             panic!("refill expected");
         };
-        leases.finish_refill(&ask(5, 100), pending, 0, 0, Some(98), 0);
+        leases.finish_refill(&ask(5, 100), pending, 0, 0, Some(98), Some(5), 0);
         assert_eq!(leases.take(&p, &ask(5, 100), 500).0, Take::Refused);
+        // Also when the window's allowance has grown since (sliding): it
+        // asks again with its next lease.
+        assert_eq!(leases.take(&p, &ask(5, 110), 500).0, Take::Refused);
         // A request that fits in what is left still goes to the store.
         assert!(matches!(
             leases.take(&p, &ask(2, 100), 500).0,
             Take::Refill { block: 2, .. }
         ));
-        leases.finish_refill(&ask(2, 100), 0, 0, 0, Some(100), 500);
+        leases.finish_refill(&ask(2, 100), 0, 0, 0, Some(100), Some(2), 500);
         // After the lease's ttl it asks the store again.
         assert!(matches!(
             leases.take(&p, &ask(5, 100), 1_000).0,
@@ -591,7 +618,7 @@ mod tests {
         let leases = Leases::default();
         let p = policy();
         leases.take(&p, &ask(1, 1_000), 0);
-        leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), 0);
+        leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), None, 0);
         // A refund fills the lease up to its cap; the rest is the counter's.
         assert_eq!(leases.give_back("k", 10, 0), 9);
         assert!(leases.take_extra("k", 30, 0));
@@ -612,14 +639,15 @@ mod tests {
         let leases = Leases::default();
         let p = policy();
         leases.take(&p, &ask(1, 1_000), 0);
-        leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), 0);
+        leases.finish_refill(&ask(1, 1_000), 0, 50, 1, Some(50), None, 0);
         // Empty the lease, start a refill, and let refunds fill it meanwhile.
         assert!(leases.take_extra("k", 49, 0));
         let (Take::Refill { pending, block }, _) = leases.take(&p, &ask(1, 1_000), 0) else {
             panic!("refill expected");
         };
         assert_eq!(leases.give_back("k", 40, 0), 0);
-        let (_, excess) = leases.finish_refill(&ask(1, 1_000), pending, block, 1, Some(100), 0);
+        let (_, excess) =
+            leases.finish_refill(&ask(1, 1_000), pending, block, 1, Some(100), None, 0);
         assert_eq!(leases.held(), 50);
         // 40 given back + 49 left of the block: 39 over the cap go back.
         assert_eq!(excess.map(|r| r.amount), Some(39));
@@ -632,7 +660,7 @@ mod tests {
         let mut late = ask(1, 1_000);
         late.window_reset_ms = 100;
         leases.take(&p, &late, 50);
-        leases.finish_refill(&late, 0, 50, 1, Some(50), 60);
+        leases.finish_refill(&late, 0, 50, 1, Some(50), None, 60);
         assert_eq!(leases.held(), 49);
         assert!(!leases.take_extra("k", 1, 100));
         let returned = leases.lock().sweep(100);
