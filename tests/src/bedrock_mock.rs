@@ -102,7 +102,14 @@ pub(crate) async fn bedrock_model(
     seen["_model"] = json!(model);
     record_seen(&mock, &headers, seen);
     if action == "invoke" {
-        return invoke_embedding(&model, &request);
+        let (response, billed) = invoke_embedding(&model, &request);
+        // The ledger of what this upstream billed, as adversarial mocks keep.
+        if billed > 0 {
+            if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+                mock.bill(id, billed);
+            }
+        }
+        return response;
     }
     if request["messages"][0]["role"] != "user" {
         return error(
@@ -220,8 +227,9 @@ pub(crate) async fn bedrock_model(
 /// InvokeModel for embedding models: Titan Text Embeddings V2
 /// (`{"inputText"}` → `{"embedding", "inputTextTokenCount"}`) and Cohere
 /// Embed (`{"texts"}` → `{"embeddings"}`), with Bedrock's
-/// `X-Amzn-Bedrock-Input-Token-Count` header; 4 tokens per text.
-fn invoke_embedding(model: &str, request: &Value) -> Response {
+/// `X-Amzn-Bedrock-Input-Token-Count` header; 4 tokens per text. Returns
+/// the answer and the tokens billed for it (0 for a refused call).
+fn invoke_embedding(model: &str, request: &Value) -> (Response, u64) {
     let cohere = model.contains("cohere.embed");
     let texts: Vec<&str> = if cohere {
         request["texts"]
@@ -234,20 +242,23 @@ fn invoke_embedding(model: &str, request: &Value) -> Response {
         request["inputText"].as_str().into_iter().collect()
     };
     if texts.is_empty() {
-        return error(
+        let refusal = error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
             "Malformed input request",
         );
+        return (refusal, 0);
     }
     if texts.iter().any(|text| text.contains(TITAN_FAIL_MARKER)) {
-        return error(
+        let failure = error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerException",
             "The server encountered an internal error.",
         );
+        return (failure, 0);
     }
-    let tokens = (TITAN_TOKENS_PER_TEXT as usize * texts.len()).to_string();
+    let billed = TITAN_TOKENS_PER_TEXT * texts.len() as u64;
+    let tokens = billed.to_string();
     let body = if cohere {
         let vectors: Vec<Vec<f32>> = texts
             .iter()
@@ -259,12 +270,13 @@ fn invoke_embedding(model: &str, request: &Value) -> Response {
         // Titan embeds one text per call: its index is unknown here.
         json!({"embedding": mock_vector(texts[0], 0), "inputTextTokenCount": TITAN_TOKENS_PER_TEXT})
     };
-    (
+    let response = (
         [
             ("content-type", "application/json"),
             ("x-amzn-bedrock-input-token-count", tokens.as_str()),
         ],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    (response, billed)
 }
