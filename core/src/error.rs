@@ -89,6 +89,39 @@ pub enum ErrorShape {
     OpenAi,
     /// `{"error":{"message","code","request_id"}}` for REST routes.
     Gateway,
+    /// `{"type":"error","error":{"type","message"},"request_id"}`, what
+    /// Anthropic SDKs parse (the Messages paths of AI routes).
+    Anthropic,
+}
+
+/// Anthropic's `error.type` for an HTTP status, as its API uses them
+/// (<https://docs.anthropic.com/en/api/errors>): 400 invalid_request_error,
+/// 401 authentication_error, 402 billing_error, 403 permission_error,
+/// 404 not_found_error, 413 request_too_large, 429 rate_limit_error,
+/// 500 api_error, 504 timeout_error, 529 overloaded_error. Other 4xx are
+/// invalid requests; 503 is overloaded; other 5xx are API errors.
+pub fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// An error in Anthropic's shape (`request_id` only when there is one).
+pub fn anthropic_error_json(kind: &str, message: &str, request_id: &str) -> serde_json::Value {
+    let mut error = json!({"type": "error", "error": {"type": kind, "message": message}});
+    if !request_id.is_empty() {
+        error["request_id"] = json!(request_id);
+    }
+    error
 }
 
 impl GatewayError {
@@ -229,6 +262,11 @@ impl GatewayError {
                     "request_id": request_id,
                 }
             }),
+            ErrorShape::Anthropic => anthropic_error_json(
+                anthropic_error_type(self.status()),
+                &self.to_string(),
+                request_id,
+            ),
         }
     }
 
@@ -293,6 +331,32 @@ mod tests {
         let response = err.into_response(ErrorShape::Gateway, "rid");
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[header::ALLOW], "GET, POST");
+    }
+
+    #[test]
+    fn anthropic_shape_uses_anthropic_types_per_status() {
+        // Shape per <https://docs.anthropic.com/en/api/errors>.
+        let cases = [
+            (GatewayError::invalid_request("max_tokens: Field required", Some("max_tokens")), 400, "invalid_request_error"),
+            (GatewayError::Unauthorized { message: "Invalid API key.", invalid_token: true }, 401, "authentication_error"),
+            (GatewayError::Forbidden("no".into()), 403, "permission_error"),
+            (GatewayError::ModelNotFound("claude-x".into()), 404, "not_found_error"),
+            (GatewayError::PayloadTooLarge { limit: 10 }, 413, "request_too_large"),
+            (GatewayError::RateLimited { limit: "t".into(), retry_after_s: 3, budget: true }, 429, "rate_limit_error"),
+            (GatewayError::internal("x"), 500, "api_error"),
+            (GatewayError::QuotaUnavailable, 503, "overloaded_error"),
+            (GatewayError::UpstreamTimeout { timeout_ms: 5 }, 504, "timeout_error"),
+        ];
+        for (error, status, kind) in cases {
+            let response = error.clone().into_response(ErrorShape::Anthropic, "req_1");
+            assert_eq!(response.status().as_u16(), status, "{error:?}");
+            let json = error.to_json(ErrorShape::Anthropic, "req_1");
+            assert_eq!(json["type"], "error");
+            assert_eq!(json["error"]["type"], kind, "{error:?}");
+            assert_eq!(json["error"]["message"], error.to_string());
+            assert_eq!(json["request_id"], "req_1");
+        }
+        assert_eq!(anthropic_error_type(StatusCode::from_u16(529).unwrap()), "overloaded_error");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::pricing::{deployment_price, Price};
 use super::request::Operation;
-use super::sse::{SseUsage, StreamOutcome, StreamSummary};
+use super::sse::{SseUsage, StreamOutcome, StreamSummary, StreamWire};
 use super::usage::Usage;
 use crate::body::observe::{BodyEnd, EndAction, Observer};
 use crate::error::{ErrorOrigin, GatewayError};
@@ -165,15 +165,22 @@ impl UsageRecord {
     fn stream(&self, summary: &StreamSummary) -> Actual {
         let (usage, source) = match summary.reported_usage {
             Some(usage) => (usage, "reported"),
-            None => (
-                Usage::new(
-                    self.prompt_estimate,
-                    summary
-                        .estimated_completion_tokens
-                        .max(self.completion_reservation),
-                ),
-                "estimated",
-            ),
+            None => {
+                let completion = summary
+                    .estimated_completion_tokens
+                    .max(self.completion_reservation);
+                // The prompt as the provider counted it, when it said so
+                // before the stream ended (Anthropic's `message_start`).
+                let usage = match summary.reported_prompt {
+                    Some(prompt) => Usage {
+                        completion_tokens: completion,
+                        total_tokens: prompt.prompt_tokens.saturating_add(completion),
+                        ..prompt
+                    },
+                    None => Usage::new(self.prompt_estimate, completion),
+                };
+                (usage, "estimated")
+            }
         };
         let outcome = match summary.outcome {
             StreamOutcome::Completed => "completed",
@@ -196,8 +203,8 @@ pub fn upstream_outcome(err: &GatewayError) -> &'static str {
     }
 }
 
-/// The observer on a streamed AI reply: reads usage out of the OpenAI SSE
-/// events as they pass, ends a failed or truncated stream with an explicit
+/// The observer on a streamed AI reply: reads usage out of the SSE events
+/// (canonical OpenAI chunks, or a native provider's own) as they pass, ends a failed or truncated stream with an explicit
 /// error event, logs the usage and settles the reservation before the
 /// client sees the end (or in the background if the client left).
 pub struct StreamAccounting<P: Platform> {
@@ -207,9 +214,9 @@ pub struct StreamAccounting<P: Platform> {
 }
 
 impl<P: Platform> StreamAccounting<P> {
-    pub fn new(record: UsageRecord, reservation: Reservation<P>) -> Self {
+    pub fn new(record: UsageRecord, reservation: Reservation<P>, wire: StreamWire) -> Self {
         Self {
-            sse: SseUsage::default(),
+            sse: SseUsage::new(wire),
             record,
             reservation: (!reservation.is_empty()).then_some(reservation),
         }

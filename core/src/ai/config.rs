@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::pricing::Price;
 use crate::http::UpstreamBase;
-use crate::schema::raw::{RawAi, RawModel, RawProvider};
+use crate::schema::raw::{RawAi, RawModel, RawModelAlias, RawProvider};
 use crate::schema::validate::{join_or_none, Validator};
 use crate::util::Secret;
 
@@ -82,6 +82,72 @@ pub struct Model {
     /// Deployments tried in order when the one before is unavailable
     /// (unreachable, timed out, 5xx, 429 or 503) before any byte was sent.
     pub fallbacks: Vec<Deployment>,
+}
+
+/// Another name a model is asked for: exact, or a pattern where `*`
+/// matches any run of characters (`claude-*`). Lets a client that only
+/// knows its vendor's model ids (a coding agent) run on any model.
+#[derive(Debug, Clone)]
+pub struct ModelAlias {
+    pub pattern: String,
+    /// Index into [`Config::models`].
+    pub model: usize,
+}
+
+impl ModelAlias {
+    fn is_wildcard(&self) -> bool {
+        self.pattern.contains('*')
+    }
+
+    /// True when `name` matches the pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        wildcard_match(&self.pattern, name)
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else
+/// matches itself. Greedy with backtracking to the last `*`, linear for
+/// the short patterns of a config.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((star_pi, star_ni)) = star {
+            pi = star_pi + 1;
+            ni = star_ni + 1;
+            star = Some((star_pi, star_ni + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// The model serving `requested`: a model of that name, else an exact
+/// alias, else the first matching wildcard alias.
+pub fn resolve_model(models: &[Model], aliases: &[ModelAlias], requested: &str) -> Option<usize> {
+    models
+        .iter()
+        .position(|m| m.name == requested)
+        .or_else(|| {
+            aliases
+                .iter()
+                .find(|a| !a.is_wildcard() && a.pattern == requested)
+                .map(|a| a.model)
+        })
+        .or_else(|| {
+            aliases
+                .iter()
+                .find(|a| a.is_wildcard() && a.matches(requested))
+                .map(|a| a.model)
+        })
 }
 
 /// A provider and the model id it is asked for.
@@ -205,6 +271,55 @@ impl Validator<'_> {
             });
         }
         (providers, models)
+    }
+
+    /// `model_aliases`: each names an existing model; an alias may not be a
+    /// model's name (the model would always win) nor repeat another.
+    pub(crate) fn model_aliases(
+        &mut self,
+        raw: Vec<RawModelAlias>,
+        models: &[Model],
+    ) -> Vec<ModelAlias> {
+        let mut aliases: Vec<ModelAlias> = Vec::new();
+        for (i, alias) in raw.into_iter().enumerate() {
+            let path = format!("model_aliases[{i}]");
+            if alias.name.trim().is_empty() {
+                self.issue(format!("{path}.name"), "must not be empty");
+                continue;
+            }
+            if models.iter().any(|m| m.name == alias.name) {
+                self.issue(
+                    format!("{path}.name"),
+                    format!("`{}` is already a model's name", alias.name),
+                );
+                continue;
+            }
+            if aliases.iter().any(|a| a.pattern == alias.name) {
+                self.issue(
+                    format!("{path}.name"),
+                    format!("duplicate alias `{}`", alias.name),
+                );
+                continue;
+            }
+            match models.iter().position(|m| m.name == alias.model) {
+                Some(model) => aliases.push(ModelAlias {
+                    pattern: alias.name,
+                    model,
+                }),
+                None => {
+                    let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+                    self.issue(
+                        format!("{path}.model"),
+                        format!(
+                            "unknown model `{}` (defined: {})",
+                            alias.model,
+                            join_or_none(&known)
+                        ),
+                    );
+                }
+            }
+        }
+        aliases
     }
 
     pub(crate) fn provider(&mut self, path: &str, raw: RawProvider) -> Option<ProviderKind> {

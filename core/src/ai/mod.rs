@@ -3,7 +3,9 @@
 //! - `POST {prefix}/chat/completions` — stream and non-stream, served by the
 //!   requested model's deployments;
 //! - `POST {prefix}/embeddings` — served the same way (see [`embeddings`]);
-//! - `GET {prefix}/models` — the configured public model names.
+//! - `GET {prefix}/models` — the configured public model names;
+//! - `POST {prefix}/messages` and `POST {prefix}/messages/count_tokens` —
+//!   Anthropic's Messages API (see [`dialects`]), served by any provider.
 //!
 //! The pipeline drives it: [`request`] parses and checks what is asked,
 //! [`accounting`] prices the reservation, [`router`] calls the deployments
@@ -15,6 +17,7 @@
 
 pub mod accounting;
 pub mod config;
+pub mod dialects;
 pub mod embeddings;
 mod idle;
 mod json;
@@ -25,13 +28,56 @@ pub mod router;
 pub mod sse;
 pub mod usage;
 
-use http::{header, HeaderValue, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Response};
 use serde_json::{json, Value};
 
 use self::config::{Model, Provider};
+use self::embeddings::EmbeddingsRequest;
 pub use self::request::{AiRequest, ChatRequest, Operation, OwnedOperation};
 use crate::auth::{authorize_model, Identity};
 use crate::body::Body;
+use crate::error::GatewayError;
+
+/// Resolves the operation from the path below the route's prefix and the
+/// method (404 / 405 otherwise), and parses the body in the path's
+/// dialect into the canonical request.
+pub fn parse_request(
+    subpath: &str,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<AiRequest, GatewayError> {
+    let allow = |allowed: Method| GatewayError::MethodNotAllowed {
+        method: method.clone(),
+        path: path.to_owned(),
+        allow: vec![allowed],
+    };
+    let post = method == Method::POST;
+    match subpath {
+        "/chat/completions" if post => Ok(AiRequest::Call(OwnedOperation::Chat(
+            ChatRequest::parse(body)?,
+        ))),
+        "/embeddings" if post => Ok(AiRequest::Call(OwnedOperation::Embeddings(
+            EmbeddingsRequest::parse(body)?,
+        ))),
+        "/messages" if post => Ok(AiRequest::Call(OwnedOperation::Chat(
+            dialects::anthropic::parse_messages(body, headers, true)?,
+        ))),
+        "/messages/count_tokens" if post => Ok(AiRequest::CountTokens(
+            dialects::anthropic::parse_messages(body, headers, false)?,
+        )),
+        "/chat/completions" | "/embeddings" | "/messages" | "/messages/count_tokens" => {
+            Err(allow(Method::POST))
+        }
+        "/models" if method == Method::GET => Ok(AiRequest::ListModels),
+        "/models" => Err(allow(Method::GET)),
+        _ => Err(GatewayError::RouteNotFound {
+            method: method.clone(),
+            path: path.to_owned(),
+        }),
+    }
+}
 
 /// The configured models, limited to those the consumer may use.
 pub fn list_models(

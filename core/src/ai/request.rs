@@ -1,7 +1,6 @@
 //! Requests on an `ai` route: the OpenAI operations the gateway serves,
 //! parsed and checked before anything is reserved or sent upstream.
 
-use http::Method;
 use serde_json::{Map, Value};
 
 use super::embeddings::EmbeddingsRequest;
@@ -116,45 +115,31 @@ fn check_parameter_types(body: &Map<String, Value>) -> Result<(), GatewayError> 
     }
 }
 
-/// What a request on an `ai` route asks for, once parsed.
+/// What a request on an `ai` route asks for, once parsed (see
+/// [`super::parse_request`] for the paths).
 pub enum AiRequest {
-    /// `POST {prefix}/chat/completions` or `POST {prefix}/embeddings`.
+    /// A call to the model: chat (in any inbound dialect) or embeddings.
     Call(OwnedOperation),
     /// `GET {prefix}/models`.
     ListModels,
+    /// `POST {prefix}/messages/count_tokens`: the prompt's input tokens
+    /// (no completion, nothing reserved).
+    CountTokens(ChatRequest),
 }
 
-impl AiRequest {
-    /// Resolves the operation from the path below the route's prefix and
-    /// the method (404 / 405 otherwise), and parses the body.
-    pub fn parse(
-        subpath: &str,
-        method: &Method,
-        path: &str,
-        body: &[u8],
-    ) -> Result<Self, GatewayError> {
-        let allow = |allowed: Method| GatewayError::MethodNotAllowed {
-            method: method.clone(),
-            path: path.to_owned(),
-            allow: vec![allowed],
-        };
-        match subpath {
-            "/chat/completions" if method == Method::POST => {
-                Ok(Self::Call(OwnedOperation::Chat(ChatRequest::parse(body)?)))
-            }
-            "/chat/completions" => Err(allow(Method::POST)),
-            "/embeddings" if method == Method::POST => Ok(Self::Call(OwnedOperation::Embeddings(
-                EmbeddingsRequest::parse(body)?,
-            ))),
-            "/embeddings" => Err(allow(Method::POST)),
-            "/models" if method == Method::GET => Ok(Self::ListModels),
-            "/models" => Err(allow(Method::GET)),
-            _ => Err(GatewayError::RouteNotFound {
-                method: method.clone(),
-                path: path.to_owned(),
-            }),
-        }
-    }
+/// A request kept in the dialect it came in, for a provider that speaks
+/// that dialect itself: passed through natively, without a double
+/// translation. The canonical [`ChatRequest`] beside it is what other
+/// providers, the estimate and the reservation read.
+#[derive(Debug, Clone)]
+pub enum NativeRequest {
+    /// An Anthropic Messages body as the client sent it, with its
+    /// `anthropic-version` and `anthropic-beta` headers.
+    AnthropicMessages {
+        body: Map<String, Value>,
+        version: Option<String>,
+        beta: Option<String>,
+    },
 }
 
 /// The parts of an OpenAI chat completion request the gateway reads; the
@@ -176,6 +161,9 @@ pub struct ChatRequest {
     pub gateway_capped: bool,
     /// Choices asked for (`n`, default 1).
     pub choices: u64,
+    /// The request in its inbound dialect when that is not Chat
+    /// Completions (`None` for Chat Completions clients).
+    pub native: Option<std::sync::Arc<NativeRequest>>,
 }
 
 impl ChatRequest {
@@ -192,6 +180,12 @@ impl ChatRequest {
     /// naming the offending parameter.
     pub fn parse(bytes: &[u8]) -> Result<Self, GatewayError> {
         let (body, model) = parse_object_with_model(bytes)?;
+        Self::from_object(body, model)
+    }
+
+    /// [`ChatRequest::parse`] of a body already parsed (`model` read from
+    /// it): what the inbound dialects' translators build.
+    pub fn from_object(body: Map<String, Value>, model: String) -> Result<Self, GatewayError> {
         let messages = match body.get("messages") {
             Some(Value::Array(messages)) if !messages.is_empty() => messages,
             Some(Value::Array(_)) => {
@@ -276,6 +270,7 @@ impl ChatRequest {
             max_tokens,
             gateway_capped: false,
             choices,
+            native: None,
         })
     }
 
@@ -345,6 +340,7 @@ impl Operation<'_> {
         Ok(match self {
             Self::Chat(chat) => {
                 let mut merged = ChatRequest::parse(&merge(&chat.body)?)?;
+                merged.native.clone_from(&chat.native);
                 // A deployment default may lower the gateway's cap, never
                 // raise it.
                 if let (true, Some(cap)) = (chat.gateway_capped, chat.max_tokens) {

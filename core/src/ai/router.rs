@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
+use super::dialects::Dialect;
 use super::idle::with_idle_timeout;
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
@@ -41,6 +42,9 @@ pub struct Upstreams<'a, P> {
     pub request_id: &'a str,
     /// When the runtime stops the request (Unix ms), if it does.
     pub deadline_ms: Option<u64>,
+    /// The client's dialect: a deployment that speaks it is called
+    /// natively; other replies are rendered back into it.
+    pub dialect: Dialect,
 }
 
 /// Time kept back before a runtime deadline: to write the error event and
@@ -126,9 +130,8 @@ pub async fn serve<P: Platform>(
                     upstreams.platform,
                     provider,
                     upstream_model,
-                    upstreams.route,
+                    &upstreams,
                     attempt,
-                    upstreams.request_id,
                 );
                 let timeout = upstreams
                     .before_deadline()
@@ -148,12 +151,12 @@ pub async fn serve<P: Platform>(
         let unavailable = match &result {
             Err(error) => error.origin() == ErrorOrigin::Upstream,
             Ok(ProviderReply::Complete { response, .. }) => {
-                matches!(response.status().as_u16(), 429 | 503)
+                matches!(response.status().as_u16(), 429 | 503 | 529)
             }
             Ok(ProviderReply::Stream { .. }) => false,
             Ok(ProviderReply::PartialFailure { failure, .. }) => match failure {
                 Err(error) => error.origin() == ErrorOrigin::Upstream,
-                Ok(response) => matches!(response.status().as_u16(), 429 | 503),
+                Ok(response) => matches!(response.status().as_u16(), 429 | 503 | 529),
             },
         };
         if unavailable && next_deployment < deployments.len() {
@@ -176,7 +179,7 @@ pub async fn serve<P: Platform>(
                     attempt.outcome = "partial_failure";
                 }
                 attempts.push(attempt);
-                break reply;
+                break (reply, &provider.kind);
             }
             Err(error) => {
                 let outcome = upstream_outcome(&error);
@@ -189,11 +192,20 @@ pub async fn serve<P: Platform>(
         }
     };
 
+    // A reply not in the client's dialect (translated) is rendered into it.
+    let (reply, kind) = reply;
+    let dialect = upstreams.dialect;
+    let render = dialect != Dialect::OpenAiChat && !dialect.native_on(kind);
+    let public_model = operation.model();
     Ok(match reply {
         ProviderReply::Complete { response, usage } => {
             let used = record.complete(response.status().is_success(), usage);
             reservation.settle(billed.plus(used)).await;
-            response
+            if render {
+                dialect.render_complete(response, public_model).await?
+            } else {
+                response
+            }
         }
         // `billed` is nothing here: only embeddings fan out, and they never
         // stream.
@@ -205,8 +217,14 @@ pub async fn serve<P: Platform>(
                 upstreams.route.stream_idle_timeout,
                 upstreams.before_deadline(),
             );
-            let accounting = StreamAccounting::new(record, reservation);
-            Response::from_parts(parts, observe(body, accounting).await)
+            let prompt_estimate = record.prompt_estimate;
+            let accounting = StreamAccounting::new(record, reservation, dialect.stream_wire(kind));
+            let response = Response::from_parts(parts, observe(body, accounting).await);
+            if render {
+                dialect.render_stream(response, public_model, prompt_estimate)
+            } else {
+                response
+            }
         }
         ProviderReply::PartialFailure {
             failure,
@@ -215,9 +233,61 @@ pub async fn serve<P: Platform>(
         } => {
             let used = record.partial_failure(usage, reported);
             reservation.settle(billed.plus(used)).await;
-            failure?
+            let failure = failure?;
+            if render {
+                dialect.render_complete(failure, public_model).await?
+            } else {
+                failure
+            }
         }
     })
+}
+
+/// `count_tokens` for `chat` on `model`: asked of the model's primary
+/// deployment when it speaks the client's dialect (Anthropic), else the
+/// gateway's estimate of the prompt (`prompt_estimate`, what it reserves
+/// with). Nothing is reserved or charged: no tokens are generated.
+pub async fn count_tokens<P: Platform>(
+    upstreams: Upstreams<'_, P>,
+    model: &Model,
+    chat: &super::ChatRequest,
+    prompt_estimate: u64,
+) -> Result<Response<Body>, GatewayError> {
+    let provider = &upstreams.providers[model.provider];
+    let native = chat
+        .native
+        .as_deref()
+        .filter(|_| upstreams.dialect.native_on(&provider.kind));
+    match (&provider.kind, native) {
+        (
+            ProviderKind::Anthropic {
+                base,
+                api_key,
+                version,
+            },
+            Some(native),
+        ) => {
+            let deployment = anthropic::AnthropicDeployment {
+                base,
+                api_key,
+                version,
+                upstream_model: &model.upstream_model,
+                timeout: upstreams.route.timeout,
+            };
+            let platform = upstreams.platform;
+            anthropic::anthropic_count_tokens(
+                platform.http(),
+                platform.clock(),
+                deployment,
+                native,
+                upstreams.request_id,
+            )
+            .await
+        }
+        _ => Ok(super::dialects::anthropic::count_tokens_estimate(
+            prompt_estimate,
+        )),
+    }
 }
 
 /// One upstream call to `provider` for `upstream_model`.
@@ -225,10 +295,10 @@ async fn call_provider<P: Platform>(
     platform: &Arc<P>,
     provider: &Provider,
     upstream_model: &str,
-    route: &AiRoute,
+    upstreams: &Upstreams<'_, P>,
     operation: Operation<'_>,
-    request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
+    let (route, request_id) = (upstreams.route, upstreams.request_id);
     let (http, clock, timeout) = (platform.http(), platform.clock(), route.timeout);
     match (&provider.kind, operation) {
         (ProviderKind::Mock { stream_delay }, Operation::Chat(chat)) => {
@@ -303,7 +373,19 @@ async fn call_provider<P: Platform>(
                 upstream_model,
                 timeout,
             };
-            let result = anthropic::anthropic_chat(http, clock, deployment, chat, request_id).await;
+            let native = chat
+                .native
+                .as_deref()
+                .filter(|_| upstreams.dialect.native_on(&provider.kind));
+            let result = match native {
+                Some(native) => {
+                    anthropic::anthropic_messages_native(
+                        http, clock, deployment, chat, native, request_id,
+                    )
+                    .await
+                }
+                None => anthropic::anthropic_chat(http, clock, deployment, chat, request_id).await,
+            };
             result
         }
         (ProviderKind::Anthropic { .. }, Operation::Embeddings(request)) => {

@@ -105,6 +105,12 @@ impl SseDecoder {
 /// (Anthropic, Gemini) and the OpenAI usage folding implement this and run
 /// inside one [`SseRewrite`] stream.
 pub trait EventRewriter: Unpin {
+    /// True when the payloads are whole SSE frames (`event:` line and
+    /// all), written as they are; else each is a `data:` payload.
+    fn framed(&self) -> bool {
+        false
+    }
+
     /// The output `data:` payloads for one input event's data.
     fn on_event(&mut self, data: &str, out: &mut Vec<String>);
 
@@ -171,11 +177,14 @@ impl<R: EventRewriter, S: EventSource> SseRewrite<R, S> {
     }
 
     fn queue(&mut self, payloads: Vec<String>) {
-        self.pending.extend(
-            payloads
-                .into_iter()
-                .map(|p| Bytes::from(format!("data: {p}\n\n"))),
-        );
+        let framed = self.rewriter.framed();
+        self.pending.extend(payloads.into_iter().map(|p| {
+            if framed {
+                Bytes::from(p)
+            } else {
+                Bytes::from(format!("data: {p}\n\n"))
+            }
+        }));
     }
 }
 
@@ -234,6 +243,18 @@ pub enum StreamOutcome {
     UpstreamFailed,
 }
 
+/// The event format of a relayed stream, for reading its usage: the
+/// canonical OpenAI chunks, or a provider's own (a native pass-through).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StreamWire {
+    /// `chat.completion.chunk`s, `usage` on a chunk, `[DONE]` last.
+    #[default]
+    OpenAi,
+    /// Anthropic Messages events: input usage in `message_start`, output
+    /// (and cumulative input) in `message_delta`, `message_stop` last.
+    Anthropic,
+}
+
 /// What was learned from a finished stream, for accounting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSummary {
@@ -243,6 +264,10 @@ pub struct StreamSummary {
     /// Completion tokens estimated from the streamed text (see
     /// [`estimate_tokens`]), for when no usage was reported.
     pub estimated_completion_tokens: u64,
+    /// The prompt side of the usage, when the provider reported it before
+    /// the stream ended without its full usage (Anthropic's
+    /// `message_start`).
+    pub reported_prompt: Option<Usage>,
     pub bytes: u64,
 }
 
@@ -253,8 +278,12 @@ pub struct StreamSummary {
 /// final OpenAI error event.
 #[derive(Debug)]
 pub struct SseUsage {
+    wire: StreamWire,
     decoder: SseDecoder,
     usage: Option<Usage>,
+    /// Anthropic wire: the usage fields seen so far (`message_start`'s,
+    /// updated by `message_delta`'s).
+    anthropic_usage: serde_json::Map<String, Value>,
     completion_text_bytes: u64,
     saw_done: bool,
     /// An OpenAI-shaped error event went by (a translated provider error):
@@ -265,7 +294,16 @@ pub struct SseUsage {
 
 impl Default for SseUsage {
     fn default() -> Self {
+        Self::new(StreamWire::OpenAi)
+    }
+}
+
+impl SseUsage {
+    /// An observer of a stream in `wire`'s format.
+    pub fn new(wire: StreamWire) -> Self {
         Self {
+            wire,
+            anthropic_usage: serde_json::Map::new(),
             decoder: SseDecoder::with_limit(MAX_OBSERVED_EVENT_BYTES),
             usage: None,
             completion_text_bytes: 0,
@@ -274,12 +312,18 @@ impl Default for SseUsage {
             bytes: 0,
         }
     }
-}
 
-impl SseUsage {
     /// Reads one chunk.
     pub fn push(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
+        if self.wire == StreamWire::Anthropic {
+            let mut events = Vec::new();
+            self.decoder.push(chunk, |data| events.push(data.to_owned()));
+            for data in events {
+                self.on_anthropic_event(&data);
+            }
+            return;
+        }
         let (usage, text, done, failed) = (
             &mut self.usage,
             &mut self.completion_text_bytes,
@@ -320,6 +364,52 @@ impl SseUsage {
         });
     }
 
+    /// One Anthropic stream event (<https://docs.anthropic.com/en/api/messages-streaming>).
+    fn on_anthropic_event(&mut self, data: &str) {
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let merge = |fields: &mut serde_json::Map<String, Value>, usage: &Value| {
+            if let Some(usage) = usage.as_object() {
+                for (key, value) in usage {
+                    if value.is_u64() {
+                        fields.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        };
+        match event["type"].as_str().unwrap_or_default() {
+            "message_start" => merge(&mut self.anthropic_usage, &event["message"]["usage"]),
+            "message_delta" => {
+                merge(&mut self.anthropic_usage, &event["usage"]);
+                self.usage = Some(Usage::from_anthropic(&Value::Object(
+                    self.anthropic_usage.clone(),
+                )));
+            }
+            "message_stop" => self.saw_done = true,
+            "error" => self.saw_error = true,
+            "content_block_delta" => {
+                let delta = &event["delta"];
+                for key in ["text", "partial_json", "thinking"] {
+                    if let Some(text) = delta[key].as_str() {
+                        self.completion_text_bytes += text.len() as u64;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn error_event(&self, error: &GatewayError) -> Bytes {
+        match self.wire {
+            StreamWire::OpenAi => error_event(error),
+            StreamWire::Anthropic => {
+                let json = error.to_json(ErrorShape::Anthropic, "");
+                Bytes::from(format!("event: error\ndata: {json}\n\n"))
+            }
+        }
+    }
+
     /// How a stream that ended this way is accounted, and the error event
     /// to send last when it did not end correctly.
     pub fn end(&self, end: BodyEnd<'_>) -> (StreamOutcome, Option<Bytes>) {
@@ -329,7 +419,7 @@ impl SseUsage {
                 let error = GatewayError::UpstreamInvalid {
                     detail: err.to_string(),
                 };
-                (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
+                (StreamOutcome::UpstreamFailed, Some(self.error_event(&error)))
             }
             // What followed an unreadable event was not seen: the stream
             // cannot be vouched for (nor its usage read).
@@ -338,16 +428,16 @@ impl SseUsage {
                 let error = GatewayError::UpstreamInvalid {
                     detail: "an SSE event too large to observe".into(),
                 };
-                (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
+                (StreamOutcome::UpstreamFailed, Some(self.error_event(&error)))
             }
             BodyEnd::Completed if self.saw_done => (StreamOutcome::Completed, None),
             BodyEnd::Completed if self.saw_error => (StreamOutcome::UpstreamFailed, None),
             BodyEnd::Completed => {
                 tracing::warn!("upstream stream ended without [DONE]");
                 let error = GatewayError::UpstreamInvalid {
-                    detail: "stream ended without [DONE]".into(),
+                    detail: "stream ended without its last event".into(),
                 };
-                (StreamOutcome::UpstreamFailed, Some(error_event(&error)))
+                (StreamOutcome::UpstreamFailed, Some(self.error_event(&error)))
             }
         }
     }
@@ -358,6 +448,14 @@ impl SseUsage {
             outcome,
             reported_usage: self.usage,
             estimated_completion_tokens: self.completion_text_bytes.div_ceil(4),
+            reported_prompt: (!self.anthropic_usage.is_empty()).then(|| {
+                let usage = Usage::from_anthropic(&Value::Object(self.anthropic_usage.clone()));
+                Usage {
+                    completion_tokens: 0,
+                    total_tokens: usage.prompt_tokens,
+                    ..usage
+                }
+            }),
             bytes: self.bytes,
         }
     }

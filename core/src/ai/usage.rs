@@ -49,6 +49,30 @@ impl Usage {
         })
     }
 
+    /// Reads an Anthropic `usage` object (`input_tokens` without cache
+    /// reads and writes, which come apart); missing fields count 0.
+    pub fn from_anthropic(usage: &Value) -> Self {
+        let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Self::with_cache(
+            n("input_tokens"),
+            n("cache_read_input_tokens"),
+            n("cache_creation_input_tokens"),
+            n("output_tokens"),
+        )
+    }
+
+    /// The Anthropic `usage` object: `input_tokens` excludes the cache
+    /// reads (reported apart); cache writes are not known in the OpenAI
+    /// form, so they count as input.
+    pub fn to_anthropic_json(&self) -> Value {
+        serde_json::json!({
+            "input_tokens": self.prompt_tokens.saturating_sub(self.cached_tokens),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": self.cached_tokens,
+            "output_tokens": self.completion_tokens,
+        })
+    }
+
     /// Reads an OpenAI `usage` object; `None` when absent or null.
     pub fn from_openai(value: &Value) -> Option<Self> {
         let object = value.as_object()?;

@@ -7,7 +7,7 @@
 //! that hold credentials accept only `${env:NAME}` references, resolved from
 //! the runtime's environment (Lambda environment, Worker secrets) at load.
 
-use crate::ai::config::{AiRoute, Model, Provider};
+use crate::ai::config::{AiRoute, Model, ModelAlias, Provider};
 use crate::auth::store::{valid_consumer_id, Consumer};
 use crate::auth::{AdminConfig, AuthConfig, AuthView, RouteAuth};
 use crate::http::config::{ProxyRoute, DEFAULT_MAX_BODY_BYTES};
@@ -26,6 +26,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
+    /// Other names clients may ask for, in config order.
+    pub model_aliases: Vec<ModelAlias>,
     pub auth: AuthConfig,
     pub admin: Option<AdminConfig>,
     /// Consumers declared in the config (more can be created at run time).
@@ -80,6 +82,13 @@ impl Config {
         self.models.iter().find(|m| m.name == name)
     }
 
+    /// The index of the model that serves a requested name: the model of
+    /// that name, else an alias of exactly that name, else the first
+    /// wildcard alias (in config order) that matches it.
+    pub fn resolve_model(&self, requested: &str) -> Option<usize> {
+        crate::ai::config::resolve_model(&self.models, &self.model_aliases, requested)
+    }
+
     /// What authentication reads.
     pub fn auth_view(&self) -> AuthView<'_> {
         AuthView {
@@ -102,6 +111,7 @@ impl Validator<'_> {
         );
 
         let (providers, models) = self.catalog(raw.providers, raw.models);
+        let model_aliases = self.model_aliases(raw.model_aliases, &models);
 
         let auth = self.auth(raw.auth);
         let admin = raw.admin.and_then(|admin| self.admin(admin));
@@ -210,6 +220,7 @@ impl Validator<'_> {
             routes,
             providers,
             models,
+            model_aliases,
             auth,
             admin,
             consumers,

@@ -1,7 +1,8 @@
 //! Phase 5, on `ai` routes: which operation the request asks for (from the
-//! path below the route's prefix and the method), its parsed body, and the
-//! requested model — checked against the consumer's allowed models and the
-//! configured ones.
+//! path below the route's prefix and the method), its body parsed in the
+//! path's dialect into the canonical request, and the model that serves
+//! the requested name (a model, or an alias of one: `model_aliases`) —
+//! checked against the consumer's allowed models.
 //!
 //! Reads `route`, `identity`. Adds `ai`, `model`, `prompt_estimate`. Errors: 400 (bad body),
 //! 403 (model not allowed), 404 (unknown path or model), 405.
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 
 use super::{route_config, RequestContext, Shared};
-use crate::ai::AiRequest;
+use crate::ai::{parse_request, AiRequest, Operation};
 use crate::auth::authorize_model;
 use crate::config::RouteAction;
 use crate::error::GatewayError;
@@ -30,17 +31,26 @@ pub fn ai_request<P: Platform>(
     let matched_len = ctx.route.as_ref().map_or(0, |r| r.matched_len);
     let path = request.uri().path();
     let subpath = path.get(matched_len..).unwrap_or_default();
-    let parsed = AiRequest::parse(subpath, request.method(), path, request.body())?;
-    if let AiRequest::Call(operation) = &parsed {
-        let operation = operation.as_operation();
+    let parsed = parse_request(
+        subpath,
+        request.method(),
+        path,
+        request.headers(),
+        request.body(),
+    )?;
+    let operation = match &parsed {
+        AiRequest::Call(operation) => Some(operation.as_operation()),
+        AiRequest::CountTokens(chat) => Some(Operation::Chat(chat)),
+        AiRequest::ListModels => None,
+    };
+    if let Some(operation) = operation {
         let name = operation.model();
-        authorize_model(ctx.identity.as_deref(), name)?;
         let index = shared
             .config
-            .models
-            .iter()
-            .position(|m| m.name == name)
+            .resolve_model(name)
             .ok_or_else(|| GatewayError::ModelNotFound(name.to_owned()))?;
+        // The consumer's allowed models name the model that serves.
+        authorize_model(ctx.identity.as_deref(), &shared.config.models[index].name)?;
         ctx.model = Some(index);
         ctx.prompt_estimate = operation.prompt_estimate();
     }

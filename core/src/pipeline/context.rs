@@ -4,6 +4,7 @@
 //! The cache and guardrail phases will add their status and verdicts here
 //! when they land.
 
+use crate::ai::dialects::Dialect;
 use crate::ai::router::Attempt;
 use crate::ai::AiRequest;
 use crate::auth::Identity;
@@ -47,8 +48,11 @@ pub struct RequestContext<P: crate::platform::Platform> {
     /// Client address and scheme, as the adapter saw them (a request
     /// extension; `None` when the adapter gave none).
     pub client: Option<ClientInfo>,
-    /// The error shape of the route (OpenAI JSON on AI routes).
+    /// The error shape of the route (OpenAI JSON on AI routes, Anthropic's
+    /// on their Messages paths).
     pub shape: ErrorShape,
+    /// The API the client speaks on an AI route (phase 1, from the path).
+    pub dialect: Dialect,
     pub route: Option<RouteRef>,
     /// Who is calling (phase 2), when the route requires authentication.
     pub identity: Option<Box<Identity>>,
@@ -82,6 +86,7 @@ impl<P: crate::platform::Platform> RequestContext<P> {
             request_id,
             client,
             shape: ErrorShape::Gateway,
+            dialect: Dialect::OpenAiChat,
             route: None,
             identity: None,
             plans: Vec::new(),

@@ -65,11 +65,29 @@ pub async fn dispatch<P: Platform>(
                         ctx.identity.as_deref(),
                     ))
                 }
-                (Some(AiRequest::Call(_)), Some(model)) => &config.models[model],
+                (Some(AiRequest::Call(_) | AiRequest::CountTokens(_)), Some(model)) => {
+                    &config.models[model]
+                }
                 _ => return Err(GatewayError::internal("ai dispatch without a request")),
             };
-            let Some(AiRequest::Call(operation)) = ctx.ai.as_deref() else {
-                return Err(GatewayError::internal("ai dispatch without a request"));
+            let upstreams = Upstreams {
+                platform: &shared.platform,
+                providers: &config.providers,
+                route: ai_route,
+                request_id: &ctx.request_id,
+                deadline_ms: request
+                    .extensions()
+                    .get::<RuntimeDeadline>()
+                    .map(|d| d.unix_ms),
+                dialect: ctx.dialect,
+            };
+            let operation = match ctx.ai.as_deref() {
+                Some(AiRequest::Call(operation)) => operation,
+                Some(AiRequest::CountTokens(chat)) => {
+                    return router::count_tokens(upstreams, model, chat, ctx.prompt_estimate)
+                        .await;
+                }
+                _ => return Err(GatewayError::internal("ai dispatch without a request")),
             };
             let operation = operation.as_operation();
             let record = UsageRecord::new(
@@ -83,16 +101,6 @@ pub async fn dispatch<P: Platform>(
                 .reservation
                 .take()
                 .unwrap_or_else(|| Reservation::new(Arc::clone(&shared.platform), Vec::new()));
-            let upstreams = Upstreams {
-                platform: &shared.platform,
-                providers: &config.providers,
-                route: ai_route,
-                request_id: &ctx.request_id,
-                deadline_ms: request
-                    .extensions()
-                    .get::<RuntimeDeadline>()
-                    .map(|d| d.unix_ms),
-            };
             // Boxed: the router's state is large, and inline it would
             // enlarge every request's future (measured: proxy requests paid
             // for it in memcpy).

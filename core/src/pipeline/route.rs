@@ -3,8 +3,10 @@
 //! `http::routing`).
 //!
 //! Reads the request and rewrites its path to the normalised one, which is
-//! what later phases see and the upstream receives. Adds `route` and
-//! `shape` (OpenAI JSON on `ai` routes). Errors: 400 for a path it refuses
+//! what later phases see and the upstream receives. Adds `route`,
+//! `dialect` and `shape` (on `ai` routes: the dialect of the path below
+//! the prefix, and its error shape — OpenAI JSON, or Anthropic's on the
+//! Messages paths — so later phases' errors are in the client's shape). Errors: 400 for a path it refuses
 //! (also a `;` on a route that does not allow it), 404, 405.
 
 use std::borrow::Cow;
@@ -14,8 +16,9 @@ use http::{header, Request};
 
 use super::context::RouteRef;
 use super::{RequestContext, Shared};
+use crate::ai::dialects::Dialect;
 use crate::config::RouteAction;
-use crate::error::{ErrorShape, GatewayError};
+use crate::error::GatewayError;
 use crate::http::normalize::normalize_path;
 use crate::http::routing::RouteMatch;
 use crate::http::X_REQUEST_ID;
@@ -71,7 +74,8 @@ pub fn route<P: Platform>(
                 ));
             }
             if matches!(config.action, RouteAction::Ai(_)) {
-                ctx.shape = ErrorShape::OpenAi;
+                ctx.dialect = Dialect::of_subpath(path.get(matched_len..).unwrap_or_default());
+                ctx.shape = ctx.dialect.error_shape();
             }
             ctx.route = Some(RouteRef {
                 index: Some(route),

@@ -16,6 +16,10 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    /// Requested model names (exact, or with `*` wildcards) served by a
+    /// configured model.
+    #[serde(default)]
+    pub model_aliases: Vec<RawModelAlias>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
@@ -239,6 +243,16 @@ pub struct RawModel {
     /// Deployments tried in order when the one before is unavailable.
     #[serde(default)]
     pub fallbacks: Vec<RawDeployment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelAlias {
+    /// The name clients ask for: exact (`claude-opus-4-8`) or a pattern
+    /// where `*` matches any run of characters (`claude-*`).
+    pub name: String,
+    /// The configured model (its public `name`) that serves it.
+    pub model: String,
 }
 
 #[derive(Debug, Deserialize)]
