@@ -337,15 +337,50 @@ mod tests {
     fn anthropic_shape_uses_anthropic_types_per_status() {
         // Shape per <https://docs.anthropic.com/en/api/errors>.
         let cases = [
-            (GatewayError::invalid_request("max_tokens: Field required", Some("max_tokens")), 400, "invalid_request_error"),
-            (GatewayError::Unauthorized { message: "Invalid API key.", invalid_token: true }, 401, "authentication_error"),
-            (GatewayError::Forbidden("no".into()), 403, "permission_error"),
-            (GatewayError::ModelNotFound("claude-x".into()), 404, "not_found_error"),
-            (GatewayError::PayloadTooLarge { limit: 10 }, 413, "request_too_large"),
-            (GatewayError::RateLimited { limit: "t".into(), retry_after_s: 3, budget: true }, 429, "rate_limit_error"),
+            (
+                GatewayError::invalid_request("max_tokens: Field required", Some("max_tokens")),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                GatewayError::Unauthorized {
+                    message: "Invalid API key.",
+                    invalid_token: true,
+                },
+                401,
+                "authentication_error",
+            ),
+            (
+                GatewayError::Forbidden("no".into()),
+                403,
+                "permission_error",
+            ),
+            (
+                GatewayError::ModelNotFound("claude-x".into()),
+                404,
+                "not_found_error",
+            ),
+            (
+                GatewayError::PayloadTooLarge { limit: 10 },
+                413,
+                "request_too_large",
+            ),
+            (
+                GatewayError::RateLimited {
+                    limit: "t".into(),
+                    retry_after_s: 3,
+                    budget: true,
+                },
+                429,
+                "rate_limit_error",
+            ),
             (GatewayError::internal("x"), 500, "api_error"),
             (GatewayError::QuotaUnavailable, 503, "overloaded_error"),
-            (GatewayError::UpstreamTimeout { timeout_ms: 5 }, 504, "timeout_error"),
+            (
+                GatewayError::UpstreamTimeout { timeout_ms: 5 },
+                504,
+                "timeout_error",
+            ),
         ];
         for (error, status, kind) in cases {
             let response = error.clone().into_response(ErrorShape::Anthropic, "req_1");
@@ -356,7 +391,10 @@ mod tests {
             assert_eq!(json["error"]["message"], error.to_string());
             assert_eq!(json["request_id"], "req_1");
         }
-        assert_eq!(anthropic_error_type(StatusCode::from_u16(529).unwrap()), "overloaded_error");
+        assert_eq!(
+            anthropic_error_type(StatusCode::from_u16(529).unwrap()),
+            "overloaded_error"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ mod gateway_tests;
 pub mod http;
 #[cfg(test)]
 mod lease_tests;
+#[cfg(test)]
+mod messages_tests;
 mod pipeline;
 pub mod platform;
 pub mod quota;

@@ -152,6 +152,7 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
         )
         .route("/jwks.json", axum::routing::get(jwks))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
         .route("/v1beta/models/{*model_and_method}", post(gemini_generate))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
@@ -397,6 +398,33 @@ async fn gemini_generate(
 /// Words of the Anthropic mock's text reply.
 pub const ANTHROPIC_WORDS: [&str; 4] = ["Hello ", "from ", "Anthropic ", "mock."];
 
+/// Anthropic's token counting
+/// (<https://docs.anthropic.com/en/api/messages-count-tokens>): its own count,
+/// the request's size at 3 bytes a token (not the gateway's estimate, so a
+/// test sees which one answered); needs the key and version, refuses
+/// `max_tokens` as the real API does.
+async fn anthropic_count_tokens(headers: HeaderMap, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if headers.get("anthropic-version").is_none()
+        || headers.get("x-api-key").is_none()
+        || request.get("max_tokens").is_some()
+    {
+        let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad count_tokens request"}});
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            error.to_string(),
+        )
+            .into_response();
+    }
+    let tokens = (body.len() as u64).div_ceil(3);
+    (
+        [("content-type", "application/json")],
+        json!({"input_tokens": tokens}).to_string(),
+    )
+        .into_response()
+}
+
 /// Anthropic Messages API mock (<https://docs.anthropic.com/en/api/messages>,
 /// streaming per <https://docs.anthropic.com/en/api/messages-streaming>).
 /// Answers with a `tool_use` block when tools are offered and the last turn
@@ -602,12 +630,29 @@ async fn chat_completions(
         json!({"role": "assistant", "content": ""}),
         None,
     )];
-    events.extend(
-        MOCK_WORDS
-            .iter()
-            .map(|w| chunk(id, &model, json!({"content": w}), None)),
-    );
-    events.push(chunk(id, &model, json!({}), Some("stop")));
+    match tool {
+        // A streamed tool call: the name first, then the arguments in parts.
+        Some(name) => {
+            events.push(chunk(id, &model, json!({"tool_calls": [{"index": 0, "id": "call_mock01", "type": "function", "function": {"name": name, "arguments": ""}}]}), None));
+            for part in ["{\"locat", "ion\": \"Par", "is\"}"] {
+                events.push(chunk(
+                    id,
+                    &model,
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                    None,
+                ));
+            }
+            events.push(chunk(id, &model, json!({}), Some("tool_calls")));
+        }
+        None => {
+            events.extend(
+                MOCK_WORDS
+                    .iter()
+                    .map(|w| chunk(id, &model, json!({"content": w}), None)),
+            );
+            events.push(chunk(id, &model, json!({}), Some("stop")));
+        }
+    }
     if include_usage {
         let event = json!({"id": id, "object": "chat.completion.chunk", "created": 1_735_689_600, "model": model, "choices": [], "usage": usage});
         events.push(Bytes::from(format!("data: {event}\n\n")));

@@ -191,6 +191,12 @@ pub fn cases() -> Vec<Case> {
         bad_json_is_400_openai_shape,
         unknown_model_is_404_openai_shape,
         openai_python_sdk,
+        anthropic_python_sdk,
+        messages_pass_through_natively,
+        messages_translated_stream_has_anthropic_events,
+        messages_stream_cut_mid_way_ends_with_error_event,
+        messages_errors_use_anthropic_shape,
+        messages_budget_counts_what_an_overreporting_upstream_bills,
         auth_missing_credentials_is_401,
         admin_api_requires_the_admin_key,
         admin_api_matches_its_openapi_description,
@@ -2782,3 +2788,12 @@ async fn unavailable_deployment_falls_back(ctx: &Ctx) -> CaseResult {
     check_eq!(seen.body["model"], json!("gpt-4o-mini-2024-07-18"));
     Ok(())
 }
+
+// After the macros above, which it uses.
+mod messages;
+use self::messages::{
+    anthropic_python_sdk, messages_budget_counts_what_an_overreporting_upstream_bills,
+    messages_errors_use_anthropic_shape, messages_pass_through_natively,
+    messages_stream_cut_mid_way_ends_with_error_event,
+    messages_translated_stream_has_anthropic_events,
+};

@@ -318,7 +318,8 @@ impl SseUsage {
         self.bytes += chunk.len() as u64;
         if self.wire == StreamWire::Anthropic {
             let mut events = Vec::new();
-            self.decoder.push(chunk, |data| events.push(data.to_owned()));
+            self.decoder
+                .push(chunk, |data| events.push(data.to_owned()));
             for data in events {
                 self.on_anthropic_event(&data);
             }
@@ -419,7 +420,10 @@ impl SseUsage {
                 let error = GatewayError::UpstreamInvalid {
                     detail: err.to_string(),
                 };
-                (StreamOutcome::UpstreamFailed, Some(self.error_event(&error)))
+                (
+                    StreamOutcome::UpstreamFailed,
+                    Some(self.error_event(&error)),
+                )
             }
             // What followed an unreadable event was not seen: the stream
             // cannot be vouched for (nor its usage read).
@@ -428,7 +432,10 @@ impl SseUsage {
                 let error = GatewayError::UpstreamInvalid {
                     detail: "an SSE event too large to observe".into(),
                 };
-                (StreamOutcome::UpstreamFailed, Some(self.error_event(&error)))
+                (
+                    StreamOutcome::UpstreamFailed,
+                    Some(self.error_event(&error)),
+                )
             }
             BodyEnd::Completed if self.saw_done => (StreamOutcome::Completed, None),
             BodyEnd::Completed if self.saw_error => (StreamOutcome::UpstreamFailed, None),
@@ -437,7 +444,10 @@ impl SseUsage {
                 let error = GatewayError::UpstreamInvalid {
                     detail: "stream ended without its last event".into(),
                 };
-                (StreamOutcome::UpstreamFailed, Some(self.error_event(&error)))
+                (
+                    StreamOutcome::UpstreamFailed,
+                    Some(self.error_event(&error)),
+                )
             }
         }
     }

@@ -84,8 +84,7 @@ pub async fn dispatch<P: Platform>(
             let operation = match ctx.ai.as_deref() {
                 Some(AiRequest::Call(operation)) => operation,
                 Some(AiRequest::CountTokens(chat)) => {
-                    return router::count_tokens(upstreams, model, chat, ctx.prompt_estimate)
-                        .await;
+                    return router::count_tokens(upstreams, model, chat, ctx.prompt_estimate).await;
                 }
                 _ => return Err(GatewayError::internal("ai dispatch without a request")),
             };

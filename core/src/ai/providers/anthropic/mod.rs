@@ -1,5 +1,6 @@
 //! Anthropic Messages API: OpenAI chat requests translated to `/v1/messages`
-//! and back, streaming included.
+//! and back, streaming included; Messages requests passed through natively
+//! (`native.rs`).
 //!
 //! References: <https://docs.anthropic.com/en/api/messages>,
 //! <https://docs.anthropic.com/en/api/messages-streaming>,
@@ -22,7 +23,6 @@ use serde_json::{json, Map, Value};
 
 use super::super::sse::{EventRewriter, SseDecoder};
 use super::super::usage::Usage;
-use super::super::request::NativeRequest;
 use super::super::ChatRequest;
 use super::{
     chat_completion, completion_reply, error_reply, push_turn, read_json, refuse_unsupported,
@@ -36,6 +36,10 @@ use crate::http::UpstreamBase;
 use crate::platform::with_timeout;
 use crate::platform::{Clock, HttpClient};
 use crate::util::Secret;
+
+mod native;
+
+pub use self::native::{anthropic_count_tokens, anthropic_messages_native};
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by Anthropic; used when the request sets none.
@@ -464,198 +468,15 @@ pub async fn anthropic_chat(
     Ok(completion_reply(&completion, usage))
 }
 
-/// The Messages API called natively, for a client that speaks it (the
-/// inbound dialect is Anthropic's): the client's body with the
-/// deployment's model and the completion cap (`max_tokens`, at most what
-/// was reserved), its `anthropic-version` (else the deployment's) and
-/// `anthropic-beta`. The reply is relayed as sent — no double translation;
-/// a complete one's usage is read here, a stream's by the accounting
-/// observer (`StreamWire::Anthropic`).
-pub async fn anthropic_messages_native(
-    http: &impl HttpClient,
-    clock: &impl Clock,
-    deployment: AnthropicDeployment<'_>,
-    chat: &ChatRequest,
-    native: &NativeRequest,
-    request_id: &str,
-) -> Result<ProviderReply, GatewayError> {
-    let NativeRequest::AnthropicMessages {
-        body,
-        version,
-        beta,
-    } = native;
-    let mut body = body.clone();
-    body.insert("model".into(), json!(deployment.upstream_model));
-    if let Some(max_tokens) = chat.max_tokens {
-        body.insert("max_tokens".into(), json!(max_tokens));
-    }
-    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
-    let request = native_request(
-        &deployment,
-        "/messages",
-        &body,
-        version.as_deref(),
-        beta.as_deref(),
-        request_id,
-    )?;
-    let result = with_timeout(clock, deployment.timeout, http.send(request)).await;
-    let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
-    if !parts.status.is_success() {
-        return handle_native_error(parts.status, &parts.headers, body).await;
-    }
-    if stream {
-        return Ok(ProviderReply::Stream {
-            response: super::sse_response(body),
-        });
-    }
-    let bytes = body
-        .collect(MAX_RESPONSE_BYTES)
-        .await
-        .map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("reading message: {e}"),
-        })?;
-    let message: Value =
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("message is not JSON: {e}"),
-        })?;
-    let usage = message
-        .get("usage")
-        .filter(|u| u.is_object())
-        .map(Usage::from_anthropic);
-    Ok(ProviderReply::Complete {
-        response: super::json_response(StatusCode::OK, bytes),
-        usage,
-    })
-}
-
-/// `POST /v1/messages/count_tokens`, natively: the client's body with the
-/// deployment's model; the answer (or a client error) relayed as sent.
-pub async fn anthropic_count_tokens(
-    http: &impl HttpClient,
-    clock: &impl Clock,
-    deployment: AnthropicDeployment<'_>,
-    native: &NativeRequest,
-    request_id: &str,
-) -> Result<http::Response<Body>, GatewayError> {
-    let NativeRequest::AnthropicMessages {
-        body,
-        version,
-        beta,
-    } = native;
-    let mut body = body.clone();
-    body.insert("model".into(), json!(deployment.upstream_model));
-    let request = native_request(
-        &deployment,
-        "/messages/count_tokens",
-        &body,
-        version.as_deref(),
-        beta.as_deref(),
-        request_id,
-    )?;
-    let result = with_timeout(clock, deployment.timeout, http.send(request)).await;
-    let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
-    if !parts.status.is_success() {
-        return handle_native_error(parts.status, &parts.headers, body)
-            .await?
-            .into_response();
-    }
-    let bytes = body
-        .collect(MAX_ERROR_BYTES)
-        .await
-        .map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("reading count_tokens: {e}"),
-        })?;
-    Ok(super::json_response(StatusCode::OK, bytes))
-}
-
-/// A POST of `body` to `{base}{path}` with the deployment's key and the
-/// client's (else the deployment's) Anthropic headers.
-fn native_request(
-    deployment: &AnthropicDeployment<'_>,
-    path: &str,
-    body: &Map<String, Value>,
-    version: Option<&str>,
-    beta: Option<&str>,
-    request_id: &str,
-) -> Result<Request<Bytes>, GatewayError> {
-    let uri = deployment
-        .base
-        .uri(path, None)
-        .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
-    let bytes = serde_json::to_vec(body)
-        .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
-    let mut request = Request::new(Bytes::from(bytes));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri;
-    let headers = request.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        "x-api-key",
-        HeaderValue::try_from(deployment.api_key.expose())
-            .map_err(|_| GatewayError::internal("anthropic key is not a header value"))?,
-    );
-    let version = version.unwrap_or(deployment.version);
-    headers.insert(
-        "anthropic-version",
-        HeaderValue::try_from(version)
-            .map_err(|_| GatewayError::invalid_request("Invalid `anthropic-version` header.", None))?,
-    );
-    if let Some(beta) = beta {
-        headers.insert(
-            "anthropic-beta",
-            HeaderValue::try_from(beta)
-                .map_err(|_| GatewayError::invalid_request("Invalid `anthropic-beta` header.", None))?,
-        );
-    }
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::http::X_REQUEST_ID, id);
-    }
-    Ok(request)
-}
-
-/// Errors of a native call, relayed in Anthropic's shape: client errors
-/// and 529 (overloaded) as sent, with `Retry-After`; 401 and 403 (about
-/// the gateway's key, whose text may echo it), other 5xx and malformed
-/// errors → 502, the body in the log only.
-async fn handle_native_error(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<ProviderReply, GatewayError> {
-    let bytes = body.collect(MAX_ERROR_BYTES).await.unwrap_or_default();
-    let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let about_our_credentials = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-    let relayed = (status.is_client_error() && !about_our_credentials) || status.as_u16() == 529;
-    if !relayed || parsed["error"]["message"].as_str().is_none() {
-        return Err(GatewayError::UpstreamStatus {
-            status,
-            detail: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
-        });
-    }
-    let mut response = super::json_response(status, bytes);
-    if let Some(retry) = headers.get(header::RETRY_AFTER) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, retry.clone());
-    }
-    Ok(ProviderReply::Complete {
-        response,
-        usage: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ai::sse::SseDecoder;
 
     const RESPONSE_TOOL_USE: &str =
-        include_str!("../../../../tests/fixtures/anthropic/response_tool_use.json");
+        include_str!("../../../../../tests/fixtures/anthropic/response_tool_use.json");
     const STREAM_TOOL_USE: &str =
-        include_str!("../../../../tests/fixtures/anthropic/stream_tool_use.sse");
+        include_str!("../../../../../tests/fixtures/anthropic/stream_tool_use.sse");
 
     fn chat(body: Value) -> ChatRequest {
         ChatRequest::parse(body.to_string().as_bytes()).unwrap()
@@ -870,7 +691,8 @@ mod tests {
     #[test]
     fn errors_map_to_openai_statuses() {
         use futures_executor::block_on;
-        let overloaded = include_str!("../../../../tests/fixtures/anthropic/error_overloaded.json");
+        let overloaded =
+            include_str!("../../../../../tests/fixtures/anthropic/error_overloaded.json");
         let reply = block_on(handle_anthropic_error(
             StatusCode::from_u16(529).unwrap(),
             &HeaderMap::new(),
