@@ -13,6 +13,7 @@
 use http::Method;
 use serde_json::{Map, Value};
 
+use crate::ai::dialects::anthropic as anthropic_dialect;
 use crate::ai::embeddings::EmbeddingsRequest;
 use crate::ai::providers::{anthropic, bedrock, gemini, openai};
 use crate::ai::request::{ChatRequest, Operation};
@@ -328,16 +329,46 @@ pub fn provider(data: &[u8]) {
                     let _ = crate::ai::usage::Usage::from_openai(usage);
                 }
             }
+            // The same bytes as a canonical stream rendered as Anthropic
+            // Messages events: every frame is named and carries an object
+            // whose `type` is its name.
+            let mut t = anthropic_dialect::MessagesStream::new("m", 1);
+            for frame in rewrite::<SseDecoder>(&mut t, input, seed) {
+                let (name, data) = frame
+                    .strip_prefix("event: ")
+                    .and_then(|f| f.split_once("\ndata: "))
+                    .unwrap_or_else(|| panic!("an unnamed frame {frame:?}"));
+                let data: Value = serde_json::from_str(data.trim_end())
+                    .unwrap_or_else(|e| panic!("renderer sent invalid JSON {data:?}: {e}"));
+                assert_eq!(data["type"], name, "{frame}");
+            }
         }
     }
 }
 
-/// The JSON request parsers (chat completions, embeddings) and, for what
+/// The same body as an Anthropic Messages request (a chat corpus entry
+/// often is one), and what its canonical form maps to.
+fn messages_request(body: &[u8], require_max_tokens: bool) {
+    let headers = http::HeaderMap::new();
+    let Ok(chat) = anthropic_dialect::parse_messages(body, &headers, require_max_tokens) else {
+        return;
+    };
+    assert!(chat.native.is_some(), "the native body is kept");
+    let operation = Operation::Chat(&chat);
+    let _ = operation.prompt_estimate();
+    let _ = operation.with_defaults(&Map::new());
+    let _ = gemini::gemini_request(&chat);
+    let _ = bedrock::bedrock_request(&chat);
+}
+
+/// The JSON request parsers (chat completions, Anthropic Messages,
+/// embeddings) and, for what
 /// parses, the estimates and every vendor's request mapping. The first
 /// byte picks the parser.
 pub fn request(data: &[u8]) {
     let (selector, body) = split_seed(data);
     if selector % 2 == 0 {
+        messages_request(body, selector & 0x10 != 0);
         let Ok(chat) = ChatRequest::parse(body) else {
             return;
         };

@@ -2,6 +2,7 @@
 //! local emulator, and the conformance suite run against all of them.
 
 pub mod adversary;
+pub mod agent_mock;
 pub mod bedrock_mock;
 pub mod mocks;
 pub mod runtime;

@@ -469,6 +469,9 @@ async fn anthropic_messages(
         return error(400, "invalid_request_error", "max_tokens: Field required");
     }
     let model = request["model"].as_str().unwrap_or_default().to_owned();
+    if model == "agent-bash" {
+        return crate::agent_mock::anthropic(&request);
+    }
     if model == "anthropic-529" {
         return error(529, "overloaded_error", "Overloaded");
     }
@@ -581,6 +584,9 @@ async fn chat_completions(
     let model = request["model"].as_str().unwrap_or_default().to_owned();
     if model.starts_with("adv-") {
         return crate::adversary::chat(&mock, request_id, &request);
+    }
+    if model == "agent-bash" {
+        return crate::agent_mock::openai(&request);
     }
     if model == "mock-429" {
         let error = json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}});

@@ -197,6 +197,7 @@ pub fn cases() -> Vec<Case> {
         messages_stream_cut_mid_way_ends_with_error_event,
         messages_errors_use_anthropic_shape,
         messages_budget_counts_what_an_overreporting_upstream_bills,
+        claude_code_completes_a_tool_task,
         auth_missing_credentials_is_401,
         admin_api_requires_the_admin_key,
         admin_api_matches_its_openapi_description,
@@ -2792,7 +2793,8 @@ async fn unavailable_deployment_falls_back(ctx: &Ctx) -> CaseResult {
 // After the macros above, which it uses.
 mod messages;
 use self::messages::{
-    anthropic_python_sdk, messages_budget_counts_what_an_overreporting_upstream_bills,
+    anthropic_python_sdk, claude_code_completes_a_tool_task,
+    messages_budget_counts_what_an_overreporting_upstream_bills,
     messages_errors_use_anthropic_shape, messages_pass_through_natively,
     messages_stream_cut_mid_way_ends_with_error_event,
     messages_translated_stream_has_anthropic_events,

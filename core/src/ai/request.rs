@@ -304,9 +304,14 @@ impl Operation<'_> {
         }
     }
 
+    /// The operation's name in usage events: the client's API (a chat
+    /// asked through Anthropic's Messages API is `messages`).
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Chat(_) => "chat.completions",
+            Self::Chat(chat) => match chat.native.as_deref() {
+                Some(NativeRequest::AnthropicMessages { .. }) => "messages",
+                None => "chat.completions",
+            },
             Self::Embeddings(_) => "embeddings",
         }
     }

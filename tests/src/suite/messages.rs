@@ -256,3 +256,80 @@ pub(super) async fn messages_budget_counts_what_an_overreporting_upstream_bills(
     check_eq!(used_by(ctx, &id).await?, billed);
     Ok(())
 }
+
+/// Claude Code (`@anthropic-ai/claude-code`, pinned in
+/// `tests/agents/package-lock.json`, installed by `scripts/bootstrap` under
+/// `$GATEWAY_CACHE/agents`), in print mode with a temporary HOME and its
+/// telemetry, error reporting and updater off, completes a task that
+/// needs a tool call through the gateway — on a model served natively
+/// (the Anthropic mock) and on one translated (the OpenAI mock). The
+/// scripted model asks for a Bash command whose output only a shell that
+/// ran it can produce, then repeats what the tool said.
+pub(super) async fn claude_code_completes_a_tool_task(ctx: &Ctx) -> CaseResult {
+    let cache = std::env::var_os("GATEWAY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ai-gateway")))
+        .ok_or("neither GATEWAY_CACHE nor HOME is set")?;
+    let claude = cache.join("agents/node_modules/.bin/claude");
+    check!(
+        claude.exists(),
+        "{} is missing: install the test agents with scripts/bootstrap \
+         (npm ci of tests/agents/package-lock.json into $GATEWAY_CACHE/agents)",
+        claude.display()
+    );
+    let (_, key, _) = consumer_with_key(ctx, "claude-code", json!({})).await?;
+    for model in ["agent-native", "agent-translated"] {
+        let home = std::env::temp_dir().join(unique_id("claude-home"));
+        std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+        let run = tokio::process::Command::new(&claude)
+            .args([
+                "-p",
+                "Run the shell command that prints the marker, then tell me what it printed.",
+            ])
+            .args([
+                "--output-format",
+                "json",
+                "--model",
+                model,
+                "--dangerously-skip-permissions",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("ANTHROPIC_BASE_URL", ctx.url("/keyed"))
+            .env("ANTHROPIC_API_KEY", &key)
+            .env("ANTHROPIC_SMALL_FAST_MODEL", model)
+            .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", model)
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            // Root may skip permissions only in a sandbox (a temp HOME here).
+            .env("IS_SANDBOX", "1")
+            .current_dir(&home)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .map_err(|_| format!("{model}: Claude Code did not finish in 120 s"))?
+            .map_err(|e| format!("cannot run {}: {e}", claude.display()))?;
+        let _ = std::fs::remove_dir_all(&home);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let result: Value = serde_json::from_str(stdout.trim()).map_err(|e| {
+            format!(
+                "{model}: not a JSON result ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        check!(result["is_error"] == json!(false), "{model}: {result}");
+        let text = result["result"].as_str().unwrap_or_default();
+        check!(
+            text.contains(crate::agent_mock::AGENT_MARKER),
+            "{model}: the tool's output did not come back: {result}"
+        );
+        check!(result["num_turns"].as_u64() >= Some(2), "{model}: {result}");
+    }
+    Ok(())
+}
