@@ -194,8 +194,11 @@ fn an_anthropic_deployment_gets_the_request_natively() {
     let body = ask("claude-opus-4-8", false);
     let (parts, text) = send(&gw, messages(&key, "/v1/messages?beta=true", &body));
     assert_eq!(parts.status, StatusCode::OK, "{text}");
-    // Relayed as the provider sent it: no double translation.
-    assert_eq!(text, RESPONSE_TOOL_USE);
+    // Relayed as the provider sent it (no double translation), but for the
+    // model it names: the one the client asked for.
+    let mut expected: Value = serde_json::from_str(RESPONSE_TOOL_USE).unwrap();
+    expected["model"] = json!("claude-opus-4-8");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
     let sent = gw.platform().http.requests();
     let upstream = sent.last().unwrap();
     assert_eq!(upstream.uri().path(), "/v1/messages");
@@ -226,7 +229,19 @@ fn a_native_stream_is_relayed_and_settled_from_its_usage_events() {
     );
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(parts.headers["content-type"], "text/event-stream");
-    assert_eq!(text, STREAM_TOOL_USE);
+    // The provider's events byte for byte, but for the model that
+    // message_start names: the one the client asked for.
+    let frames: Vec<&str> = text.split_inclusive("\n\n").collect();
+    let sent: Vec<&str> = STREAM_TOOL_USE.split_inclusive("\n\n").collect();
+    assert_eq!(frames.len(), sent.len());
+    assert_eq!(frames[1..], sent[1..]);
+    let start = |frame: &str| -> Value {
+        serde_json::from_str(frame.split_once("data: ").unwrap().1.trim()).unwrap()
+    };
+    let mut expected = start(sent[0]);
+    expected["message"]["model"] = json!("claude-opus-4-8");
+    assert!(frames[0].starts_with("event: message_start\n"));
+    assert_eq!(start(frames[0]), expected);
     // message_start: 472 in + 64 cache reads; message_delta: 89 out.
     assert_eq!(used_tokens(&gw, "native-stream"), 472 + 64 + 89);
 }

@@ -92,6 +92,7 @@ pub(super) async fn messages_pass_through_natively(ctx: &Ctx) -> CaseResult {
     check_eq!(response.status(), StatusCode::OK);
     let reply = json_body(response).await?;
     check_eq!(reply["id"], json!("msg_mock01"));
+    check_eq!(reply["model"], json!("claude-opus-4-8"));
     check_eq!(reply["usage"]["cache_read_input_tokens"], json!(5));
     let seen = ctx
         .openai

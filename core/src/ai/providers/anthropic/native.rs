@@ -10,6 +10,7 @@ use crate::ai::providers::{
     json_response, sse_response, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
 use crate::ai::request::NativeRequest;
+use crate::ai::sse::{EventRewriter, SseRewrite};
 use crate::ai::usage::Usage;
 use crate::ai::ChatRequest;
 use crate::body::Body;
@@ -57,8 +58,11 @@ pub async fn anthropic_messages_native(
         return handle_native_error(parts.status, &parts.headers, body).await;
     }
     if stream {
+        let events = PublicModel {
+            model: chat.model.clone(),
+        };
         return Ok(ProviderReply::Stream {
-            response: sse_response(body),
+            response: sse_response(Body::from_stream(SseRewrite::new(body, events))),
         });
     }
     let bytes =
@@ -67,7 +71,7 @@ pub async fn anthropic_messages_native(
             .map_err(|e| GatewayError::UpstreamInvalid {
                 detail: format!("reading message: {e}"),
             })?;
-    let message: Value =
+    let mut message: Value =
         serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
             detail: format!("message is not JSON: {e}"),
         })?;
@@ -75,10 +79,57 @@ pub async fn anthropic_messages_native(
         .get("usage")
         .filter(|u| u.is_object())
         .map(Usage::from_anthropic);
+    // The reply names the model the client asked for, as on every provider.
+    let bytes = match message.get_mut("model") {
+        Some(model) if model.as_str() != Some(chat.model.as_str()) => {
+            *model = json!(chat.model);
+            Bytes::from(message.to_string())
+        }
+        _ => bytes,
+    };
     Ok(ProviderReply::Complete {
         response: json_response(StatusCode::OK, bytes),
         usage,
     })
+}
+
+/// A native stream relayed event by event, as sent, but for the model
+/// `message_start` names: the public name the client asked for (as on
+/// every provider). Every Anthropic event's name is its data's `type`, so
+/// frames are rewritten as `event: <type>` + the data unchanged.
+struct PublicModel {
+    model: String,
+}
+
+impl EventRewriter for PublicModel {
+    fn framed(&self) -> bool {
+        true
+    }
+
+    fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
+        #[derive(serde::Deserialize)]
+        struct Typed<'a> {
+            #[serde(borrow, rename = "type")]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        let kind = serde_json::from_str::<Typed<'_>>(data)
+            .ok()
+            .and_then(|t| t.kind);
+        let Some(kind) = kind else {
+            out.push(format!("data: {data}\n\n"));
+            return;
+        };
+        if kind == "message_start" {
+            if let Ok(mut event) = serde_json::from_str::<Value>(data) {
+                if event["message"]["model"].as_str() != Some(self.model.as_str()) {
+                    event["message"]["model"] = json!(self.model);
+                    out.push(format!("event: {kind}\ndata: {event}\n\n"));
+                    return;
+                }
+            }
+        }
+        out.push(format!("event: {kind}\ndata: {data}\n\n"));
+    }
 }
 
 /// `POST /v1/messages/count_tokens`, natively: the client's body with the
