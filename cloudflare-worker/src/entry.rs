@@ -153,25 +153,45 @@ async fn drain(body: &RefCell<worker::Body>) {
 }
 
 #[event(fetch)]
-async fn fetch(
-    request: HttpRequest,
-    env: Env,
-    ctx: Context,
-) -> worker::Result<http::Response<Body>> {
+async fn fetch(request: HttpRequest, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     let gateway = match gateway(&env).await {
         Ok(gateway) => gateway,
-        Err(message) => return Ok(startup_failure(&message)),
+        Err(message) => return into_worker_response(startup_failure(&message)),
     };
     #[cfg(feature = "test-hooks")]
     if request.uri().path().starts_with(crate::test_hooks::PREFIX) {
-        return crate::test_hooks::handle(request, gateway.platform()).await;
+        return into_worker_response(
+            crate::test_hooks::handle(request, gateway.platform()).await?,
+        );
     }
     let (parts, body) = request.into_parts();
     let body = Rc::new(RefCell::new(body));
     let request = http::Request::from_parts(parts, SharedBody(Rc::clone(&body)));
     let response = gateway.handle_body(with_client_info(request)).await;
     drain(&body).await;
-    Ok(hold_background_work(&ctx, response))
+    into_worker_response(hold_background_work(&ctx, response))
+}
+
+/// Hands the response to workerd. A complete body goes over as one byte
+/// array (one copy out of wasm memory; workerd sends it with a
+/// `Content-Length`). Only a stream becomes a `ReadableStream` that
+/// workerd pulls chunk by chunk through wasm-bindgen: `worker`'s generic
+/// `http::Response` conversion would make every body such a stream, and
+/// each pull is a promise round trip between JS and wasm (measured with
+/// `scripts/bench --emulators`; see docs/benchmarks.md).
+fn into_worker_response(response: http::Response<Body>) -> worker::Result<worker::Response> {
+    let Some(bytes) = response.body().as_full() else {
+        return worker::Response::try_from(response);
+    };
+    let body = if bytes.is_empty() {
+        worker::ResponseBody::Empty
+    } else {
+        worker::ResponseBody::Body(bytes.to_vec())
+    };
+    Ok(worker::ResponseBuilder::new()
+        .with_status(response.status().as_u16())
+        .with_headers(worker::Headers::from(response.headers()))
+        .body(body))
 }
 
 /// Keeps the request alive (`waitUntil`) until the settlement its response
