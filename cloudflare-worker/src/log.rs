@@ -26,7 +26,9 @@ impl Drop for ConsoleLine {
         let line = String::from_utf8_lossy(&self.0);
         let line = line.trim_end();
         if !line.is_empty() {
-            worker::console_log!("{line}");
+            // Straight to `console.log`: `worker::console_log!` would
+            // format the line into a second String first.
+            web_sys::console::log_1(&wasm_bindgen::JsValue::from_str(line));
         }
     }
 }
