@@ -432,14 +432,22 @@ def main():
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--lat-duration", type=float, default=2.0)
     ap.add_argument("--peers", action="store_true")
-    ap.add_argument("--lambda-watch", action="store_true")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--coldstart", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated target names to measure (others still start)")
     ap.add_argument("--out", default="")
     ap.add_argument("--json-out", default="")
+    ap.add_argument("--render", default="", help="only rewrite --out from a --json-out file of an earlier run")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            results = json.load(f)
+        report(args, results)
+        return
 
+    # On SIGTERM (scripts/bench's timeout, Ctrl-C's cousin) still stop
+    # every process started: SystemExit runs the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     workdir = tempfile.mkdtemp(prefix="gateway-bench-")
     procs = Procs(workdir)
@@ -532,8 +540,6 @@ def run(args, workdir, procs, bin_dir, results):
 
     if args.peers:
         start_peers(procs, workdir, mock, mock_stream, targets, streams)
-    if args.lambda_watch:
-        start_lambda_watch(procs, workdir, gw_env, targets)
     if args.worker:
         start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results)
 
@@ -645,22 +651,6 @@ def start_peers(procs, workdir, mock, mock_stream, targets, streams):
                           chat_body("bench-claude"), group="b", root=pb))
     streams.append(("litellm", "LiteLLM", f"http://127.0.0.1:{porta}/v1/chat/completions",
                     chat_body("bench-gpt-stream", True), []))
-
-
-def start_lambda_watch(procs, workdir, gw_env, targets):
-    for name, package, binary, label in (
-        ("lambda-trivial", "gateway-bench", "bench-trivial-lambda", "trivial lambda_http function under cargo lambda watch (runtime floor)"),
-        ("lambda-gateway", "gateway-aws-lambda", "gateway", "the gateway's Lambda adapter under cargo lambda watch"),
-    ):
-        port = free_port()
-        env = {k: v for k, v in gw_env.items() if k != "GATEWAY_LISTEN"}
-        p = procs.start(name, [ENV["BENCH_CARGO_LAMBDA"], "lambda", "watch", "--invoke-address", "127.0.0.1",
-                               "--invoke-port", str(port), "--ignore-changes", "--release",
-                               "--package", package, "--bin", binary], env, cwd=ENV["BENCH_ROOT"])
-        url = f"http://127.0.0.1:{port}/lambda-url/{binary}/v1/chat/completions"
-        wait_http(url, p, 600, method="POST", headers={"content-type": "application/json"}, body=chat_body("bench-gpt"))
-        check_loopback(name, p)
-        targets.append(Target(name, label, url, body=chat_body("bench-gpt"), group="runtime", root=p))
 
 
 def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results):
@@ -792,15 +782,17 @@ def render(args, results):
     w("Written by `scripts/bench`" + (" --smoke" if args.smoke else "") +
       f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores, "
       f"shared; loopback only). Regenerate with `scripts/bench` (options: `--smoke`, `--emulators`).\n")
-    w(f"Run time: {results['elapsed_s']:.0f} s for the measurements (installs and builds not included; "
-      "see the note below the tables). Every figure is the median of "
+    w(f"Run time: {results['elapsed_s']:.0f} s for the measurements (installs and builds not included). "
+      "Every figure is the median of "
       f"{args.rounds} alternating rounds; each round runs every target in turn: "
       f"oha for {args.duration:g} s at 32 connections (16 under wrangler), then {args.lat_duration:g} s at 1 connection. "
       "CPU per request is the CPU time (user + system) of the target's process tree during the 32-connection run "
       "divided by the responses it served; peak RSS is VmHWM summed over that tree.\n")
     w("The upstream is `bench-mock` (bench/src/bin/mock.rs), a hyper server answering OpenAI chat completions and "
       "Anthropic messages with their real wire shapes; every request carries the same chat body "
-      "(system + user message, `max_tokens: 64`).\n")
+      "(system + user message, `max_tokens: 64`). Every target runs with its default logging: the gateway writes its "
+      "JSON access and usage lines (`RUST_LOG` unset: `info`) to a file, nginx its access log. oha, the mock and "
+      "the targets share the same 2 cores, so absolute figures are lower than on a dedicated machine; compare rows.\n")
 
     def table(group, title, intro):
         rows = [t for t in results["targets"] if t["group"] == group or (group == "a" and t["name"] == "direct")]
@@ -831,9 +823,9 @@ def render(args, results):
           "translation both ways. The peers do what they can of it: LiteLLM's master key and per-model rpm (its "
           "budgets need a Postgres database), Portkey only the translation (its open-source gateway has no keys, "
           "limits or budgets). × nginx compares with nginx's plain pass-through in (a).")
-    table("runtime", "Serverless runtimes locally: emulators and their floor",
-          "The same binary under `cargo lambda watch` and the Worker under `wrangler dev` (workerd), each beside a "
-          "trivial function under the same runtime, so the runtime's own cost is visible. For wrangler targets CPU "
+    table("runtime", "The Worker under wrangler dev, and the runtime's floor",
+          "The gateway's Worker under `wrangler dev` (workerd), beside a trivial JS Worker under the same wrangler, so "
+          "the runtime's own cost is visible. CPU "
           "per request is that of the workerd process running the Worker (the issue's measure, at 16 connections); "
           "wrangler's Node process (proxy, log printing) is not included.")
 
@@ -846,11 +838,18 @@ def render(args, results):
         w("| target | first byte (ms) | added to first byte (ms) | last byte (ms) | added to last byte (ms) | frames (median) |")
         w("|---|---|---|---|---|---|")
         for s in results["streams"]:
+            if s["non_200"] == s["n"]:
+                w(f"| {s['label']} | failed: every response non-200 (see the note below) | | | | |")
+                continue
             flag = f" ⚠ {s['non_200']} non-200" if s["non_200"] else ""
             add_first = s["first_byte_ms"] - d["first_byte_ms"] if d and s["name"] != "direct" and s["first_byte_ms"] is not None else None
             add_last = s["last_byte_ms"] - d["last_byte_ms"] if d and s["name"] != "direct" and s["last_byte_ms"] is not None else None
             w(f"| {s['label']}{flag} | {fmt(s['first_byte_ms'], 3)} | {fmt(add_first, 3)} | {fmt(s['last_byte_ms'], 2)} | "
               f"{fmt(add_last, 2)} | {fmt(s['frames'])} |")
+        if any(s["non_200"] == s["n"] for s in results["streams"]):
+            w("\nA failed row: the peer answered every streamed request with an error. Portkey 1.15.2 under Node 20 "
+              "fails streamed OpenAI responses with `TypeError: immutable` (it modifies the headers of a fetch "
+              "response, which Node's fetch forbids) and answers 500.")
         w("")
 
     if results["coldstart"]:

@@ -160,9 +160,7 @@ async fn fetch(request: HttpRequest, env: Env, ctx: Context) -> worker::Result<w
     };
     #[cfg(feature = "test-hooks")]
     if request.uri().path().starts_with(crate::test_hooks::PREFIX) {
-        return into_worker_response(
-            crate::test_hooks::handle(request, gateway.platform()).await?,
-        );
+        return into_worker_response(crate::test_hooks::handle(request, gateway.platform()).await?);
     }
     let (parts, body) = request.into_parts();
     let body = Rc::new(RefCell::new(body));

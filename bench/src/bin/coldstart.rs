@@ -108,7 +108,11 @@ fn streamed_status(body: &[u8]) -> u16 {
     };
     serde_json::from_slice::<serde_json::Value>(&body[..end])
         .ok()
-        .and_then(|prelude| prelude.get("statusCode").and_then(serde_json::Value::as_u64))
+        .and_then(|prelude| {
+            prelude
+                .get("statusCode")
+                .and_then(serde_json::Value::as_u64)
+        })
         .and_then(|s| u16::try_from(s).ok())
         .unwrap_or(0)
 }
@@ -205,7 +209,9 @@ async fn one_run(
             let builder = builder.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |r| runtime_api(Arc::clone(&harness), r));
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -264,8 +270,12 @@ async fn one_run(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let bin = args_named(&args, "--bin").pop().ok_or("--bin is required")?;
-    let runs: usize = args_named(&args, "--runs").pop().map_or(Ok(10), |v| v.parse())?;
+    let bin = args_named(&args, "--bin")
+        .pop()
+        .ok_or("--bin is required")?;
+    let runs: usize = args_named(&args, "--runs")
+        .pop()
+        .map_or(Ok(10), |v| v.parse())?;
     let path = args_named(&args, "--path")
         .pop()
         .unwrap_or_else(|| "/v1/chat/completions".to_owned());

@@ -55,7 +55,9 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|item| item.map(|b| Ok(Frame::data(b))))
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|b| Ok(Frame::data(b))))
     }
 }
 
@@ -216,10 +218,7 @@ fn anthropic_stream(chunks: usize) -> (Bytes, Vec<Bytes>, Vec<Bytes>) {
             "message_delta",
             &serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": chunks}}),
         ),
-        sse(
-            "message_stop",
-            &serde_json::json!({"type": "message_stop"}),
-        ),
+        sse("message_stop", &serde_json::json!({"type": "message_stop"})),
     ];
     (Bytes::from(first), deltas, closing)
 }
@@ -234,7 +233,10 @@ fn json_response(status: u16, body: String) -> http::Response<Reply> {
     response
 }
 
-fn stream_response(settings: Settings, parts: (Bytes, Vec<Bytes>, Vec<Bytes>)) -> http::Response<Reply> {
+fn stream_response(
+    settings: Settings,
+    parts: (Bytes, Vec<Bytes>, Vec<Bytes>),
+) -> http::Response<Reply> {
     let (first, deltas, closing) = parts;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
@@ -361,7 +363,10 @@ mod tests {
             let text = std::str::from_utf8(event).unwrap_or_default();
             let data = text.trim().trim_start_matches("data: ");
             if data != "[DONE]" {
-                assert!(serde_json::from_str::<serde_json::Value>(data).is_ok(), "{text}");
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(data).is_ok(),
+                    "{text}"
+                );
             }
         }
     }

@@ -35,7 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("--url is required")?
         .parse()?;
     let body = Bytes::from(args_named(&args, "--body").pop().unwrap_or_default());
-    let n: usize = args_named(&args, "--n").pop().map_or(Ok(30), |v| v.parse())?;
+    let n: usize = args_named(&args, "--n")
+        .pop()
+        .map_or(Ok(30), |v| v.parse())?;
     let headers = args_named(&args, "--header");
     let authority = url.authority().ok_or("the URL has no host")?.clone();
     if url.host() != Some("127.0.0.1") && url.host() != Some("localhost") {
@@ -48,7 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if connection.is_none() {
             let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
             stream.set_nodelay(true)?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             connection = Some(sender);
         }
@@ -56,7 +59,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         };
         sender.ready().await?;
-        let mut request = http::Request::post(url.clone())
+        // Origin form (`/path?query`) on the request line, as clients send
+        // it to a server; some servers refuse the absolute form.
+        let target = url.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = http::Request::post(target)
             .header(http::header::HOST, authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/json");
         for header in &headers {
@@ -89,14 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 bytes += data.len() as f64;
             }
         }
-        for (list, value) in out.iter_mut().zip([
-            f64::from(status),
-            headers_ms,
-            first,
-            last,
-            frames,
-            bytes,
-        ]) {
+        for (list, value) in
+            out.iter_mut()
+                .zip([f64::from(status), headers_ms, first, last, frames, bytes])
+        {
             list.push(value);
         }
         if !keep_alive {
