@@ -688,6 +688,30 @@ def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results
                           f"{base}/b/v1/chat/completions", [f"authorization: Bearer {key}"], chat_body("bench-claude"),
                           group="runtime", conns=16, cpu_filter="workerd", root=p,
                           note="CPU of its workerd process only"))
+    # The same bundles in workerd through Miniflare's API, without the
+    # inspector wrangler dev attaches.
+    runner = os.path.join(ENV["BENCH_PEERS_DIR"], "miniflare.mjs")
+    mf_env = {"BENCH_WRANGLER_DIR": os.path.dirname(os.path.dirname(os.path.realpath(wrangler)))}
+    port = free_port()
+    p = procs.start("miniflare-trivial", ["node", runner, str(port), os.path.join(ENV["BENCH_PEERS_DIR"], "trivial-worker"),
+                                          "index.js"], mf_env)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_http(url, p, 60, method="POST", body=chat_body("x"))
+    targets.append(Target("miniflare-trivial", "trivial JS Worker in workerd via Miniflare, no inspector (floor)", url,
+                          body=chat_body("x"), group="runtime", conns=16, cpu_filter="workerd", root=p,
+                          note="CPU of its workerd process only"))
+    port = free_port()
+    bindings = {"GATEWAY_CONFIG": cfg, "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
+                "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest()}
+    if ENV.get("BENCH_WORKER_RUST_LOG"):
+        bindings["RUST_LOG"] = ENV["BENCH_WORKER_RUST_LOG"]
+    p = procs.start("miniflare-gateway", ["node", runner, str(port), os.path.join(ENV["BENCH_WORKER_DIR"], "build"),
+                                          "index.js", "index_bg.wasm"], {**mf_env, "BENCH_MINIFLARE_BINDINGS": json.dumps(bindings)})
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_http(url, p, 60, method="POST", body=chat_body("bench-gpt"))
+    targets.append(Target("miniflare-gateway", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (a)", url,
+                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
+                          note="CPU of its workerd process only"))
     wasm = os.path.join(ENV["BENCH_WORKER_DIR"], "build/index_bg.wasm")
     if os.path.exists(wasm):
         raw = open(wasm, "rb").read()
@@ -825,7 +849,8 @@ def render(args, results):
           "limits or budgets). × nginx compares with nginx's plain pass-through in (a).")
     table("runtime", "The Worker under wrangler dev, and the runtime's floor",
           "The gateway's Worker under `wrangler dev` (workerd), beside a trivial JS Worker under the same wrangler, so "
-          "the runtime's own cost is visible. CPU "
+          "the runtime's own cost is visible; then the same two bundles in workerd through Miniflare's Node API, "
+          "without the inspector that wrangler dev always attaches (wrangler collects console output through it). CPU "
           "per request is that of the workerd process running the Worker (the issue's measure, at 16 connections); "
           "wrangler's Node process (proxy, log printing) is not included.")
 
