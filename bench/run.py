@@ -809,7 +809,7 @@ def render(args, results):
     w(f"Run time: {results['elapsed_s']:.0f} s for the measurements (installs and builds not included). "
       "Every figure is the median of "
       f"{args.rounds} alternating rounds; each round runs every target in turn: "
-      f"oha for {args.duration:g} s at 32 connections (16 under wrangler), then {args.lat_duration:g} s at 1 connection. "
+      f"oha for {args.duration:g} s at 32 connections (16 for the Worker targets), then {args.lat_duration:g} s at 1 connection. "
       "CPU per request is the CPU time (user + system) of the target's process tree during the 32-connection run "
       "divided by the responses it served; peak RSS is VmHWM summed over that tree.\n")
     w("The upstream is `bench-mock` (bench/src/bin/mock.rs), a hyper server answering OpenAI chat completions and "
