@@ -950,15 +950,34 @@ async fn unknown_model_is_404_openai_shape(ctx: &Ctx) -> CaseResult {
 /// The official `openai` Python SDK, pointed at the gateway, streams and
 /// not, against the built-in mock and the upstream mock.
 async fn openai_python_sdk(ctx: &Ctx) -> CaseResult {
-    let python = ctx.python.clone().ok_or(
-        "GATEWAY_TEST_PYTHON is not set: it must name a Python with the `openai` package \
-         (scripts/bootstrap creates one; `pip install -r tests/python/requirements.txt`)",
-    )?;
-    let script = workspace_root().join("tests/python/openai_sdk_check.py");
+    run_python_check(
+        ctx,
+        "openai_sdk_check.py",
+        "openai",
+        &[
+            ("OPENAI_BASE_URL", ctx.url("/v1")),
+            ("OPENAI_API_KEY", "unused-by-the-local-gateway".into()),
+        ],
+    )
+    .await
+}
+
+/// Runs `tests/python/<script>` with the test Python (which must have
+/// `package`) and `env`; the case fails with its output unless it exits 0.
+pub(crate) async fn run_python_check(
+    ctx: &Ctx,
+    script: &str,
+    package: &str,
+    env: &[(&str, String)],
+) -> CaseResult {
+    let python = ctx.python.clone().ok_or(format!(
+        "GATEWAY_TEST_PYTHON is not set: it must name a Python with the `{package}` package \
+         (scripts/bootstrap creates one; `pip install -r tests/python/requirements.txt`)"
+    ))?;
+    let script = workspace_root().join("tests/python").join(script);
     let output = tokio::process::Command::new(&python)
         .arg(&script)
-        .env("OPENAI_BASE_URL", ctx.url("/v1"))
-        .env("OPENAI_API_KEY", "unused-by-the-local-gateway")
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .output()
         .await
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;

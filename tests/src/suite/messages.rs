@@ -44,27 +44,17 @@ fn messages_request(ctx: &Ctx, key: &str, body: &Value) -> reqwest::RequestBuild
 /// `tests/python/anthropic_sdk_check.py`): stream and not, tool-use round
 /// trips, count_tokens and error types, natively and translated.
 pub(super) async fn anthropic_python_sdk(ctx: &Ctx) -> CaseResult {
-    let python = ctx.python.clone().ok_or(
-        "GATEWAY_TEST_PYTHON is not set: it must name a Python with the `anthropic` package \
-         (scripts/bootstrap creates one; `pip install -r tests/python/requirements.txt`)",
-    )?;
     let (_, key, _) = consumer_with_key(ctx, "anthropic-sdk", json!({})).await?;
-    let script = workspace_root().join("tests/python/anthropic_sdk_check.py");
-    let output = tokio::process::Command::new(&python)
-        .arg(&script)
-        .env("ANTHROPIC_BASE_URL", ctx.url("/keyed"))
-        .env("ANTHROPIC_API_KEY", &key)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    check!(
-        output.status.success(),
-        "{} failed:\n{}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+    run_python_check(
+        ctx,
+        "anthropic_sdk_check.py",
+        "anthropic",
+        &[
+            ("ANTHROPIC_BASE_URL", ctx.url("/keyed")),
+            ("ANTHROPIC_API_KEY", key),
+        ],
+    )
+    .await
 }
 
 /// An Anthropic deployment gets the client's body and Anthropic headers
