@@ -419,19 +419,24 @@ async fn handle_anthropic_error(
     Ok(error_reply(status, &message, openai_type, &code, headers))
 }
 
-pub async fn anthropic_chat(
-    http: &impl HttpClient,
-    clock: &impl Clock,
-    deployment: AnthropicDeployment<'_>,
-    chat: &ChatRequest,
+/// A POST of `body` to `{base}{path}` with the deployment's key and
+/// Anthropic headers: the client's `anthropic-version` (else the
+/// deployment's) and `anthropic-beta` on native calls. A client header that
+/// is not a valid header value is the client's 400; a bad configured
+/// version is ours.
+fn messages_request(
+    deployment: &AnthropicDeployment<'_>,
+    path: &str,
+    body: Bytes,
+    version: Option<&str>,
+    beta: Option<&str>,
     request_id: &str,
-) -> Result<ProviderReply, GatewayError> {
-    let body = anthropic_request(chat, deployment.upstream_model)?;
+) -> Result<Request<Bytes>, GatewayError> {
     let uri = deployment
         .base
-        .uri("/messages", None)
+        .uri(path, None)
         .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
-    let mut request = Request::new(Bytes::from(body.to_string()));
+    let mut request = Request::new(body);
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
@@ -444,15 +449,44 @@ pub async fn anthropic_chat(
         HeaderValue::try_from(deployment.api_key.expose())
             .map_err(|_| GatewayError::internal("anthropic key is not a header value"))?,
     );
-    headers.insert(
-        "anthropic-version",
-        HeaderValue::try_from(deployment.version)
+    let version = match version {
+        Some(version) => HeaderValue::try_from(version).map_err(|_| {
+            GatewayError::invalid_request("Invalid `anthropic-version` header.", None)
+        })?,
+        None => HeaderValue::try_from(deployment.version)
             .map_err(|_| GatewayError::internal("bad anthropic version"))?,
-    );
+    };
+    headers.insert("anthropic-version", version);
+    if let Some(beta) = beta {
+        headers.insert(
+            "anthropic-beta",
+            HeaderValue::try_from(beta).map_err(|_| {
+                GatewayError::invalid_request("Invalid `anthropic-beta` header.", None)
+            })?,
+        );
+    }
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(crate::http::X_REQUEST_ID, id);
     }
+    Ok(request)
+}
 
+pub async fn anthropic_chat(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    deployment: AnthropicDeployment<'_>,
+    chat: &ChatRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let body = anthropic_request(chat, deployment.upstream_model)?;
+    let request = messages_request(
+        &deployment,
+        "/messages",
+        Bytes::from(body.to_string()),
+        None,
+        None,
+        request_id,
+    )?;
     let result = with_timeout(clock, deployment.timeout, http.send(request)).await;
     let (parts, body) = upstream_error(result, deployment.timeout)?.into_parts();
     if !parts.status.is_success() {

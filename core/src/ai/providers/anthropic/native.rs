@@ -2,10 +2,10 @@
 //! translation; same auth, limits and accounting as every other call.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderMap, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::AnthropicDeployment;
+use super::{messages_request, AnthropicDeployment};
 use crate::ai::providers::{
     json_response, sse_response, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
@@ -182,44 +182,16 @@ fn native_request(
     beta: Option<&str>,
     request_id: &str,
 ) -> Result<Request<Bytes>, GatewayError> {
-    let uri = deployment
-        .base
-        .uri(path, None)
-        .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
     let bytes = serde_json::to_vec(body)
         .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
-    let mut request = Request::new(Bytes::from(bytes));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri;
-    let headers = request.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        "x-api-key",
-        HeaderValue::try_from(deployment.api_key.expose())
-            .map_err(|_| GatewayError::internal("anthropic key is not a header value"))?,
-    );
-    let version = version.unwrap_or(deployment.version);
-    headers.insert(
-        "anthropic-version",
-        HeaderValue::try_from(version).map_err(|_| {
-            GatewayError::invalid_request("Invalid `anthropic-version` header.", None)
-        })?,
-    );
-    if let Some(beta) = beta {
-        headers.insert(
-            "anthropic-beta",
-            HeaderValue::try_from(beta).map_err(|_| {
-                GatewayError::invalid_request("Invalid `anthropic-beta` header.", None)
-            })?,
-        );
-    }
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::http::X_REQUEST_ID, id);
-    }
-    Ok(request)
+    messages_request(
+        deployment,
+        path,
+        Bytes::from(bytes),
+        version,
+        beta,
+        request_id,
+    )
 }
 
 /// Errors of a native call, relayed in Anthropic's shape: client errors
