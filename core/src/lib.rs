@@ -36,6 +36,8 @@ pub mod quota;
 mod quota_tests;
 #[cfg(test)]
 mod reservation_tests;
+#[cfg(test)]
+mod responses_tests;
 pub mod schema;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -25,6 +25,9 @@ pub struct AiRoute {
     /// Relay the provider's `x-ratelimit-*` headers (off: they describe the
     /// gateway's provider account, not the client's limits).
     pub forward_provider_rate_limits: bool,
+    /// How long Responses are kept for `previous_response_id` and `GET`
+    /// (zero: not kept).
+    pub response_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +168,12 @@ pub struct Deployment {
 /// asked, not how.
 const FIXED_REQUEST_FIELDS: [&str; 4] = ["model", "messages", "input", "stream"];
 
+/// How long Responses are kept by default: OpenAI's own retention.
+const DEFAULT_RESPONSE_RETENTION_S: u64 = 30 * 24 * 3600;
+/// At most a year (the stores' TTLs take far longer, but a conversation
+/// kept longer is almost certainly a mistake in the config).
+const MAX_RESPONSE_RETENTION_S: u64 = 365 * 24 * 3600;
+
 impl Validator<'_> {
     /// An `ai` action.
     pub(crate) fn ai_route(&mut self, path: &str, ai: RawAi) -> AiRoute {
@@ -182,6 +191,11 @@ impl Validator<'_> {
             timeout,
             stream_idle_timeout,
             forward_provider_rate_limits: ai.forward_provider_rate_limits,
+            response_retention: Duration::from_secs(
+                ai.response_retention_s
+                    .unwrap_or(DEFAULT_RESPONSE_RETENTION_S)
+                    .min(MAX_RESPONSE_RETENTION_S),
+            ),
         }
     }
 

@@ -5,7 +5,10 @@
 //! - `POST {prefix}/embeddings` — served the same way (see [`embeddings`]);
 //! - `GET {prefix}/models` — the configured public model names;
 //! - `POST {prefix}/messages` and `POST {prefix}/messages/count_tokens` —
-//!   Anthropic's Messages API (see [`dialects`]), served by any provider.
+//!   Anthropic's Messages API (see [`dialects`]), served by any provider;
+//! - `POST {prefix}/responses`, `GET` / `DELETE {prefix}/responses/{id}` —
+//!   OpenAI's Responses API with conversation state kept by the gateway
+//!   (see [`dialects::responses`]), served by any provider.
 //!
 //! The pipeline drives it: [`request`] parses and checks what is asked,
 //! [`accounting`] prices the reservation, [`router`] calls the deployments
@@ -67,11 +70,38 @@ pub fn parse_request(
         "/messages/count_tokens" if post => Ok(AiRequest::CountTokens(
             dialects::anthropic::parse_messages(body, headers, false)?,
         )),
-        "/chat/completions" | "/embeddings" | "/messages" | "/messages/count_tokens" => {
-            Err(allow(Method::POST))
-        }
+        "/responses" if post => Ok(AiRequest::Call(OwnedOperation::Chat(
+            dialects::responses::parse_responses(body)?,
+        ))),
+        "/chat/completions"
+        | "/embeddings"
+        | "/messages"
+        | "/messages/count_tokens"
+        | "/responses" => Err(allow(Method::POST)),
         "/models" if method == Method::GET => Ok(AiRequest::ListModels),
         "/models" => Err(allow(Method::GET)),
+        _ if subpath.starts_with("/responses/") => {
+            let id = &subpath["/responses/".len()..];
+            match *method {
+                _ if id.is_empty() || id.contains('/') => Err(GatewayError::RouteNotFound {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                }),
+                Method::GET => Ok(AiRequest::StoredResponse {
+                    id: id.to_owned(),
+                    delete: false,
+                }),
+                Method::DELETE => Ok(AiRequest::StoredResponse {
+                    id: id.to_owned(),
+                    delete: true,
+                }),
+                _ => Err(GatewayError::MethodNotAllowed {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                    allow: vec![Method::GET, Method::DELETE],
+                }),
+            }
+        }
         _ => Err(GatewayError::RouteNotFound {
             method: method.clone(),
             path: path.to_owned(),

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
-use super::dialects::Dialect;
+use super::dialects::{Dialect, Render};
 use super::idle::with_idle_timeout;
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
@@ -45,6 +45,8 @@ pub struct Upstreams<'a, P> {
     /// The client's dialect: a deployment that speaks it is called
     /// natively; other replies are rendered back into it.
     pub dialect: Dialect,
+    /// The key-value store's deadline (dialects that keep state).
+    pub store_timeout: std::time::Duration,
 }
 
 /// Time kept back before a runtime deadline: to write the error event and
@@ -195,16 +197,23 @@ pub async fn serve<P: Platform>(
     // A reply not in the client's dialect (translated) is rendered into it.
     let (reply, kind) = reply;
     let dialect = upstreams.dialect;
-    let render = dialect != Dialect::OpenAiChat && !dialect.native_on(kind);
-    let public_model = operation.model();
+    let render = (dialect != Dialect::OpenAiChat && !dialect.native_on(kind)).then(|| Render {
+        public_model: operation.model(),
+        prompt_estimate: record.prompt_estimate,
+        native: match operation {
+            Operation::Chat(chat) => chat.native.as_ref(),
+            Operation::Embeddings(_) => None,
+        },
+        platform: upstreams.platform,
+        store_timeout: upstreams.store_timeout,
+    });
     Ok(match reply {
         ProviderReply::Complete { response, usage } => {
             let used = record.complete(response.status().is_success(), usage);
             reservation.settle(billed.plus(used)).await;
-            if render {
-                dialect.render_complete(response, public_model).await?
-            } else {
-                response
+            match render {
+                Some(render) => dialect.render_complete(response, render).await?,
+                None => response,
             }
         }
         // `billed` is nothing here: only embeddings fan out, and they never
@@ -217,13 +226,11 @@ pub async fn serve<P: Platform>(
                 upstreams.route.stream_idle_timeout,
                 upstreams.before_deadline(),
             );
-            let prompt_estimate = record.prompt_estimate;
             let accounting = StreamAccounting::new(record, reservation, dialect.stream_wire(kind));
             let response = Response::from_parts(parts, observe(body, accounting).await);
-            if render {
-                dialect.render_stream(response, public_model, prompt_estimate)
-            } else {
-                response
+            match render {
+                Some(render) => dialect.render_stream(response, render),
+                None => response,
             }
         }
         ProviderReply::PartialFailure {
@@ -234,10 +241,9 @@ pub async fn serve<P: Platform>(
             let used = record.partial_failure(usage, reported);
             reservation.settle(billed.plus(used)).await;
             let failure = failure?;
-            if render {
-                dialect.render_complete(failure, public_model).await?
-            } else {
-                failure
+            match render {
+                Some(render) => dialect.render_complete(failure, render).await?,
+                None => failure,
             }
         }
     })

@@ -65,6 +65,16 @@ pub async fn dispatch<P: Platform>(
                         ctx.identity.as_deref(),
                     ))
                 }
+                (Some(AiRequest::StoredResponse { id, delete }), _) => {
+                    return ai::dialects::responses::serve_stored(
+                        &*shared.platform,
+                        config.auth.store_timeout,
+                        ctx.consumer_id().unwrap_or_default(),
+                        id,
+                        *delete,
+                    )
+                    .await;
+                }
                 (Some(AiRequest::Call(_) | AiRequest::CountTokens(_)), Some(model)) => {
                     &config.models[model]
                 }
@@ -80,6 +90,7 @@ pub async fn dispatch<P: Platform>(
                     .get::<RuntimeDeadline>()
                     .map(|d| d.unix_ms),
                 dialect: ctx.dialect,
+                store_timeout: config.auth.store_timeout,
             };
             let operation = match ctx.ai.as_deref() {
                 Some(AiRequest::Call(operation)) => operation,

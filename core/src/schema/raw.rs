@@ -311,6 +311,9 @@ pub struct RawAi {
     /// Relay the provider's `x-ratelimit-*` headers to clients.
     #[serde(default)]
     pub forward_provider_rate_limits: bool,
+    /// Seconds a Responses response is kept for `previous_response_id` and
+    /// `GET` (default 30 days; 0: not kept).
+    pub response_retention_s: Option<u64>,
 }
 
 /// USD per million tokens (`ai::pricing::Price` once validated).
