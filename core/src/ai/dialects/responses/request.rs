@@ -67,19 +67,20 @@ pub fn parse_responses(bytes: &[u8]) -> Result<ChatRequest, GatewayError> {
     }
     let input = input_items(&body)?;
     let (tools, custom_tools) = tools(&body)?;
-    let max_tokens =
-        match body.get("max_output_tokens") {
-            None | Some(Value::Null) => None,
-            Some(value) => match value.as_u64() {
-                Some(n) if n > 0 && n <= MAX_TOKENS_CAP => Some(n),
-                _ => return Err(invalid(
+    let max_tokens = match body.get("max_output_tokens") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_u64() {
+            Some(n) if n > 0 && n <= MAX_TOKENS_CAP => Some(n),
+            _ => {
+                return Err(invalid(
                     format!(
                         "`max_output_tokens` must be an integer between 1 and {MAX_TOKENS_CAP}."
                     ),
                     "max_output_tokens",
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
 
     let mut messages = Vec::new();
     match body.get("instructions") {

@@ -1,0 +1,176 @@
+//! Conformance cases of the OpenAI Responses dialect (`/v1/responses`):
+//! the official OpenAI Python SDK, a conversation continued on another
+//! provider, a cut stream, exact accounting against an adversarial
+//! upstream, and the Codex CLI.
+
+use super::*;
+
+fn responses_request(ctx: &Ctx, key: &str, body: &Value) -> reqwest::RequestBuilder {
+    ctx.client
+        .post(ctx.url("/keyed/v1/responses"))
+        .bearer_auth(key)
+        .json(body)
+}
+
+/// The `data` of every event of a Responses stream; each frame's `event:`
+/// line must name its `type`.
+async fn typed_events(response: reqwest::Response) -> Result<Vec<Value>, String> {
+    let text = response
+        .text()
+        .await
+        .map_err(|e| format!("stream broke: {e}"))?;
+    let mut events = Vec::new();
+    for frame in text.split("\n\n").filter(|f| !f.trim().is_empty()) {
+        let name = frame.lines().find_map(|l| l.strip_prefix("event: "));
+        let data = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .ok_or(format!("a frame without data: {frame:?}"))?;
+        let data: Value = serde_json::from_str(data).map_err(|e| format!("{e}: {data}"))?;
+        check_eq!(name, data["type"].as_str());
+        events.push(data);
+    }
+    Ok(events)
+}
+
+/// The official `openai` Python SDK's `responses` API (see
+/// `tests/python/openai_responses_check.py`): text and function-call
+/// round trips, stream and not, on every provider kind; state.
+pub(super) async fn openai_python_sdk_responses(ctx: &Ctx) -> CaseResult {
+    let (_, key, _) = consumer_with_key(ctx, "responses-sdk", json!({})).await?;
+    run_python_check(
+        ctx,
+        "openai_responses_check.py",
+        "openai",
+        &[
+            ("OPENAI_BASE_URL", ctx.url("/keyed/v1")),
+            ("OPENAI_API_KEY", key),
+        ],
+    )
+    .await
+}
+
+/// A conversation started on Gemini continues on an OpenAI-compatible
+/// deployment: the second provider is sent the first turn (the user's
+/// text and Gemini's reply) before the new one.
+pub(super) async fn responses_continue_across_providers(ctx: &Ctx) -> CaseResult {
+    let (_, key, _) = consumer_with_key(ctx, "responses-state", json!({})).await?;
+    let first = json_body(
+        send(responses_request(
+            ctx,
+            &key,
+            &json!({"model": "gemini-mock", "input": "My name is Ada."}),
+        ))
+        .await?,
+    )
+    .await?;
+    check_eq!(first["status"], json!("completed"));
+    let gemini_said = first["output"][0]["content"][0]["text"]
+        .as_str()
+        .ok_or(format!("no text in {first}"))?
+        .to_owned();
+    check_eq!(gemini_said, GEMINI_WORDS.concat());
+
+    let request_id = unique_id("responses-continue");
+    let response = send(
+        responses_request(
+            ctx,
+            &key,
+            &json!({"model": "upstream-gpt", "instructions": "Be brief.", "input": "What is my name?",
+                "previous_response_id": first["id"]}),
+        )
+        .header("x-request-id", &request_id),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let second = json_body(response).await?;
+    check_eq!(second["previous_response_id"], first["id"]);
+    let seen = ctx
+        .openai
+        .seen(&request_id)
+        .ok_or("the OpenAI mock never saw the second turn")?;
+    let roles: Vec<&str> = seen.body["messages"]
+        .as_array()
+        .ok_or("no messages upstream")?
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    check_eq!(roles, ["system", "user", "assistant", "user"]);
+    check!(
+        seen.body["messages"][1]
+            .to_string()
+            .contains("My name is Ada."),
+        "{}",
+        seen.body
+    );
+    check_eq!(seen.body["messages"][2]["content"], json!(gemini_said));
+    Ok(())
+}
+
+/// A stream the upstream cuts ends with `response.failed`, never a
+/// `response.completed`; nothing is kept for a continuation.
+pub(super) async fn responses_stream_cut_ends_with_response_failed(ctx: &Ctx) -> CaseResult {
+    let (_, key, _) = consumer_with_key(ctx, "responses-cut", json!({})).await?;
+    let response = send(responses_request(
+        ctx,
+        &key,
+        &json!({"model": "cut-gpt", "input": "hi", "stream": true}),
+    ))
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = typed_events(response).await?;
+    let last = events.last().ok_or("no events")?;
+    check_eq!(last["type"], json!("response.failed"));
+    check_eq!(last["response"]["status"], json!("failed"));
+    check!(
+        !events.iter().any(|e| e["type"] == "response.completed"),
+        "a cut stream must not claim response.completed"
+    );
+    let id = last["response"]["id"].as_str().ok_or("no id")?;
+    let kept = send(
+        ctx.client
+            .get(ctx.url(&format!("/keyed/v1/responses/{id}")))
+            .bearer_auth(&key),
+    )
+    .await?;
+    check_eq!(kept.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+/// Responses requests (streamed and not) to an upstream that bills three
+/// times the gateway's estimate: the counter holds exactly what it
+/// billed, and past the 3,000-token budget the gateway refuses with 429.
+pub(super) async fn responses_budget_counts_what_an_overreporting_upstream_bills(
+    ctx: &Ctx,
+) -> CaseResult {
+    let (id, key, _) =
+        consumer_with_key(ctx, "resp-overbilled", json!({"plan": "adversary"})).await?;
+    let mut billed = 0;
+    let mut refused = None;
+    for i in 0..40 {
+        let request_id = unique_id("resp-adv");
+        let body = json!({
+            "model": "adv-overreport", "max_output_tokens": 200, "stream": i % 2 == 1,
+            "instructions": "You are thorough.", "input": "Tell me everything.",
+        });
+        let response =
+            send(responses_request(ctx, &key, &body).header("x-request-id", &request_id)).await?;
+        match response.status() {
+            StatusCode::OK => {
+                // Read to the end: the stream settles when it ends.
+                response.bytes().await.map_err(|e| e.to_string())?;
+                billed += ctx.openai.billed(&request_id);
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = Some(json_body(response).await?);
+                break;
+            }
+            other => return Err(format!("unexpected {other}")),
+        }
+    }
+    let refused = refused.ok_or("40 requests of 200+ tokens never exhausted 3,000")?;
+    check!(refused["error"]["message"].is_string(), "{refused}");
+    check!(billed > 0, "nothing billed");
+    check_eq!(used_by(ctx, &id).await?, billed);
+    Ok(())
+}
