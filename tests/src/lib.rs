@@ -5,5 +5,6 @@ pub mod adversary;
 pub mod agent_mock;
 pub mod bedrock_mock;
 pub mod mocks;
+pub mod responses_mock;
 pub mod runtime;
 pub mod suite;

@@ -44,11 +44,15 @@ pub enum ProviderKind {
     OpenAi {
         base: UpstreamBase,
         api_key: Option<Secret>,
+        /// Responses requests go to the server's `/responses` as sent
+        /// (opt-in: `native_responses`), not through the canonical chat.
+        native_responses: bool,
     },
     Azure {
         base: UpstreamBase,
         api_key: Secret,
         api_version: String,
+        native_responses: bool,
     },
     Anthropic {
         base: UpstreamBase,
@@ -341,7 +345,11 @@ impl Validator<'_> {
             RawProvider::Mock { stream_delay_ms } => Some(ProviderKind::Mock {
                 stream_delay: Duration::from_millis(stream_delay_ms.unwrap_or(0)),
             }),
-            RawProvider::OpenAi { base_url, api_key } => {
+            RawProvider::OpenAi {
+                base_url,
+                api_key,
+                native_responses,
+            } => {
                 let base_path = format!("{path}.base_url");
                 let base = self.interpolate(&base_path, &base_url).and_then(|url| {
                     UpstreamBase::parse(&url)
@@ -355,12 +363,14 @@ impl Validator<'_> {
                 Some(ProviderKind::OpenAi {
                     base: base?,
                     api_key,
+                    native_responses,
                 })
             }
             RawProvider::Azure {
                 base_url,
                 api_key,
                 api_version,
+                native_responses,
             } => {
                 let base_path = format!("{path}.base_url");
                 let base = self.interpolate(&base_path, &base_url).and_then(|url| {
@@ -374,6 +384,7 @@ impl Validator<'_> {
                     api_key: api_key?,
                     api_version: api_version
                         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
+                    native_responses,
                 })
             }
             RawProvider::Mistral { base_url, api_key } => {
@@ -388,6 +399,7 @@ impl Validator<'_> {
                 Some(ProviderKind::OpenAi {
                     base: base?,
                     api_key: Some(api_key?),
+                    native_responses: false,
                 })
             }
             RawProvider::Gemini { base_url, api_key } => {

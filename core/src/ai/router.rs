@@ -16,7 +16,7 @@ use super::idle::with_idle_timeout;
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
 use super::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
-use super::request::{Operation, OwnedOperation};
+use super::request::{NativeRequest, Operation, OwnedOperation};
 use super::usage::Usage;
 use crate::body::observe::observe;
 use crate::body::Body;
@@ -194,10 +194,12 @@ pub async fn serve<P: Platform>(
         }
     };
 
-    // A reply not in the client's dialect (translated) is rendered into it.
+    // A reply is rendered into the client's dialect: translated, or (a
+    // native one) finished with what the gateway adds.
     let (reply, kind) = reply;
     let dialect = upstreams.dialect;
-    let render = (dialect != Dialect::OpenAiChat && !dialect.native_on(kind)).then(|| Render {
+    let render = (dialect != Dialect::OpenAiChat).then(|| Render {
+        translated: !dialect.native_on(kind),
         public_model: operation.model(),
         prompt_estimate: record.prompt_estimate,
         native: match operation {
@@ -403,7 +405,7 @@ async fn call_provider<P: Platform>(
                 Some("model"),
             ))
         }
-        (ProviderKind::OpenAi { base, api_key }, operation) => {
+        (ProviderKind::OpenAi { base, api_key, .. }, operation) => {
             let deployment = openai::OpenAiDeployment {
                 base,
                 api_key: api_key.as_ref(),
@@ -411,13 +413,15 @@ async fn call_provider<P: Platform>(
                 timeout,
                 flavor: openai::Flavor::OpenAi,
             };
-            openai_call(http, clock, deployment, operation, request_id).await
+            let native = native_request(upstreams.dialect, &provider.kind, operation);
+            openai_call(http, clock, deployment, operation, native, request_id).await
         }
         (
             ProviderKind::Azure {
                 base,
                 api_key,
                 api_version,
+                ..
             },
             operation,
         ) => {
@@ -428,8 +432,21 @@ async fn call_provider<P: Platform>(
                 timeout,
                 flavor: openai::Flavor::Azure { api_version },
             };
-            openai_call(http, clock, deployment, operation, request_id).await
+            let native = native_request(upstreams.dialect, &provider.kind, operation);
+            openai_call(http, clock, deployment, operation, native, request_id).await
         }
+    }
+}
+
+/// The request in the client's dialect when the provider speaks it itself.
+fn native_request<'a>(
+    dialect: Dialect,
+    kind: &ProviderKind,
+    operation: Operation<'a>,
+) -> Option<&'a NativeRequest> {
+    match operation {
+        Operation::Chat(chat) => chat.native.as_deref().filter(|_| dialect.native_on(kind)),
+        Operation::Embeddings(_) => None,
     }
 }
 
@@ -438,13 +455,18 @@ async fn openai_call(
     clock: &impl Clock,
     deployment: openai::OpenAiDeployment<'_>,
     operation: Operation<'_>,
+    native: Option<&NativeRequest>,
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
-    match operation {
-        Operation::Chat(chat) => {
+    match (operation, native) {
+        (Operation::Chat(chat), Some(NativeRequest::OpenAiResponses(responses))) => {
+            openai::openai_responses_native(http, clock, deployment, chat, responses, request_id)
+                .await
+        }
+        (Operation::Chat(chat), _) => {
             openai::openai_chat(http, clock, deployment, chat, request_id).await
         }
-        Operation::Embeddings(request) => {
+        (Operation::Embeddings(request), _) => {
             openai::openai_embeddings(http, clock, deployment, request, request_id).await
         }
     }

@@ -459,7 +459,7 @@ routes:
         let yaml = yaml.replace("sk-live-123", "'${env:KEY}'");
         let config =
             Config::from_yaml(&yaml, |n| (n == "KEY").then(|| "s3cret".to_string())).unwrap();
-        let ProviderKind::OpenAi { api_key, base } = &config.providers[0].kind else {
+        let ProviderKind::OpenAi { api_key, base, .. } = &config.providers[0].kind else {
             panic!()
         };
         assert_eq!(api_key.as_ref().unwrap().expose(), "s3cret");
@@ -639,7 +639,7 @@ routes:
     fn mistral_is_openai_compatible_with_its_default_url() {
         let yaml = "providers:\n  m: { kind: mistral, api_key: '${env:K}' }\nroutes:\n  - match: { path_prefix: /v1 }\n    ai: {}\n";
         let config = Config::from_yaml(yaml, |_| Some("k".into())).unwrap();
-        let ProviderKind::OpenAi { base, api_key } = &config.providers[0].kind else {
+        let ProviderKind::OpenAi { base, api_key, .. } = &config.providers[0].kind else {
             panic!()
         };
         assert_eq!(

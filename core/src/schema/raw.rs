@@ -185,6 +185,10 @@ pub enum RawProvider {
     OpenAi {
         base_url: String,
         api_key: Option<String>,
+        /// Serve Responses clients with the server's own `/responses`
+        /// (OpenAI itself; not every compatible server has it).
+        #[serde(default)]
+        native_responses: bool,
     },
     /// Mistral's API (OpenAI-compatible); `base_url` defaults to
     /// `https://api.mistral.ai/v1`.
@@ -201,6 +205,9 @@ pub enum RawProvider {
         base_url: String,
         api_key: String,
         api_version: Option<String>,
+        /// Serve Responses clients with Azure's `/openai/v1/responses`.
+        #[serde(default)]
+        native_responses: bool,
     },
     /// Google's Gemini API (generateContent).
     #[serde(rename = "gemini")]

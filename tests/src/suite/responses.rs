@@ -174,3 +174,138 @@ pub(super) async fn responses_budget_counts_what_an_overreporting_upstream_bills
     check_eq!(used_by(ctx, &id).await?, billed);
     Ok(())
 }
+
+/// Deployments with `native_responses` get the client's Responses body at
+/// their own `/responses` (OpenAI's URL and Azure's v1 surface) with the
+/// conversation written out by the gateway (`store: false`, no
+/// `previous_response_id`: the mock refuses both, as OpenAI would refuse
+/// an id it never issued); replies carry the gateway's response id and
+/// public model, are kept for a continuation — also on a translated
+/// provider — and are charged exactly what the upstream billed.
+pub(super) async fn responses_pass_through_natively(ctx: &Ctx) -> CaseResult {
+    let (consumer, key, _) =
+        consumer_with_key(ctx, "responses-native", json!({"plan": "adversary-large"})).await?;
+    let mut billed = 0;
+    let first_id = unique_id("resp-native-1");
+    let response = send(
+        responses_request(
+            ctx,
+            &key,
+            &json!({"model": "native-gpt", "instructions": "Be brief.", "input": "My name is Ada.",
+                "tools": [{"type": "web_search"}], "include": ["reasoning.encrypted_content"]}),
+        )
+        .header("x-request-id", &first_id),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let first = json_body(response).await?;
+    billed += ctx.openai.billed(&first_id);
+    let id = first["id"].as_str().ok_or(format!("no id in {first}"))?;
+    check!(
+        id.starts_with("resp_") && id != "resp_upstream_mock",
+        "{first}"
+    );
+    check_eq!(first["model"], json!("native-gpt"));
+    check_eq!(first["store"], json!(true));
+    check_eq!(
+        first["output"][0]["content"][0]["text"],
+        json!("Responses mock heard: My name is Ada.")
+    );
+    let seen = ctx
+        .openai
+        .seen(&first_id)
+        .ok_or("the mock never saw turn 1")?;
+    check_eq!(seen.body["model"], json!("gpt-4.1-2025-04-14"));
+    check_eq!(seen.body["store"], json!(false));
+    // Native: built-in tools and OpenAI-only fields reach the provider.
+    check_eq!(seen.body["tools"], json!([{"type": "web_search"}]));
+    check_eq!(seen.body["include"], json!(["reasoning.encrypted_content"]));
+
+    // Turn 2, streamed, continues natively: the provider gets turn 1's
+    // input and output as items before the new input.
+    let second_id = unique_id("resp-native-2");
+    let response = send(
+        responses_request(
+            ctx,
+            &key,
+            &json!({"model": "native-gpt", "input": "What is my name?", "stream": true,
+                "previous_response_id": id}),
+        )
+        .header("x-request-id", &second_id),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let events = typed_events(response).await?;
+    billed += ctx.openai.billed(&second_id);
+    let last = events.last().ok_or("no events")?;
+    check_eq!(last["type"], json!("response.completed"));
+    let second = &last["response"];
+    check_eq!(events[0]["response"]["id"], second["id"]);
+    check_eq!(second["previous_response_id"], json!(id));
+    check_eq!(second["model"], json!("native-gpt"));
+    let seen = ctx
+        .openai
+        .seen(&second_id)
+        .ok_or("the mock never saw turn 2")?;
+    let input = seen.body["input"].as_array().ok_or("no input items")?;
+    check_eq!(input.len(), 3);
+    check_eq!(input[1]["type"], json!("message"));
+    check_eq!(input[1]["role"], json!("assistant"));
+    check!(
+        seen.body.get("previous_response_id").is_none(),
+        "{}",
+        seen.body
+    );
+    // Charged exactly what the provider billed (its own usage, read from
+    // the reply and from the stream's terminal event).
+    check_eq!(used_by(ctx, &consumer).await?, billed);
+
+    // Turn 3 on a translated provider continues the native conversation.
+    let third_id = unique_id("resp-native-3");
+    let response = send(
+        responses_request(
+            ctx,
+            &key,
+            &json!({"model": "upstream-gpt", "input": "Again?", "previous_response_id": second["id"]}),
+        )
+        .header("x-request-id", &third_id),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let seen = ctx
+        .openai
+        .seen(&third_id)
+        .ok_or("the mock never saw turn 3")?;
+    let roles: Vec<&str> = seen.body["messages"]
+        .as_array()
+        .ok_or("no messages")?
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    check_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
+
+    // Azure's Responses surface, with its key header.
+    let azure = send(responses_request(
+        ctx,
+        &key,
+        &json!({"model": "azure-native-gpt", "input": "hi"}),
+    ))
+    .await?;
+    check_eq!(azure.status(), StatusCode::OK);
+    let azure = json_body(azure).await?;
+    check_eq!(azure["model"], json!("azure-native-gpt"));
+
+    // A native stream cut mid-way ends as `response.failed`.
+    let cut = send(responses_request(
+        ctx,
+        &key,
+        &json!({"model": "native-cut", "input": "hi", "stream": true}),
+    ))
+    .await?;
+    let events = typed_events(cut).await?;
+    check_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some(json!("response.failed"))
+    );
+    Ok(())
+}

@@ -45,6 +45,9 @@ use crate::util::BackgroundTask;
 
 /// What rendering a translated reply into the client's dialect needs.
 pub struct Render<'a, P> {
+    /// The reply is in the canonical form (else in the dialect, from a
+    /// provider that speaks it).
+    pub translated: bool,
     pub public_model: &'a str,
     /// The gateway's prompt estimate (the input usage a stream announces
     /// before the provider reports its count).
@@ -103,6 +106,16 @@ impl Dialect {
         matches!(
             (self, kind),
             (Self::AnthropicMessages, ProviderKind::Anthropic { .. })
+                | (
+                    Self::OpenAiResponses,
+                    ProviderKind::OpenAi {
+                        native_responses: true,
+                        ..
+                    } | ProviderKind::Azure {
+                        native_responses: true,
+                        ..
+                    }
+                )
         )
     }
 
@@ -112,7 +125,8 @@ impl Dialect {
         if self.native_on(kind) {
             match self {
                 Self::AnthropicMessages => StreamWire::Anthropic,
-                Self::OpenAiChat | Self::OpenAiResponses => StreamWire::OpenAi,
+                Self::OpenAiResponses => StreamWire::Responses,
+                Self::OpenAiChat => StreamWire::OpenAi,
             }
         } else {
             StreamWire::OpenAi
@@ -147,12 +161,16 @@ impl Dialect {
         render: Render<'_, P>,
     ) -> Result<Response<Body>, GatewayError> {
         match (self, render.native.map(|n| &**n)) {
-            (Self::AnthropicMessages, _) => {
+            (Self::AnthropicMessages, _) if render.translated => {
                 anthropic::render_complete(response, render.public_model).await
             }
             (Self::OpenAiResponses, Some(NativeRequest::OpenAiResponses(request))) => {
-                let (mut response, kept) =
-                    responses::render_complete(response, request, render.public_model).await?;
+                let (mut response, kept) = if render.translated {
+                    responses::render_complete(response, request, render.public_model).await?
+                } else {
+                    responses::finish_native_complete(response, request, render.public_model)
+                        .await?
+                };
                 if let Some(kept) = kept {
                     let platform = &**render.platform;
                     if !responses::state::save(platform, render.store_timeout, request, kept).await
@@ -176,7 +194,7 @@ impl Dialect {
         render: Render<'_, P>,
     ) -> Response<Body> {
         match (self, render.native.map(|n| &**n)) {
-            (Self::AnthropicMessages, _) => {
+            (Self::AnthropicMessages, _) if render.translated => {
                 anthropic::render_stream(response, render.public_model, render.prompt_estimate)
             }
             (Self::OpenAiResponses, Some(NativeRequest::OpenAiResponses(request))) => {
@@ -192,13 +210,17 @@ impl Dialect {
                     });
                     save
                 });
-                responses::render_stream(
-                    response,
-                    request,
-                    render.public_model,
-                    render.prompt_estimate,
-                    save,
-                )
+                if render.translated {
+                    responses::render_stream(
+                        response,
+                        request,
+                        render.public_model,
+                        render.prompt_estimate,
+                        save,
+                    )
+                } else {
+                    responses::finish_native_stream(response, request, render.public_model, save)
+                }
             }
             _ => response,
         }

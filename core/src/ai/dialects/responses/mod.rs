@@ -85,5 +85,8 @@ pub mod state;
 mod tests;
 
 pub use self::request::{parse_responses, RESPONSES_PATH};
-pub use self::response::{render_complete, render_stream, response_from_completion, SaveResponse};
+pub use self::response::{
+    finish_native_complete, finish_native_stream, render_complete, render_stream,
+    response_from_completion, SaveResponse,
+};
 pub use self::state::{prepare, serve_stored};

@@ -257,6 +257,168 @@ pub async fn render_complete(
     Ok((Response::from_parts(parts, body), Some(rendered)))
 }
 
+/// A native reply's `response` object as the gateway's: its id (the one the
+/// conversation is kept under), the public model, and the state fields the
+/// gateway — not the provider, which was sent `store: false` — answers for.
+fn finish_native(response: &mut Value, request: &ResponsesRequest, public_model: &str) {
+    let Some(object) = response.as_object_mut() else {
+        return;
+    };
+    object.insert("id".into(), json!(request.id));
+    object.insert("model".into(), json!(public_model));
+    object.insert("store".into(), json!(request.store.is_some()));
+    object.insert(
+        "previous_response_id".into(),
+        request
+            .body
+            .get("previous_response_id")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+}
+
+/// A native complete reply (a `response` object from the provider)
+/// finished as the gateway's, with the record to keep.
+pub async fn finish_native_complete(
+    response: Response<Body>,
+    request: &ResponsesRequest,
+    public_model: &str,
+) -> Result<(Response<Body>, Option<Value>), GatewayError> {
+    if !response.status().is_success() {
+        return Ok((response, None));
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes =
+        body.collect(MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| GatewayError::UpstreamInvalid {
+                detail: format!("reading the reply: {e}"),
+            })?;
+    let mut rendered: Value =
+        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
+            detail: format!("the reply is not JSON: {e}"),
+        })?;
+    finish_native(&mut rendered, request, public_model);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = Body::from(rendered.to_string());
+    Ok((Response::from_parts(parts, body), Some(rendered)))
+}
+
+/// A native Responses stream with every `response` object finished as the
+/// gateway's; the terminal event waits for `save`.
+pub fn finish_native_stream(
+    response: Response<Body>,
+    request: Arc<ResponsesRequest>,
+    public_model: &str,
+    save: Option<SaveResponse>,
+) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let terminal = Arc::new(Mutex::new(None));
+    let events = NativeStream {
+        request,
+        model: public_model.to_owned(),
+        last: None,
+        sequence: 0,
+        finished: false,
+        terminal: Arc::clone(&terminal),
+    };
+    let stream = Terminal {
+        events: SseRewrite::new(body, events),
+        terminal,
+        save,
+        state: TerminalState::Relaying,
+    };
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Relays a provider's own Responses events, finishing each `response`
+/// object ([`finish_native`]) and holding the terminal event back; an
+/// OpenAI error event (the accounting observer's, for a cut stream)
+/// becomes `response.failed`.
+struct NativeStream {
+    request: Arc<ResponsesRequest>,
+    model: String,
+    /// The latest `response` snapshot, for a failure's.
+    last: Option<Value>,
+    sequence: u64,
+    finished: bool,
+    terminal: Arc<Mutex<Option<Finished>>>,
+}
+
+impl NativeStream {
+    fn hold(&mut self, response: Value, event: &'static str) {
+        self.finished = true;
+        if let Ok(mut terminal) = self.terminal.lock() {
+            *terminal = Some(Finished {
+                response,
+                event,
+                sequence_number: self.sequence,
+            });
+        }
+    }
+
+    fn fail(&mut self, error: &Value) {
+        let mut response = self
+            .last
+            .take()
+            .unwrap_or_else(|| response_object(&self.request, &self.model, None, Vec::new(), None));
+        response["status"] = json!("failed");
+        response["error"] = json!({
+            "code": error["code"].as_str().unwrap_or("server_error"),
+            "message": error["message"].as_str().unwrap_or("The upstream stream failed."),
+        });
+        self.hold(response, "response.failed");
+    }
+}
+
+impl EventRewriter for NativeStream {
+    fn framed(&self) -> bool {
+        true
+    }
+
+    fn on_event(&mut self, data: &str, out: &mut Vec<String>) {
+        if self.finished {
+            return;
+        }
+        let Ok(mut event) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(number) = event["sequence_number"].as_u64() {
+            self.sequence = number + 1;
+        }
+        if event.get("type").is_none() && event["error"].is_object() {
+            let error = event["error"].clone();
+            self.fail(&error);
+            return;
+        }
+        if event["response"].is_object() {
+            finish_native(&mut event["response"], &self.request, &self.model);
+            self.last = Some(event["response"].clone());
+        }
+        let terminal = match event["type"].as_str() {
+            Some("response.completed") => Some("response.completed"),
+            Some("response.incomplete") => Some("response.incomplete"),
+            Some("response.failed") => Some("response.failed"),
+            _ => None,
+        };
+        match terminal {
+            Some(kind) => {
+                self.sequence = event["sequence_number"].as_u64().unwrap_or(self.sequence);
+                self.hold(event["response"].take(), kind);
+            }
+            None => out.push(frame(&event)),
+        }
+    }
+
+    fn on_end(&mut self, _out: &mut Vec<String>) {
+        if !self.finished {
+            let error = json!({"message": "The upstream stream ended early.", "code": "upstream_invalid_response"});
+            self.fail(&error);
+        }
+    }
+}
+
 /// Stores a finished response (see `state::save`); given to the stream,
 /// which runs it before the last event.
 #[cfg(not(target_arch = "wasm32"))]
@@ -716,8 +878,8 @@ enum TerminalState {
 
 /// The rendered events, then the terminal one — after the response is
 /// stored, so a client that continues the conversation at once finds it.
-struct Terminal {
-    events: SseRewrite<ResponsesStream>,
+struct Terminal<R> {
+    events: SseRewrite<R>,
     terminal: Arc<Mutex<Option<Finished>>>,
     save: Option<SaveResponse>,
     state: TerminalState,
@@ -731,7 +893,7 @@ fn terminal_frame(finished: &Finished) -> Bytes {
     })))
 }
 
-impl Stream for Terminal {
+impl<R: EventRewriter> Stream for Terminal<R> {
     type Item = Result<Bytes, BodyError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
