@@ -17,6 +17,8 @@ pub mod auth;
 mod auth_tests;
 pub mod aws;
 pub mod body;
+#[cfg(test)]
+mod compat_tests;
 pub mod config;
 pub mod error;
 #[cfg(feature = "fuzzing")]
