@@ -27,7 +27,7 @@ providers:
 models:
   - { name: mock-gpt, provider: mock, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: sonnet, provider: claude, upstream_model: claude-sonnet-4-5 }
-  - { name: gpt, provider: upstream, upstream_model: gpt-4o-mini-2024-07-18 }
+  - { name: gpt, provider: upstream, upstream_model: gpt-4o-mini-2024-07-18, max_output_tokens: 16384 }
 model_aliases:
   - { name: "claude-*", model: mock-gpt }
   - { name: claude-opus-4-8, model: sonnet }
@@ -515,4 +515,44 @@ fn exact_aliases_win_over_wildcards_and_models_over_both() {
     assert_eq!(name("x-via-gpt"), Some("gpt"));
     assert_eq!(name("claude"), None, "`claude-*` needs the dash");
     assert_eq!(name("mock-gpt"), Some("mock-gpt"));
+}
+
+#[test]
+fn a_limit_above_the_models_output_limit_is_lowered_to_it() {
+    // Claude Code asks for 64,000 output tokens; gpt-4o-mini refuses more
+    // than 16,384, so the gateway asks for what the model gives.
+    let gw = gateway();
+    // No plan: the 5,000-token budget would refuse either reservation.
+    let created = admin_call(
+        &gw,
+        ADMIN_KEY,
+        "POST",
+        "/consumers",
+        &json!({"id": "clamped"}),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+    let key = admin_call(
+        &gw,
+        ADMIN_KEY,
+        "POST",
+        "/consumers/clamped/keys",
+        &json!({}),
+    )
+    .1["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut body = ask("opus-via-gpt", false);
+    body["max_tokens"] = json!(64000);
+    let (parts, text) = send(&gw, messages(&key, "/v1/messages", &body));
+    assert_eq!(parts.status, StatusCode::OK, "{text}");
+    let sent = gw.platform().http.requests();
+    let forwarded: Value = serde_json::from_slice(sent.last().unwrap().body()).unwrap();
+    assert_eq!(forwarded["max_tokens"], 16384, "{forwarded}");
+    // A smaller limit is the client's own.
+    body["max_tokens"] = json!(300);
+    send(&gw, messages(&key, "/v1/messages", &body));
+    let sent = gw.platform().http.requests();
+    let forwarded: Value = serde_json::from_slice(sent.last().unwrap().body()).unwrap();
+    assert_eq!(forwarded["max_tokens"], 300, "{forwarded}");
 }

@@ -89,6 +89,10 @@ pub struct Model {
     /// Deployments tried in order when the one before is unavailable
     /// (unreachable, timed out, 5xx, 429 or 503) before any byte was sent.
     pub fallbacks: Vec<Deployment>,
+    /// The most output tokens the model's deployments take: a chat asking
+    /// for more (Claude Code asks for 64,000) is capped to it instead of
+    /// being refused upstream.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Another name a model is asked for: exact, or a pattern where `*`
@@ -277,7 +281,18 @@ impl Validator<'_> {
                     raw_deployment.pricing.map(Price::from),
                 );
             }
+            let max_output_tokens = raw_model.max_output_tokens;
+            if max_output_tokens.is_some_and(|n| n == 0 || n > crate::ai::request::MAX_TOKENS_CAP) {
+                self.issue(
+                    format!("{path}.max_output_tokens"),
+                    format!(
+                        "must be between 1 and {}",
+                        crate::ai::request::MAX_TOKENS_CAP
+                    ),
+                );
+            }
             models.push(Model {
+                max_output_tokens,
                 fallbacks,
                 params,
                 price: raw_model.pricing.map(Price::from),

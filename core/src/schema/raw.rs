@@ -250,6 +250,9 @@ pub struct RawModel {
     /// Deployments tried in order when the one before is unavailable.
     #[serde(default)]
     pub fallbacks: Vec<RawDeployment>,
+    /// The most output tokens the model takes: a client asking for more
+    /// is lowered to it.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
