@@ -109,27 +109,50 @@ pub fn parse_request(
     }
 }
 
-/// The configured models, limited to those the consumer may use.
+/// The configured models, limited to those the consumer may use: in
+/// OpenAI's list shape, or Anthropic's
+/// (<https://docs.anthropic.com/en/api/models-list>) for a client that
+/// sends `anthropic-version` (the Anthropic SDKs always do).
 pub fn list_models(
     providers: &[Provider],
     models: &[Model],
     identity: Option<&Identity>,
+    headers: &HeaderMap,
 ) -> Response<Body> {
-    let data: Vec<Value> = models
+    let allowed = models
         .iter()
-        .filter(|m| authorize_model(identity, &m.name).is_ok())
-        .map(|m| {
-            json!({
-                "id": m.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": providers[m.provider].name,
+        .filter(|m| authorize_model(identity, &m.name).is_ok());
+    let list = if headers.contains_key(dialects::anthropic::ANTHROPIC_VERSION) {
+        let data: Vec<Value> = allowed
+            .map(|m| {
+                json!({
+                    "type": "model",
+                    "id": m.name,
+                    "display_name": m.name,
+                    "created_at": "1970-01-01T00:00:00Z",
+                })
             })
+            .collect();
+        json!({
+            "data": data,
+            "has_more": false,
+            "first_id": data.first().map(|m| m["id"].clone()),
+            "last_id": data.last().map(|m| m["id"].clone()),
         })
-        .collect();
-    let mut response = Response::new(Body::from(
-        json!({"object": "list", "data": data}).to_string(),
-    ));
+    } else {
+        let data: Vec<Value> = allowed
+            .map(|m| {
+                json!({
+                    "id": m.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": providers[m.provider].name,
+                })
+            })
+            .collect();
+        json!({"object": "list", "data": data})
+    };
+    let mut response = Response::new(Body::from(list.to_string()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -63,6 +63,7 @@ pub async fn dispatch<P: Platform>(
                         &config.providers,
                         &config.models,
                         ctx.identity.as_deref(),
+                        request.headers(),
                     ))
                 }
                 (Some(AiRequest::StoredResponse { id, delete }), _) => {
