@@ -556,3 +556,31 @@ fn a_limit_above_the_models_output_limit_is_lowered_to_it() {
     let forwarded: Value = serde_json::from_slice(sent.last().unwrap().body()).unwrap();
     assert_eq!(forwarded["max_tokens"], 300, "{forwarded}");
 }
+
+#[test]
+fn anthropic_clients_get_the_gateways_limits_in_anthropics_headers() {
+    let gw = gateway();
+    let key = consumer(&gw, "headers");
+    let (parts, text) = send(&gw, messages(&key, "/v1/messages", &ask("mock-gpt", false)));
+    assert_eq!(parts.status, StatusCode::OK, "{text}");
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", parts.headers))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(header("anthropic-ratelimit-tokens-limit"), "5000");
+    let remaining: u64 = header("anthropic-ratelimit-tokens-remaining")
+        .parse()
+        .unwrap();
+    assert!(remaining < 5000, "{remaining}");
+    let reset = header("anthropic-ratelimit-tokens-reset");
+    assert!(
+        reset.len() == 20 && reset.ends_with('Z') && reset.as_bytes()[10] == b'T',
+        "{reset}"
+    );
+    assert!(parts.headers.get("x-ratelimit-limit-tokens").is_none());
+}
