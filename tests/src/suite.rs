@@ -203,6 +203,7 @@ pub fn cases() -> Vec<Case> {
         responses_stream_cut_ends_with_response_failed,
         responses_budget_counts_what_an_overreporting_upstream_bills,
         responses_pass_through_natively,
+        codex_cli_completes_a_tool_task,
         auth_missing_credentials_is_401,
         admin_api_requires_the_admin_key,
         admin_api_matches_its_openapi_description,
@@ -2825,7 +2826,8 @@ use self::messages::{
 };
 mod responses;
 use self::responses::{
-    openai_python_sdk_responses, responses_budget_counts_what_an_overreporting_upstream_bills,
+    codex_cli_completes_a_tool_task, openai_python_sdk_responses,
+    responses_budget_counts_what_an_overreporting_upstream_bills,
     responses_continue_across_providers, responses_pass_through_natively,
     responses_stream_cut_ends_with_response_failed,
 };

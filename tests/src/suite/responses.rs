@@ -309,3 +309,86 @@ pub(super) async fn responses_pass_through_natively(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// The Codex CLI (`@openai/codex`, pinned in `tests/agents/package-lock.json`,
+/// installed by `scripts/bootstrap` under `$GATEWAY_CACHE/agents`), in
+/// `exec` mode with a temporary HOME and CODEX_HOME, a custom model
+/// provider at the gateway (Responses wire, no retries) and its analytics
+/// and update check off, completes a task that needs a tool call — on a
+/// model translated to the OpenAI mock and on one translated to the
+/// Anthropic mock. Codex sends `store: false`, its whole conversation
+/// each turn, built-in tools the gateway must drop (`web_search`, …) and
+/// a custom `apply_patch` tool; the scripted model calls its shell tool
+/// (`exec_command`) with a command whose output only a shell that ran it
+/// can produce, then repeats what the tool said.
+pub(super) async fn codex_cli_completes_a_tool_task(ctx: &Ctx) -> CaseResult {
+    let cache = std::env::var_os("GATEWAY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ai-gateway")))
+        .ok_or("neither GATEWAY_CACHE nor HOME is set")?;
+    let codex = cache.join("agents/node_modules/.bin/codex");
+    check!(
+        codex.exists(),
+        "{} is missing: install the test agents with scripts/bootstrap \
+         (npm ci of tests/agents/package-lock.json into $GATEWAY_CACHE/agents)",
+        codex.display()
+    );
+    let (_, key, _) = consumer_with_key(ctx, "codex", json!({})).await?;
+    for model in ["agent-translated", "agent-native"] {
+        let home = std::env::temp_dir().join(unique_id("codex-home"));
+        let codex_home = home.join("codex");
+        std::fs::create_dir_all(&codex_home).map_err(|e| e.to_string())?;
+        let last = home.join("last.txt");
+        let provider = format!(
+            "model_providers.gateway={{name=\"gateway\",base_url=\"{}\",env_key=\"OPENAI_API_KEY\",\
+             wire_api=\"responses\",request_max_retries=0,stream_max_retries=0}}",
+            ctx.url("/keyed/v1")
+        );
+        let run = tokio::process::Command::new(&codex)
+            .args(["exec", "--skip-git-repo-check"])
+            .args(["--dangerously-bypass-approvals-and-sandbox", "--ephemeral"])
+            .args(["-m", model, "-c", "model_provider=gateway", "-c", &provider])
+            .args(["--disable", "unbounded_connection_retries"])
+            .args([
+                "--disable",
+                "plugins",
+                "--disable",
+                "remote_plugin",
+                "--disable",
+                "apps",
+            ])
+            .args([
+                "-c",
+                "analytics.enabled=false",
+                "-c",
+                "check_for_update_on_startup=false",
+            ])
+            .arg("-o")
+            .arg(&last)
+            .arg("Run the shell command that prints the marker, then tell me what it printed.")
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("CODEX_HOME", &codex_home)
+            .env("OPENAI_API_KEY", &key)
+            .current_dir(&home)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .map_err(|_| format!("{model}: Codex did not finish in 120 s"))?
+            .map_err(|e| format!("cannot run {}: {e}", codex.display()))?;
+        let answer = std::fs::read_to_string(&last).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&home);
+        check!(
+            output.status.success() && answer.contains(crate::agent_mock::AGENT_MARKER),
+            "{model}: the tool's output did not come back (exit {:?}); last message: {answer:?}\n\
+             stdout: {}\nstderr: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
