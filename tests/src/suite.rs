@@ -204,6 +204,8 @@ pub fn cases() -> Vec<Case> {
         responses_budget_counts_what_an_overreporting_upstream_bills,
         responses_pass_through_natively,
         codex_cli_completes_a_tool_task,
+        mock_tools_round_trip_over_chat_completions,
+        mock_tools_round_trip_over_messages,
         auth_missing_credentials_is_401,
         admin_api_requires_the_admin_key,
         admin_api_matches_its_openapi_description,
@@ -2830,4 +2832,8 @@ use self::responses::{
     responses_budget_counts_what_an_overreporting_upstream_bills,
     responses_continue_across_providers, responses_pass_through_natively,
     responses_stream_cut_ends_with_response_failed,
+};
+mod mock_tools;
+use self::mock_tools::{
+    mock_tools_round_trip_over_chat_completions, mock_tools_round_trip_over_messages,
 };

@@ -316,6 +316,7 @@ async fn call_provider<P: Platform>(
             Ok(mock_chat(
                 PlatformClock::new(Arc::clone(platform)),
                 chat,
+                upstream_model,
                 *stream_delay,
                 format!("chatcmpl-{}", hex(&id)),
                 created,

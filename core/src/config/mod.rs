@@ -380,6 +380,7 @@ mod tests {
     fn example_config_is_valid() {
         let config = Config::from_yaml(EXAMPLE_CONFIG, no_env).unwrap();
         assert!(config.model("mock-gpt").is_some());
+        assert!(config.model("mock-agent").is_some());
     }
 
     #[test]
