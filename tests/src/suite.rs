@@ -204,6 +204,7 @@ pub fn cases() -> Vec<Case> {
         responses_budget_counts_what_an_overreporting_upstream_bills,
         responses_pass_through_natively,
         codex_cli_completes_a_tool_task,
+        dialect_streams_settle_after_a_disconnect,
         mock_tools_round_trip_over_chat_completions,
         mock_tools_round_trip_over_messages,
         auth_missing_credentials_is_401,
@@ -2828,8 +2829,8 @@ use self::messages::{
 };
 mod responses;
 use self::responses::{
-    codex_cli_completes_a_tool_task, openai_python_sdk_responses,
-    responses_budget_counts_what_an_overreporting_upstream_bills,
+    codex_cli_completes_a_tool_task, dialect_streams_settle_after_a_disconnect,
+    openai_python_sdk_responses, responses_budget_counts_what_an_overreporting_upstream_bills,
     responses_continue_across_providers, responses_pass_through_natively,
     responses_stream_cut_ends_with_response_failed,
 };

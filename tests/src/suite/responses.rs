@@ -392,3 +392,67 @@ pub(super) async fn codex_cli_completes_a_tool_task(ctx: &Ctx) -> CaseResult {
     }
     Ok(())
 }
+
+/// A Responses stream and a Messages stream whose client leaves after the
+/// first chunk: each is settled after the disconnect, charging at least
+/// what the upstream billed (a 100k-token tool prompt, so the reservation
+/// alone is visible).
+pub(super) async fn dialect_streams_settle_after_a_disconnect(ctx: &Ctx) -> CaseResult {
+    let description = "Knows a great deal. ".repeat(20_000);
+    let schema = json!({"type": "object", "properties": {}});
+    let requests = [
+        (
+            "/keyed/v1/responses",
+            json!({"model": "adv-honest", "stream": true, "max_output_tokens": 1000,
+                "input": "Tell me everything.",
+                "tools": [{"type": "function", "name": "oracle", "description": description, "parameters": schema}]}),
+        ),
+        (
+            "/keyed/v1/messages",
+            json!({"model": "adv-honest", "stream": true, "max_tokens": 1000,
+                "messages": [{"role": "user", "content": "Tell me everything."}],
+                "tools": [{"name": "oracle", "description": description, "input_schema": schema}]}),
+        ),
+    ];
+    for (path, body) in requests {
+        let (id, key, _) =
+            consumer_with_key(ctx, "dialect-leaver", json!({"plan": "adversary-large"})).await?;
+        let request_id = unique_id("dialect-leaver");
+        let response = send(
+            ctx.client
+                .post(ctx.url(path))
+                .header("authorization", format!("Bearer {key}"))
+                .header("anthropic-version", "2023-06-01")
+                .header("x-request-id", &request_id)
+                .json(&body),
+        )
+        .await?;
+        check_eq!(response.status(), StatusCode::OK);
+        let mut stream = response.bytes_stream();
+        let first = stream.next().await;
+        check!(
+            matches!(first, Some(Ok(_))),
+            "{path}: no first chunk: {first:?}"
+        );
+        drop(stream);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut used, mut billed);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            used = used_by(ctx, &id).await?;
+            billed = ctx.openai.billed(&request_id);
+            if (used >= billed && billed > 0) || Instant::now() > deadline {
+                break;
+            }
+        }
+        check!(
+            billed >= 100_000,
+            "{path}: the upstream billed only {billed}"
+        );
+        check!(
+            used >= billed,
+            "{path}: charged {used}, the upstream billed {billed}"
+        );
+    }
+    Ok(())
+}
