@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::embeddings::EmbeddingsRequest;
 use super::json::parse_object_with_model;
+use super::passthrough::PassthroughRequest;
 use super::usage::estimate_chat_prompt_tokens;
 use crate::error::GatewayError;
 
@@ -294,6 +295,8 @@ impl ChatRequest {
 pub enum Operation<'a> {
     Chat(&'a ChatRequest),
     Embeddings(&'a EmbeddingsRequest),
+    /// Another OpenAI endpoint, passed through (see `ai::passthrough`).
+    Passthrough(&'a PassthroughRequest),
 }
 
 impl Operation<'_> {
@@ -301,6 +304,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => &chat.model,
             Self::Embeddings(request) => &request.model,
+            Self::Passthrough(request) => &request.model,
         }
     }
 
@@ -313,6 +317,7 @@ impl Operation<'_> {
                 None => "chat.completions",
             },
             Self::Embeddings(_) => "embeddings",
+            Self::Passthrough(request) => request.endpoint.name(),
         }
     }
 
@@ -320,6 +325,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => estimate_chat_prompt_tokens(&chat.body),
             Self::Embeddings(request) => request.estimated_tokens(),
+            Self::Passthrough(request) => request.prompt_estimate,
         }
     }
 
@@ -356,6 +362,9 @@ impl Operation<'_> {
             Self::Embeddings(request) => {
                 OwnedOperation::Embeddings(EmbeddingsRequest::parse(&merge(&request.body)?)?)
             }
+            Self::Passthrough(request) => {
+                OwnedOperation::Passthrough(request.with_defaults(params)?)
+            }
         })
     }
 
@@ -365,6 +374,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => chat.max_tokens.map(|max| max.saturating_mul(chat.choices)),
             Self::Embeddings(_) => Some(0),
+            Self::Passthrough(request) => Some(request.completion_reservation()),
         }
     }
 }
@@ -374,6 +384,7 @@ impl Operation<'_> {
 pub enum OwnedOperation {
     Chat(ChatRequest),
     Embeddings(EmbeddingsRequest),
+    Passthrough(PassthroughRequest),
 }
 
 impl OwnedOperation {
@@ -381,6 +392,7 @@ impl OwnedOperation {
         match self {
             Self::Chat(chat) => Operation::Chat(chat),
             Self::Embeddings(request) => Operation::Embeddings(request),
+            Self::Passthrough(request) => Operation::Passthrough(request),
         }
     }
 }

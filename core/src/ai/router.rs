@@ -13,8 +13,10 @@ use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
 use super::dialects::Dialect;
 use super::idle::with_idle_timeout;
+use super::passthrough::{self, GeneratedImages};
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
+use super::providers::openai_endpoints::openai_passthrough;
 use super::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
 use super::request::{Operation, OwnedOperation};
 use super::usage::Usage;
@@ -199,8 +201,23 @@ pub async fn serve<P: Platform>(
     let public_model = operation.model();
     Ok(match reply {
         ProviderReply::Complete { response, usage } => {
+            record.images = response.extensions().get::<GeneratedImages>().map(|n| n.0);
             let used = record.complete(response.status().is_success(), usage);
             reservation.settle(billed.plus(used)).await;
+            // A complete reply relayed as a stream (binary audio): its gaps
+            // are bounded like an SSE stream's.
+            let response = if response.body().is_stream() {
+                let (parts, body) = response.into_parts();
+                let body = with_idle_timeout(
+                    body,
+                    upstreams.platform,
+                    upstreams.route.stream_idle_timeout,
+                    upstreams.before_deadline(),
+                );
+                Response::from_parts(parts, body)
+            } else {
+                response
+            };
             if render {
                 dialect.render_complete(response, public_model).await?
             } else {
@@ -316,6 +333,10 @@ async fn call_provider<P: Platform>(
         (ProviderKind::Mock { .. }, Operation::Embeddings(request)) => {
             mock::mock_embeddings(request)
         }
+        (
+            kind @ (ProviderKind::Mock { .. } | ProviderKind::Anthropic { .. }),
+            Operation::Passthrough(request),
+        ) => Err(passthrough::unsupported(request, kind)),
         (ProviderKind::Gemini { base, api_key }, operation) => {
             let deployment = gemini::GeminiDeployment {
                 base,
@@ -329,6 +350,9 @@ async fn call_provider<P: Platform>(
                 }
                 Operation::Embeddings(request) => {
                     gemini::gemini_embeddings(http, clock, deployment, request, request_id).await
+                }
+                Operation::Passthrough(request) => {
+                    Err(passthrough::unsupported(request, &provider.kind))
                 }
             };
             result
@@ -354,6 +378,9 @@ async fn call_provider<P: Platform>(
                 }
                 Operation::Embeddings(request) => {
                     bedrock::bedrock_embeddings(http, clock, deployment, request, request_id).await
+                }
+                Operation::Passthrough(request) => {
+                    Err(passthrough::unsupported(request, &provider.kind))
                 }
             };
             result
@@ -440,6 +467,9 @@ async fn openai_call(
         }
         Operation::Embeddings(request) => {
             openai::openai_embeddings(http, clock, deployment, request, request_id).await
+        }
+        Operation::Passthrough(request) => {
+            openai_passthrough(http, clock, deployment, request, request_id).await
         }
     }
 }
