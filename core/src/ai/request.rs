@@ -9,12 +9,8 @@ use super::passthrough::PassthroughRequest;
 use super::usage::estimate_chat_prompt_tokens;
 use crate::error::GatewayError;
 
-/// The largest `max_tokens` accepted (no model comes near it); larger
-/// values are refused, so accounting never sums near `u64::MAX`.
-pub const MAX_TOKENS_CAP: u64 = u32::MAX as u64;
-
-/// The most choices (`n`) one request may ask for (OpenAI's own bound).
-pub const MAX_CHOICES: u64 = 128;
+// Shared with the passed-through endpoints' parser (`ai::passthrough`).
+pub use super::json::{MAX_CHOICES, MAX_TOKENS_CAP};
 
 /// The JSON type a known Chat Completions parameter must have.
 #[derive(Clone, Copy)]

@@ -13,7 +13,7 @@ use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
 use super::dialects::Dialect;
 use super::idle::with_idle_timeout;
-use super::passthrough::{self, GeneratedImages};
+use super::passthrough::{unsupported_on, GeneratedImages, PassthroughRequest};
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
 use super::providers::openai_endpoints::openai_passthrough;
@@ -336,7 +336,7 @@ async fn call_provider<P: Platform>(
         (
             kind @ (ProviderKind::Mock { .. } | ProviderKind::Anthropic { .. }),
             Operation::Passthrough(request),
-        ) => Err(passthrough::unsupported(request, kind)),
+        ) => Err(passthrough_unsupported(request, kind)),
         (ProviderKind::Gemini { base, api_key }, operation) => {
             let deployment = gemini::GeminiDeployment {
                 base,
@@ -352,7 +352,7 @@ async fn call_provider<P: Platform>(
                     gemini::gemini_embeddings(http, clock, deployment, request, request_id).await
                 }
                 Operation::Passthrough(request) => {
-                    Err(passthrough::unsupported(request, &provider.kind))
+                    Err(passthrough_unsupported(request, &provider.kind))
                 }
             };
             result
@@ -380,7 +380,7 @@ async fn call_provider<P: Platform>(
                     bedrock::bedrock_embeddings(http, clock, deployment, request, request_id).await
                 }
                 Operation::Passthrough(request) => {
-                    Err(passthrough::unsupported(request, &provider.kind))
+                    Err(passthrough_unsupported(request, &provider.kind))
                 }
             };
             result
@@ -472,4 +472,18 @@ async fn openai_call(
             openai_passthrough(http, clock, deployment, request, request_id).await
         }
     }
+}
+
+/// The 400 for a passed-through OpenAI endpoint (`ai::passthrough`) on a
+/// deployment of `kind`, which does not have it.
+fn passthrough_unsupported(request: &PassthroughRequest, kind: &ProviderKind) -> GatewayError {
+    let provider = match kind {
+        ProviderKind::Anthropic { .. } => "an Anthropic",
+        ProviderKind::Gemini { .. } => "a Gemini",
+        ProviderKind::Bedrock { .. } => "a Bedrock",
+        ProviderKind::Mock { .. } => "a mock",
+        ProviderKind::Azure { .. } => "an Azure OpenAI",
+        ProviderKind::OpenAi { .. } => "an OpenAI-compatible",
+    };
+    unsupported_on(request, provider)
 }

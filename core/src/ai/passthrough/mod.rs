@@ -29,10 +29,7 @@ use http::{header, HeaderMap};
 use serde_json::{Map, Value};
 
 use self::multipart::Form;
-use super::config::ProviderKind;
-use super::json::parse_object_with_model;
-use super::request::MAX_CHOICES;
-use super::request::MAX_TOKENS_CAP;
+use super::json::{parse_object_with_model, MAX_CHOICES, MAX_TOKENS_CAP};
 use super::usage::estimate_tokens;
 use crate::error::GatewayError;
 
@@ -97,19 +94,6 @@ impl Endpoint {
     pub fn is_multipart(self) -> bool {
         matches!(self, Self::AudioTranscriptions | Self::AudioTranslations)
     }
-}
-
-/// The 400 for `request` on a deployment of `kind` that lacks its endpoint.
-pub fn unsupported(request: &PassthroughRequest, kind: &ProviderKind) -> GatewayError {
-    let provider = match kind {
-        ProviderKind::Anthropic { .. } => "an Anthropic",
-        ProviderKind::Gemini { .. } => "a Gemini",
-        ProviderKind::Bedrock { .. } => "a Bedrock",
-        ProviderKind::Mock { .. } => "a mock",
-        ProviderKind::Azure { .. } => "an Azure OpenAI",
-        ProviderKind::OpenAi { .. } => "an OpenAI-compatible",
-    };
-    unsupported_on(request, provider)
 }
 
 /// The 400 for `request` on `provider` ("an Anthropic"), a deployment
