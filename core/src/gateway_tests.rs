@@ -883,3 +883,78 @@ fn a_streamed_event_over_the_limit_ends_with_an_error_event() {
         assert!(last.starts_with("data: {\"error\""), "{piece}: {last}");
     }
 }
+
+/// The embedded example config (what `scripts/dev` runs) serves coding
+/// agents with no key: Claude Code's model ids over Messages and the Codex
+/// CLI's over Chat Completions reach the scripted `mock-agent`, which asks
+/// for their shell tool, then quotes what the tool said.
+#[test]
+fn example_config_scripts_tool_calls_for_agents_model_ids() {
+    let config = Config::from_yaml(crate::config::EXAMPLE_CONFIG, |_| None).unwrap();
+    let gw = Gateway::new(config, TestPlatform::new(echo_upstream()));
+    let post = |path: &str, body: Value| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("anthropic-version", "2023-06-01")
+            .body(Bytes::from(body.to_string()))
+            .unwrap()
+    };
+
+    let bash = serde_json::json!({"name": "Bash", "input_schema": {"type": "object",
+        "properties": {"command": {"type": "string"}}, "required": ["command"]}});
+    let (parts, body) = send(
+        &gw,
+        post(
+            "/v1/messages?beta=true",
+            serde_json::json!({"model": "claude-opus-4-8", "max_tokens": 64000, "tools": [bash],
+                "messages": [{"role": "user", "content": "run it"}]}),
+        ),
+    );
+    assert_eq!(parts.status, StatusCode::OK, "{body:?}");
+    let message = json(&body);
+    assert_eq!(message["model"], "claude-opus-4-8");
+    assert_eq!(message["stop_reason"], "tool_use");
+    let tool_use = &message["content"][0];
+    assert_eq!(tool_use["type"], "tool_use");
+    assert_eq!(tool_use["name"], "Bash");
+    assert_eq!(
+        tool_use["input"],
+        serde_json::json!({"command": "echo gateway-mock-tool"})
+    );
+    let (_, body) = send(
+        &gw,
+        post(
+            "/v1/messages",
+            serde_json::json!({"model": "claude-opus-4-8", "max_tokens": 64000, "tools": [bash],
+            "messages": [
+                {"role": "user", "content": "run it"},
+                {"role": "assistant", "content": [tool_use]},
+                {"role": "user", "content": [{"type": "tool_result",
+                    "tool_use_id": tool_use["id"], "content": "gateway-mock-tool"}]},
+            ]}),
+        ),
+    );
+    let message = json(&body);
+    assert_eq!(message["stop_reason"], "end_turn");
+    assert_eq!(
+        message["content"][0]["text"],
+        "Tool said: gateway-mock-tool"
+    );
+
+    for model in ["gpt-5.5", "codex-mini-latest"] {
+        let (parts, body) = send(
+            &gw,
+            post(
+                "/v1/chat/completions",
+                serde_json::json!({"model": model, "tools": [{"type": "function", "function": {
+                    "name": "exec_command", "parameters": {"type": "object",
+                    "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}}],
+                    "messages": [{"role": "user", "content": "run it"}]}),
+            ),
+        );
+        assert_eq!(parts.status, StatusCode::OK, "{model}");
+        let call = &json(&body)["choices"][0]["message"]["tool_calls"][0]["function"];
+        assert_eq!(call["name"], "exec_command", "{model}");
+        assert_eq!(call["arguments"], r#"{"cmd":"echo gateway-mock-tool"}"#);
+    }
+}

@@ -17,6 +17,8 @@ pub mod auth;
 mod auth_tests;
 pub mod aws;
 pub mod body;
+#[cfg(test)]
+mod compat_tests;
 pub mod config;
 pub mod error;
 #[cfg(feature = "fuzzing")]
@@ -38,6 +40,8 @@ pub mod quota;
 mod quota_tests;
 #[cfg(test)]
 mod reservation_tests;
+#[cfg(test)]
+mod responses_tests;
 pub mod schema;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

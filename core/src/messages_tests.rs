@@ -27,7 +27,7 @@ providers:
 models:
   - { name: mock-gpt, provider: mock, pricing: { input: 1.0, cached_input: 1.0, output: 1.0 } }
   - { name: sonnet, provider: claude, upstream_model: claude-sonnet-4-5 }
-  - { name: gpt, provider: upstream, upstream_model: gpt-4o-mini-2024-07-18 }
+  - { name: gpt, provider: upstream, upstream_model: gpt-4o-mini-2024-07-18, max_output_tokens: 16384 }
 model_aliases:
   - { name: "claude-*", model: mock-gpt }
   - { name: claude-opus-4-8, model: sonnet }
@@ -515,4 +515,72 @@ fn exact_aliases_win_over_wildcards_and_models_over_both() {
     assert_eq!(name("x-via-gpt"), Some("gpt"));
     assert_eq!(name("claude"), None, "`claude-*` needs the dash");
     assert_eq!(name("mock-gpt"), Some("mock-gpt"));
+}
+
+#[test]
+fn a_limit_above_the_models_output_limit_is_lowered_to_it() {
+    // Claude Code asks for 64,000 output tokens; gpt-4o-mini refuses more
+    // than 16,384, so the gateway asks for what the model gives.
+    let gw = gateway();
+    // No plan: the 5,000-token budget would refuse either reservation.
+    let created = admin_call(
+        &gw,
+        ADMIN_KEY,
+        "POST",
+        "/consumers",
+        &json!({"id": "clamped"}),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+    let key = admin_call(
+        &gw,
+        ADMIN_KEY,
+        "POST",
+        "/consumers/clamped/keys",
+        &json!({}),
+    )
+    .1["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut body = ask("opus-via-gpt", false);
+    body["max_tokens"] = json!(64000);
+    let (parts, text) = send(&gw, messages(&key, "/v1/messages", &body));
+    assert_eq!(parts.status, StatusCode::OK, "{text}");
+    let sent = gw.platform().http.requests();
+    let forwarded: Value = serde_json::from_slice(sent.last().unwrap().body()).unwrap();
+    assert_eq!(forwarded["max_tokens"], 16384, "{forwarded}");
+    // A smaller limit is the client's own.
+    body["max_tokens"] = json!(300);
+    send(&gw, messages(&key, "/v1/messages", &body));
+    let sent = gw.platform().http.requests();
+    let forwarded: Value = serde_json::from_slice(sent.last().unwrap().body()).unwrap();
+    assert_eq!(forwarded["max_tokens"], 300, "{forwarded}");
+}
+
+#[test]
+fn anthropic_clients_get_the_gateways_limits_in_anthropics_headers() {
+    let gw = gateway();
+    let key = consumer(&gw, "headers");
+    let (parts, text) = send(&gw, messages(&key, "/v1/messages", &ask("mock-gpt", false)));
+    assert_eq!(parts.status, StatusCode::OK, "{text}");
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", parts.headers))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(header("anthropic-ratelimit-tokens-limit"), "5000");
+    let remaining: u64 = header("anthropic-ratelimit-tokens-remaining")
+        .parse()
+        .unwrap();
+    assert!(remaining < 5000, "{remaining}");
+    let reset = header("anthropic-ratelimit-tokens-reset");
+    assert!(
+        reset.len() == 20 && reset.ends_with('Z') && reset.as_bytes()[10] == b'T',
+        "{reset}"
+    );
+    assert!(parts.headers.get("x-ratelimit-limit-tokens").is_none());
 }

@@ -5,7 +5,7 @@ authenticated AI route (the SDK appends /v1/messages) and ANTHROPIC_API_KEY a
 consumer key (sent as `x-api-key`). Covers native pass-through (`claude-mock`,
 an Anthropic deployment), translation (the in-gateway mock, the OpenAI,
 Gemini and Bedrock upstream mocks), a model alias, tool-use round trips
-(complete and streamed), count_tokens and Anthropic's error types.
+(complete and streamed), count_tokens, the model list and Anthropic's error types.
 Exits non-zero with a message on any mismatch.
 """
 
@@ -142,6 +142,9 @@ def main():
         counted = client.messages.count_tokens(model=model, messages=WEATHER, tools=TOOLS)
         check(counted.input_tokens > 0, f"{model}: count_tokens {counted}")
     print("ok: count_tokens, native and estimated")
+    listed = [m.id for m in client.models.list()]
+    check("claude-mock" in listed and "mock-gpt" in listed, f"models.list: {listed}")
+    print("ok: models.list in Anthropic's shape")
     errors(client)
 
 

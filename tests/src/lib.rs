@@ -6,5 +6,6 @@ pub mod agent_mock;
 pub mod bedrock_mock;
 pub mod endpoints_mock;
 pub mod mocks;
+pub mod responses_mock;
 pub mod runtime;
 pub mod suite;

@@ -163,6 +163,11 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
             post(azure_embeddings),
         )
         .route("/jwks.json", axum::routing::get(jwks))
+        .route("/v1/responses", post(crate::responses_mock::responses))
+        .route(
+            "/openai/v1/responses",
+            post(crate::responses_mock::azure_responses),
+        )
         .route("/v1/messages", post(anthropic_messages))
         .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
         .route("/v1beta/models/{*model_and_method}", post(gemini_generate))

@@ -198,6 +198,14 @@ pub fn cases() -> Vec<Case> {
         messages_errors_use_anthropic_shape,
         messages_budget_counts_what_an_overreporting_upstream_bills,
         claude_code_completes_a_tool_task,
+        openai_python_sdk_responses,
+        responses_continue_across_providers,
+        responses_stream_cut_ends_with_response_failed,
+        responses_budget_counts_what_an_overreporting_upstream_bills,
+        responses_pass_through_natively,
+        codex_cli_completes_a_tool_task,
+        mock_tools_round_trip_over_chat_completions,
+        mock_tools_round_trip_over_messages,
         auth_missing_credentials_is_401,
         admin_api_requires_the_admin_key,
         admin_api_matches_its_openapi_description,
@@ -2828,6 +2836,17 @@ use self::messages::{
     messages_errors_use_anthropic_shape, messages_pass_through_natively,
     messages_stream_cut_mid_way_ends_with_error_event,
     messages_translated_stream_has_anthropic_events,
+};
+mod responses;
+use self::responses::{
+    codex_cli_completes_a_tool_task, openai_python_sdk_responses,
+    responses_budget_counts_what_an_overreporting_upstream_bills,
+    responses_continue_across_providers, responses_pass_through_natively,
+    responses_stream_cut_ends_with_response_failed,
+};
+mod mock_tools;
+use self::mock_tools::{
+    mock_tools_round_trip_over_chat_completions, mock_tools_round_trip_over_messages,
 };
 mod endpoints;
 use self::endpoints::{

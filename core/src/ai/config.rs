@@ -25,6 +25,9 @@ pub struct AiRoute {
     /// Relay the provider's `x-ratelimit-*` headers (off: they describe the
     /// gateway's provider account, not the client's limits).
     pub forward_provider_rate_limits: bool,
+    /// How long Responses are kept for `previous_response_id` and `GET`
+    /// (zero: not kept).
+    pub response_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -41,11 +44,15 @@ pub enum ProviderKind {
     OpenAi {
         base: UpstreamBase,
         api_key: Option<Secret>,
+        /// Responses requests go to the server's `/responses` as sent
+        /// (opt-in: `native_responses`), not through the canonical chat.
+        native_responses: bool,
     },
     Azure {
         base: UpstreamBase,
         api_key: Secret,
         api_version: String,
+        native_responses: bool,
     },
     Anthropic {
         base: UpstreamBase,
@@ -82,6 +89,10 @@ pub struct Model {
     /// Deployments tried in order when the one before is unavailable
     /// (unreachable, timed out, 5xx, 429 or 503) before any byte was sent.
     pub fallbacks: Vec<Deployment>,
+    /// The most output tokens the model's deployments take: a chat asking
+    /// for more (Claude Code asks for 64,000) is capped to it instead of
+    /// being refused upstream.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Another name a model is asked for: exact, or a pattern where `*`
@@ -165,6 +176,12 @@ pub struct Deployment {
 /// asked, not how.
 const FIXED_REQUEST_FIELDS: [&str; 4] = ["model", "messages", "input", "stream"];
 
+/// How long Responses are kept by default: OpenAI's own retention.
+const DEFAULT_RESPONSE_RETENTION_S: u64 = 30 * 24 * 3600;
+/// At most a year (the stores' TTLs take far longer, but a conversation
+/// kept longer is almost certainly a mistake in the config).
+const MAX_RESPONSE_RETENTION_S: u64 = 365 * 24 * 3600;
+
 impl Validator<'_> {
     /// An `ai` action.
     pub(crate) fn ai_route(&mut self, path: &str, ai: RawAi) -> AiRoute {
@@ -182,6 +199,11 @@ impl Validator<'_> {
             timeout,
             stream_idle_timeout,
             forward_provider_rate_limits: ai.forward_provider_rate_limits,
+            response_retention: Duration::from_secs(
+                ai.response_retention_s
+                    .unwrap_or(DEFAULT_RESPONSE_RETENTION_S)
+                    .min(MAX_RESPONSE_RETENTION_S),
+            ),
         }
     }
 
@@ -259,7 +281,18 @@ impl Validator<'_> {
                     raw_deployment.pricing.map(Price::from),
                 );
             }
+            let max_output_tokens = raw_model.max_output_tokens;
+            if max_output_tokens.is_some_and(|n| n == 0 || n > crate::ai::request::MAX_TOKENS_CAP) {
+                self.issue(
+                    format!("{path}.max_output_tokens"),
+                    format!(
+                        "must be between 1 and {}",
+                        crate::ai::request::MAX_TOKENS_CAP
+                    ),
+                );
+            }
             models.push(Model {
+                max_output_tokens,
                 fallbacks,
                 params,
                 price: raw_model.pricing.map(Price::from),
@@ -327,7 +360,11 @@ impl Validator<'_> {
             RawProvider::Mock { stream_delay_ms } => Some(ProviderKind::Mock {
                 stream_delay: Duration::from_millis(stream_delay_ms.unwrap_or(0)),
             }),
-            RawProvider::OpenAi { base_url, api_key } => {
+            RawProvider::OpenAi {
+                base_url,
+                api_key,
+                native_responses,
+            } => {
                 let base_path = format!("{path}.base_url");
                 let base = self.interpolate(&base_path, &base_url).and_then(|url| {
                     UpstreamBase::parse(&url)
@@ -341,12 +378,14 @@ impl Validator<'_> {
                 Some(ProviderKind::OpenAi {
                     base: base?,
                     api_key,
+                    native_responses,
                 })
             }
             RawProvider::Azure {
                 base_url,
                 api_key,
                 api_version,
+                native_responses,
             } => {
                 let base_path = format!("{path}.base_url");
                 let base = self.interpolate(&base_path, &base_url).and_then(|url| {
@@ -360,6 +399,7 @@ impl Validator<'_> {
                     api_key: api_key?,
                     api_version: api_version
                         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
+                    native_responses,
                 })
             }
             RawProvider::Mistral { base_url, api_key } => {
@@ -374,6 +414,7 @@ impl Validator<'_> {
                 Some(ProviderKind::OpenAi {
                     base: base?,
                     api_key: Some(api_key?),
+                    native_responses: false,
                 })
             }
             RawProvider::Gemini { base_url, api_key } => {

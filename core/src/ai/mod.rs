@@ -9,7 +9,10 @@
 //!   passed through to OpenAI-compatible and Azure deployments (see
 //!   [`passthrough`]);
 //! - `POST {prefix}/messages` and `POST {prefix}/messages/count_tokens` —
-//!   Anthropic's Messages API (see [`dialects`]), served by any provider.
+//!   Anthropic's Messages API (see [`dialects`]), served by any provider;
+//! - `POST {prefix}/responses`, `GET` / `DELETE {prefix}/responses/{id}` —
+//!   OpenAI's Responses API with conversation state kept by the gateway
+//!   (see [`dialects::responses`]), served by any provider.
 //!
 //! The pipeline drives it: [`request`] parses and checks what is asked,
 //! [`accounting`] prices the reservation, [`router`] calls the deployments
@@ -80,11 +83,38 @@ pub fn parse_request(
         "/messages/count_tokens" if post => Ok(AiRequest::CountTokens(
             dialects::anthropic::parse_messages(body, headers, false)?,
         )),
-        "/chat/completions" | "/embeddings" | "/messages" | "/messages/count_tokens" => {
-            Err(allow(Method::POST))
-        }
+        "/responses" if post => Ok(AiRequest::Call(OwnedOperation::Chat(
+            dialects::responses::parse_responses(body)?,
+        ))),
+        "/chat/completions"
+        | "/embeddings"
+        | "/messages"
+        | "/messages/count_tokens"
+        | "/responses" => Err(allow(Method::POST)),
         "/models" if method == Method::GET => Ok(AiRequest::ListModels),
         "/models" => Err(allow(Method::GET)),
+        _ if subpath.starts_with("/responses/") => {
+            let id = &subpath["/responses/".len()..];
+            match *method {
+                _ if id.is_empty() || id.contains('/') => Err(GatewayError::RouteNotFound {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                }),
+                Method::GET => Ok(AiRequest::StoredResponse {
+                    id: id.to_owned(),
+                    delete: false,
+                }),
+                Method::DELETE => Ok(AiRequest::StoredResponse {
+                    id: id.to_owned(),
+                    delete: true,
+                }),
+                _ => Err(GatewayError::MethodNotAllowed {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                    allow: vec![Method::GET, Method::DELETE],
+                }),
+            }
+        }
         _ => Err(GatewayError::RouteNotFound {
             method: method.clone(),
             path: path.to_owned(),
@@ -92,27 +122,50 @@ pub fn parse_request(
     }
 }
 
-/// The configured models, limited to those the consumer may use.
+/// The configured models, limited to those the consumer may use: in
+/// OpenAI's list shape, or Anthropic's
+/// (<https://docs.anthropic.com/en/api/models-list>) for a client that
+/// sends `anthropic-version` (the Anthropic SDKs always do).
 pub fn list_models(
     providers: &[Provider],
     models: &[Model],
     identity: Option<&Identity>,
+    headers: &HeaderMap,
 ) -> Response<Body> {
-    let data: Vec<Value> = models
+    let allowed = models
         .iter()
-        .filter(|m| authorize_model(identity, &m.name).is_ok())
-        .map(|m| {
-            json!({
-                "id": m.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": providers[m.provider].name,
+        .filter(|m| authorize_model(identity, &m.name).is_ok());
+    let list = if headers.contains_key(dialects::anthropic::ANTHROPIC_VERSION) {
+        let data: Vec<Value> = allowed
+            .map(|m| {
+                json!({
+                    "type": "model",
+                    "id": m.name,
+                    "display_name": m.name,
+                    "created_at": "1970-01-01T00:00:00Z",
+                })
             })
+            .collect();
+        json!({
+            "data": data,
+            "has_more": false,
+            "first_id": data.first().map(|m| m["id"].clone()),
+            "last_id": data.last().map(|m| m["id"].clone()),
         })
-        .collect();
-    let mut response = Response::new(Body::from(
-        json!({"object": "list", "data": data}).to_string(),
-    ));
+    } else {
+        let data: Vec<Value> = allowed
+            .map(|m| {
+                json!({
+                    "id": m.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": providers[m.provider].name,
+                })
+            })
+            .collect();
+        json!({"object": "list", "data": data})
+    };
+    let mut response = Response::new(Body::from(list.to_string()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

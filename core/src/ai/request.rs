@@ -122,6 +122,9 @@ pub enum AiRequest {
     /// `POST {prefix}/messages/count_tokens`: the prompt's input tokens
     /// (no completion, nothing reserved).
     CountTokens(ChatRequest),
+    /// `GET` or `DELETE {prefix}/responses/{id}`: a stored response of the
+    /// OpenAI Responses dialect (no model, nothing reserved).
+    StoredResponse { id: String, delete: bool },
 }
 
 /// A request kept in the dialect it came in, for a provider that speaks
@@ -137,6 +140,40 @@ pub enum NativeRequest {
         version: Option<String>,
         beta: Option<String>,
     },
+    /// An OpenAI Responses body and what the gateway needs to answer in
+    /// that dialect and keep the conversation.
+    OpenAiResponses(ResponsesRequest),
+}
+
+/// A Responses request beside its canonical chat
+/// (`ai::dialects::responses` fills it; its module docs hold the rule).
+#[derive(Debug, Clone, Default)]
+pub struct ResponsesRequest {
+    /// The body as the client sent it (echoed in the response object).
+    pub body: Map<String, Value>,
+    /// The id the reply gets (`resp_…`), chosen before the call.
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// The conversation this request continues (`previous_response_id`)
+    /// and this turn's `input`, as Responses items: with the reply's
+    /// output, what the stored response continues with.
+    pub history: Vec<Value>,
+    pub input: Vec<Value>,
+    /// Names of the client's `custom` tools: sent to translated providers
+    /// as function tools, their calls come back as `custom_tool_call`.
+    pub custom_tools: Vec<String>,
+    /// Where the reply is stored for `previous_response_id` and `GET`
+    /// (`None`: `store: false`).
+    pub store: Option<ResponseStore>,
+}
+
+/// The store slot of one response: the consumer that owns it and how long
+/// it is kept.
+#[derive(Debug, Clone)]
+pub struct ResponseStore {
+    pub owner: String,
+    pub retention: std::time::Duration,
 }
 
 /// The parts of an OpenAI chat completion request the gateway reads; the
@@ -310,6 +347,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => match chat.native.as_deref() {
                 Some(NativeRequest::AnthropicMessages { .. }) => "messages",
+                Some(NativeRequest::OpenAiResponses(_)) => "responses",
                 None => "chat.completions",
             },
             Self::Embeddings(_) => "embeddings",

@@ -11,14 +11,14 @@ use serde_json::{Map, Value};
 
 use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
-use super::dialects::Dialect;
+use super::dialects::{Dialect, Render};
 use super::idle::with_idle_timeout;
 use super::passthrough::{unsupported_on, GeneratedImages, PassthroughRequest};
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
 use super::providers::openai_endpoints::openai_passthrough;
 use super::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
-use super::request::{Operation, OwnedOperation};
+use super::request::{NativeRequest, Operation, OwnedOperation};
 use super::usage::Usage;
 use crate::body::observe::observe;
 use crate::body::Body;
@@ -47,6 +47,8 @@ pub struct Upstreams<'a, P> {
     /// The client's dialect: a deployment that speaks it is called
     /// natively; other replies are rendered back into it.
     pub dialect: Dialect,
+    /// The key-value store's deadline (dialects that keep state).
+    pub store_timeout: std::time::Duration,
 }
 
 /// Time kept back before a runtime deadline: to write the error event and
@@ -194,11 +196,21 @@ pub async fn serve<P: Platform>(
         }
     };
 
-    // A reply not in the client's dialect (translated) is rendered into it.
+    // A reply is rendered into the client's dialect: translated, or (a
+    // native one) finished with what the gateway adds.
     let (reply, kind) = reply;
     let dialect = upstreams.dialect;
-    let render = dialect != Dialect::OpenAiChat && !dialect.native_on(kind);
-    let public_model = operation.model();
+    let render = (dialect != Dialect::OpenAiChat).then(|| Render {
+        translated: !dialect.native_on(kind),
+        public_model: operation.model(),
+        prompt_estimate: record.prompt_estimate,
+        native: match operation {
+            Operation::Chat(chat) => chat.native.as_ref(),
+            Operation::Embeddings(_) | Operation::Passthrough(_) => None,
+        },
+        platform: upstreams.platform,
+        store_timeout: upstreams.store_timeout,
+    });
     Ok(match reply {
         ProviderReply::Complete { response, usage } => {
             record.images = response.extensions().get::<GeneratedImages>().map(|n| n.0);
@@ -218,10 +230,9 @@ pub async fn serve<P: Platform>(
             } else {
                 response
             };
-            if render {
-                dialect.render_complete(response, public_model).await?
-            } else {
-                response
+            match render {
+                Some(render) => dialect.render_complete(response, render).await?,
+                None => response,
             }
         }
         // `billed` is nothing here: only embeddings fan out, and they never
@@ -234,13 +245,11 @@ pub async fn serve<P: Platform>(
                 upstreams.route.stream_idle_timeout,
                 upstreams.before_deadline(),
             );
-            let prompt_estimate = record.prompt_estimate;
             let accounting = StreamAccounting::new(record, reservation, dialect.stream_wire(kind));
             let response = Response::from_parts(parts, observe(body, accounting).await);
-            if render {
-                dialect.render_stream(response, public_model, prompt_estimate)
-            } else {
-                response
+            match render {
+                Some(render) => dialect.render_stream(response, render),
+                None => response,
             }
         }
         ProviderReply::PartialFailure {
@@ -251,10 +260,9 @@ pub async fn serve<P: Platform>(
             let used = record.partial_failure(usage, reported);
             reservation.settle(billed.plus(used)).await;
             let failure = failure?;
-            if render {
-                dialect.render_complete(failure, public_model).await?
-            } else {
-                failure
+            match render {
+                Some(render) => dialect.render_complete(failure, render).await?,
+                None => failure,
             }
         }
     })
@@ -325,6 +333,7 @@ async fn call_provider<P: Platform>(
             Ok(mock_chat(
                 PlatformClock::new(Arc::clone(platform)),
                 chat,
+                upstream_model,
                 *stream_delay,
                 format!("chatcmpl-{}", hex(&id)),
                 created,
@@ -424,7 +433,7 @@ async fn call_provider<P: Platform>(
                 Some("model"),
             ))
         }
-        (ProviderKind::OpenAi { base, api_key }, operation) => {
+        (ProviderKind::OpenAi { base, api_key, .. }, operation) => {
             let deployment = openai::OpenAiDeployment {
                 base,
                 api_key: api_key.as_ref(),
@@ -432,13 +441,15 @@ async fn call_provider<P: Platform>(
                 timeout,
                 flavor: openai::Flavor::OpenAi,
             };
-            openai_call(http, clock, deployment, operation, request_id).await
+            let native = native_request(upstreams.dialect, &provider.kind, operation);
+            openai_call(http, clock, deployment, operation, native, request_id).await
         }
         (
             ProviderKind::Azure {
                 base,
                 api_key,
                 api_version,
+                ..
             },
             operation,
         ) => {
@@ -449,8 +460,21 @@ async fn call_provider<P: Platform>(
                 timeout,
                 flavor: openai::Flavor::Azure { api_version },
             };
-            openai_call(http, clock, deployment, operation, request_id).await
+            let native = native_request(upstreams.dialect, &provider.kind, operation);
+            openai_call(http, clock, deployment, operation, native, request_id).await
         }
+    }
+}
+
+/// The request in the client's dialect when the provider speaks it itself.
+fn native_request<'a>(
+    dialect: Dialect,
+    kind: &ProviderKind,
+    operation: Operation<'a>,
+) -> Option<&'a NativeRequest> {
+    match operation {
+        Operation::Chat(chat) => chat.native.as_deref().filter(|_| dialect.native_on(kind)),
+        Operation::Embeddings(_) | Operation::Passthrough(_) => None,
     }
 }
 
@@ -459,16 +483,21 @@ async fn openai_call(
     clock: &impl Clock,
     deployment: openai::OpenAiDeployment<'_>,
     operation: Operation<'_>,
+    native: Option<&NativeRequest>,
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
-    match operation {
-        Operation::Chat(chat) => {
+    match (operation, native) {
+        (Operation::Chat(chat), Some(NativeRequest::OpenAiResponses(responses))) => {
+            openai::openai_responses_native(http, clock, deployment, chat, responses, request_id)
+                .await
+        }
+        (Operation::Chat(chat), _) => {
             openai::openai_chat(http, clock, deployment, chat, request_id).await
         }
-        Operation::Embeddings(request) => {
+        (Operation::Embeddings(request), _) => {
             openai::openai_embeddings(http, clock, deployment, request, request_id).await
         }
-        Operation::Passthrough(request) => {
+        (Operation::Passthrough(request), _) => {
             openai_passthrough(http, clock, deployment, request, request_id).await
         }
     }

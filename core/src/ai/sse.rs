@@ -250,6 +250,9 @@ pub enum StreamWire {
     /// `chat.completion.chunk`s, `usage` on a chunk, `[DONE]` last.
     #[default]
     OpenAi,
+    /// OpenAI Responses events: usage in the terminal event's `response`
+    /// (`response.completed` / `.incomplete`; `.failed` ends it failed).
+    Responses,
     /// Anthropic Messages events: input usage in `message_start`, output
     /// (and cumulative input) in `message_delta`, `message_stop` last.
     Anthropic,
@@ -316,12 +319,16 @@ impl SseUsage {
     /// Reads one chunk.
     pub fn push(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
-        if self.wire == StreamWire::Anthropic {
+        if self.wire != StreamWire::OpenAi {
             let mut events = Vec::new();
             self.decoder
                 .push(chunk, |data| events.push(data.to_owned()));
             for data in events {
-                self.on_anthropic_event(&data);
+                if self.wire == StreamWire::Anthropic {
+                    self.on_anthropic_event(&data);
+                } else {
+                    self.on_responses_event(&data);
+                }
             }
             return;
         }
@@ -405,9 +412,38 @@ impl SseUsage {
         }
     }
 
+    /// One Responses stream event (<https://platform.openai.com/docs/api-reference/responses-streaming>).
+    fn on_responses_event(&mut self, data: &str) {
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let kind = event["type"].as_str().unwrap_or_default();
+        match kind {
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                if let Some(usage) = Usage::from_responses(&event["response"]["usage"]) {
+                    self.usage = Some(usage);
+                }
+                if kind == "response.failed" {
+                    self.saw_error = true;
+                } else {
+                    self.saw_done = true;
+                }
+            }
+            "error" => self.saw_error = true,
+            _ if kind.ends_with(".delta") => {
+                if let Some(delta) = event["delta"].as_str() {
+                    self.completion_text_bytes += delta.len() as u64;
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn error_event(&self, error: &GatewayError) -> Bytes {
         match self.wire {
-            StreamWire::OpenAi => error_event(error),
+            // The Responses renderer outside the observer turns an OpenAI
+            // error event into `response.failed`.
+            StreamWire::OpenAi | StreamWire::Responses => error_event(error),
             StreamWire::Anthropic => {
                 let json = error.to_json(ErrorShape::Anthropic, "");
                 Bytes::from(format!("event: error\ndata: {json}\n\n"))

@@ -39,6 +39,19 @@ impl Usage {
         }
     }
 
+    /// Reads an OpenAI Responses `usage` object (`input_tokens` includes
+    /// the cached ones); `None` when it is not one.
+    pub fn from_responses(usage: &Value) -> Option<Self> {
+        let input = usage.get("input_tokens")?.as_u64()?;
+        let output = usage.get("output_tokens")?.as_u64()?;
+        Some(Self {
+            cached_tokens: usage["input_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+            ..Self::new(input, output)
+        })
+    }
+
     /// The OpenAI `usage` object.
     pub fn to_openai_json(&self) -> Value {
         serde_json::json!({

@@ -46,6 +46,7 @@ pub struct Signature {
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.
 pub fn amz_date(unix_time: u64) -> String {
+    use crate::util::civil_from_days;
     let days = unix_time / 86_400;
     let seconds = unix_time % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -55,21 +56,6 @@ pub fn amz_date(unix_time: u64) -> String {
         seconds / 60 % 60,
         seconds % 60
     )
-}
-
-/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Signs `request` in place: adds `x-amz-date`, `x-amz-security-token`

@@ -380,6 +380,7 @@ mod tests {
     fn example_config_is_valid() {
         let config = Config::from_yaml(EXAMPLE_CONFIG, no_env).unwrap();
         assert!(config.model("mock-gpt").is_some());
+        assert!(config.model("mock-agent").is_some());
     }
 
     #[test]
@@ -459,7 +460,7 @@ routes:
         let yaml = yaml.replace("sk-live-123", "'${env:KEY}'");
         let config =
             Config::from_yaml(&yaml, |n| (n == "KEY").then(|| "s3cret".to_string())).unwrap();
-        let ProviderKind::OpenAi { api_key, base } = &config.providers[0].kind else {
+        let ProviderKind::OpenAi { api_key, base, .. } = &config.providers[0].kind else {
             panic!()
         };
         assert_eq!(api_key.as_ref().unwrap().expose(), "s3cret");
@@ -639,7 +640,7 @@ routes:
     fn mistral_is_openai_compatible_with_its_default_url() {
         let yaml = "providers:\n  m: { kind: mistral, api_key: '${env:K}' }\nroutes:\n  - match: { path_prefix: /v1 }\n    ai: {}\n";
         let config = Config::from_yaml(yaml, |_| Some("k".into())).unwrap();
-        let ProviderKind::OpenAi { base, api_key } = &config.providers[0].kind else {
+        let ProviderKind::OpenAi { base, api_key, .. } = &config.providers[0].kind else {
             panic!()
         };
         assert_eq!(

@@ -63,7 +63,18 @@ pub async fn dispatch<P: Platform>(
                         &config.providers,
                         &config.models,
                         ctx.identity.as_deref(),
+                        request.headers(),
                     ))
+                }
+                (Some(AiRequest::StoredResponse { id, delete }), _) => {
+                    return ai::dialects::responses::serve_stored(
+                        &*shared.platform,
+                        config.auth.store_timeout,
+                        ctx.consumer_id().unwrap_or_default(),
+                        id,
+                        *delete,
+                    )
+                    .await;
                 }
                 (Some(AiRequest::Call(_) | AiRequest::CountTokens(_)), Some(model)) => {
                     &config.models[model]
@@ -80,6 +91,7 @@ pub async fn dispatch<P: Platform>(
                     .get::<RuntimeDeadline>()
                     .map(|d| d.unix_ms),
                 dialect: ctx.dialect,
+                store_timeout: config.auth.store_timeout,
             };
             let operation = match ctx.ai.as_deref() {
                 Some(AiRequest::Call(operation)) => operation,

@@ -83,6 +83,13 @@ pub async fn reserve<P: Platform>(
     // reservation of the plans that settle tokens or spend, written into the
     // upstream request: the call can then never use more than was reserved.
     if let Some(AiRequest::Call(OwnedOperation::Chat(chat))) = ctx.ai.as_deref_mut() {
+        // The model's own output limit first: a client asking for more
+        // gets the most the model gives (and is reserved for that).
+        if let Some(limit) = ctx.model.and_then(|m| config.models[m].max_output_tokens) {
+            if chat.max_tokens.is_some_and(|max| max > limit) {
+                chat.cap_completion(limit);
+            }
+        }
         let cap = ctx
             .plans
             .iter()

@@ -10,7 +10,7 @@
 //! | 2 | authenticate + authorize the route | [`authenticate`] | `route` | `identity` | 401, 403, 503 store |
 //! | 3 | protect: read the body, bounded by the route's limit | [`protect`] | `route` | the request body | 400, 413 |
 //! | 4 | limit: request limits of the route's and consumer's plans | [`limit`] | `route`, `identity`, `client` | `plans`, `subject`, `rate_limits` | 429, 503 |
-//! | 5 | AI request: operation, body parse, model and its authorization | [`ai_request`] | `route`, `identity` | `ai`, `model`, `prompt_estimate` | 400, 403, 404, 405 |
+//! | 5 | AI request: operation, body parse (and a dialect's stored state: Responses conversations), model and its authorization | [`ai_request`] | `route`, `identity`, `dialect` | `ai`, `model`, `prompt_estimate` | 400, 403, 404, 405, 503 store |
 //! | 6 | reserve: token and spend limits (and per-model request limits) | [`limit`] | `ai`, `model`, `plans`, `subject` | `reservation`, `rate_limits` | 429, 503 |
 //! | 7 | (transform, prompt, guard in — not yet) | | | | |
 //! | 8 | (cache lookup — not yet) | | | | |
@@ -123,7 +123,7 @@ where
     authenticate::authenticate(shared, ctx, &request).await?;
     protect::protect(shared, ctx, &mut request, body).await?;
     limit::requests(shared, ctx).await?;
-    ai_request::ai_request(shared, ctx, &request)?;
+    ai_request::ai_request(shared, ctx, &request).await?;
     limit::reserve(shared, ctx).await?;
     dispatch::dispatch(shared, ctx, request).await
 }

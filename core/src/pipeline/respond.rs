@@ -28,12 +28,7 @@ pub fn respond<P: Platform>(
     let now_ms = clock.now_unix_ms();
     ctx.timings.responded_ms = Some(now_ms);
     if ctx.limited {
-        set_rate_limit_headers(
-            response.headers_mut(),
-            &ctx.rate_limits,
-            now_ms,
-            ctx.shape == crate::error::ErrorShape::OpenAi,
-        );
+        set_rate_limit_headers(response.headers_mut(), &ctx.rate_limits, now_ms, ctx.shape);
     }
     if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
@@ -55,13 +50,16 @@ pub fn respond<P: Platform>(
 
 /// `RateLimit-Limit`/`-Remaining`/`-Reset` (the IETF draft's fields, for
 /// the most constrained request limit, else token limit) and, on AI routes,
-/// OpenAI's `x-ratelimit-*-requests` / `-tokens` (they replace any the
-/// upstream sent: clients see the gateway's limits, not the provider's).
+/// OpenAI's `x-ratelimit-*-requests` / `-tokens`, or on Anthropic's paths
+/// its `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`
+/// (reset as an RFC 3339 time), which the Anthropic SDKs and Claude Code
+/// read (they replace any the upstream sent: clients see the gateway's
+/// limits, not the provider's).
 fn set_rate_limit_headers(
     headers: &mut http::HeaderMap,
     snapshot: &RateLimitSnapshot,
     now_ms: u64,
-    openai: bool,
+    shape: crate::error::ErrorShape,
 ) {
     let reset_s = |s: &LimitStatus| s.reset_ms.saturating_sub(now_ms).div_ceil(1000);
     if let Some(primary) = snapshot.requests.or(snapshot.tokens) {
@@ -69,22 +67,36 @@ fn set_rate_limit_headers(
         headers.insert("ratelimit-remaining", HeaderValue::from(primary.remaining));
         headers.insert("ratelimit-reset", HeaderValue::from(reset_s(&primary)));
     }
-    if !openai {
-        return;
-    }
+    let anthropic = match shape {
+        crate::error::ErrorShape::OpenAi => false,
+        crate::error::ErrorShape::Anthropic => true,
+        crate::error::ErrorShape::Gateway => return,
+    };
     for (kind, status) in [("requests", snapshot.requests), ("tokens", snapshot.tokens)] {
+        let header = |name: &str| {
+            if anthropic {
+                format!("anthropic-ratelimit-{kind}-{name}")
+            } else {
+                format!("x-ratelimit-{name}-{kind}")
+            }
+        };
         for name in ["limit", "remaining", "reset"] {
-            headers.remove(format!("x-ratelimit-{name}-{kind}"));
+            headers.remove(header(name));
         }
         if let Some(status) = status {
+            let reset = if anthropic {
+                crate::util::rfc3339_utc(status.reset_ms.div_ceil(1000))
+            } else {
+                format!("{}s", reset_s(&status))
+            };
             let pairs = [
                 ("limit", status.max.to_string()),
                 ("remaining", status.remaining.to_string()),
-                ("reset", format!("{}s", reset_s(&status))),
+                ("reset", reset),
             ];
             for (name, value) in pairs {
                 if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::try_from(format!("x-ratelimit-{name}-{kind}")),
+                    http::HeaderName::try_from(header(name)),
                     HeaderValue::try_from(value),
                 ) {
                     headers.insert(name, value);

@@ -185,6 +185,10 @@ pub enum RawProvider {
     OpenAi {
         base_url: String,
         api_key: Option<String>,
+        /// Serve Responses clients with the server's own `/responses`
+        /// (OpenAI itself; not every compatible server has it).
+        #[serde(default)]
+        native_responses: bool,
     },
     /// Mistral's API (OpenAI-compatible); `base_url` defaults to
     /// `https://api.mistral.ai/v1`.
@@ -201,6 +205,9 @@ pub enum RawProvider {
         base_url: String,
         api_key: String,
         api_version: Option<String>,
+        /// Serve Responses clients with Azure's `/openai/v1/responses`.
+        #[serde(default)]
+        native_responses: bool,
     },
     /// Google's Gemini API (generateContent).
     #[serde(rename = "gemini")]
@@ -243,6 +250,9 @@ pub struct RawModel {
     /// Deployments tried in order when the one before is unavailable.
     #[serde(default)]
     pub fallbacks: Vec<RawDeployment>,
+    /// The most output tokens the model takes: a client asking for more
+    /// is lowered to it.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,6 +321,9 @@ pub struct RawAi {
     /// Relay the provider's `x-ratelimit-*` headers to clients.
     #[serde(default)]
     pub forward_provider_rate_limits: bool,
+    /// Seconds a Responses response is kept for `previous_response_id` and
+    /// `GET` (default 30 days; 0: not kept).
+    pub response_retention_s: Option<u64>,
 }
 
 /// USD per million tokens (`ai::pricing::Price` once validated).

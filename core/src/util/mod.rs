@@ -103,3 +103,41 @@ mod tests {
         assert_eq!(format!("{:?}", Secret::new("s3cret")), "Secret(***)");
     }
 }
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, for non-negative days). Hand-written: three lines of
+/// arithmetic do not justify a date crate in the wasm bundle.
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// RFC 3339 UTC time (`2026-11-30T03:52:00Z`) of a Unix time in seconds.
+pub fn rfc3339_utc(unix_s: u64) -> String {
+    let (year, month, day) = civil_from_days(unix_s / 86_400);
+    let seconds = unix_s % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn rfc3339_of_known_times() {
+        assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

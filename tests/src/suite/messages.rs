@@ -7,7 +7,9 @@ use super::*;
 
 /// `(event name, data)` of an Anthropic SSE body; a frame without an
 /// `event:` line is an error (the SDKs dispatch on it).
-async fn named_events(response: reqwest::Response) -> Result<Vec<(String, Value)>, String> {
+pub(super) async fn named_events(
+    response: reqwest::Response,
+) -> Result<Vec<(String, Value)>, String> {
     let text = response
         .text()
         .await

@@ -4,8 +4,7 @@
 //! provider serves any dialect with one set of provider translators, one
 //! estimate, one reservation and one accounting.
 //!
-//! The seam, one file per dialect (`anthropic.rs`; `responses.rs` for OpenAI
-//! Responses plugs in the same way):
+//! The seam, one folder per dialect (`anthropic/`, `responses/`):
 //! 1. **paths**: [`Dialect::of_subpath`] names the dialect of a path below
 //!    the route's prefix; phase 1 picks the error shape with it
 //!    ([`Dialect::error_shape`]), so even a 401 from phase 2 is in the
@@ -23,15 +22,46 @@
 //!    after the accounting observer read it ([`Dialect::render_stream`]) —
 //!    becomes the dialect's response and events. Errors the gateway makes
 //!    are rendered in the dialect's [`ErrorShape`] by phase 10.
+//! 5. **state** (Responses only): [`Dialect::prepare`] gives a parsed
+//!    request what it needs from the gateway's store before the estimate
+//!    (the conversation `previous_response_id` continues); rendering keeps
+//!    the reply for the next turn.
 
 pub mod anthropic;
+pub mod responses;
 
-use http::Response;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Response};
 
 use super::config::ProviderKind;
+use super::request::{AiRequest, NativeRequest, OwnedOperation};
 use super::sse::StreamWire;
 use crate::body::Body;
 use crate::error::{ErrorShape, GatewayError};
+use crate::platform::Platform;
+use crate::util::BackgroundTask;
+
+/// What rendering a translated reply into the client's dialect needs.
+pub struct Render<'a, P> {
+    /// The reply is in the canonical form (else in the dialect, from a
+    /// provider that speaks it).
+    pub translated: bool,
+    pub public_model: &'a str,
+    /// The gateway's prompt estimate (the input usage a stream announces
+    /// before the provider reports its count).
+    pub prompt_estimate: u64,
+    /// The request in its dialect.
+    pub native: Option<&'a Arc<NativeRequest>>,
+    /// For dialects that keep state (Responses): the store and its deadline.
+    pub platform: &'a Arc<P>,
+    pub store_timeout: Duration,
+}
+
+/// Marks a reply whose response could not be stored (a continuation of it
+/// will not be found).
+pub const RESPONSE_STORED_HEADER: &str = "x-gateway-response-stored";
 
 /// The API a request on an `ai` route speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,13 +71,22 @@ pub enum Dialect {
     OpenAiChat,
     /// Anthropic Messages: `/messages`, `/messages/count_tokens`.
     AnthropicMessages,
+    /// OpenAI Responses: `/responses`, `/responses/{id}`.
+    OpenAiResponses,
 }
 
 impl Dialect {
     /// The dialect of a path below an `ai` route's prefix.
     pub fn of_subpath(subpath: &str) -> Self {
-        if subpath == "/messages" || subpath.starts_with("/messages/") {
+        let under = |prefix: &str| {
+            subpath
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under("/messages") {
             Self::AnthropicMessages
+        } else if under(responses::RESPONSES_PATH) {
+            Self::OpenAiResponses
         } else {
             Self::OpenAiChat
         }
@@ -56,7 +95,7 @@ impl Dialect {
     /// The shape errors take on this dialect's paths.
     pub fn error_shape(self) -> ErrorShape {
         match self {
-            Self::OpenAiChat => ErrorShape::OpenAi,
+            Self::OpenAiChat | Self::OpenAiResponses => ErrorShape::OpenAi,
             Self::AnthropicMessages => ErrorShape::Anthropic,
         }
     }
@@ -67,6 +106,16 @@ impl Dialect {
         matches!(
             (self, kind),
             (Self::AnthropicMessages, ProviderKind::Anthropic { .. })
+                | (
+                    Self::OpenAiResponses,
+                    ProviderKind::OpenAi {
+                        native_responses: true,
+                        ..
+                    } | ProviderKind::Azure {
+                        native_responses: true,
+                        ..
+                    }
+                )
         )
     }
 
@@ -76,6 +125,7 @@ impl Dialect {
         if self.native_on(kind) {
             match self {
                 Self::AnthropicMessages => StreamWire::Anthropic,
+                Self::OpenAiResponses => StreamWire::Responses,
                 Self::OpenAiChat => StreamWire::OpenAi,
             }
         } else {
@@ -83,32 +133,96 @@ impl Dialect {
         }
     }
 
+    /// What a parsed request needs from the gateway's state before its
+    /// estimate and reservation: for Responses, its id, its store slot
+    /// (`owner`: the consumer; `retention`: the route's) and the
+    /// conversation it continues.
+    pub async fn prepare<P: Platform>(
+        self,
+        request: &mut AiRequest,
+        platform: &P,
+        store_timeout: Duration,
+        owner: &str,
+        retention: Duration,
+    ) -> Result<(), GatewayError> {
+        match (self, request) {
+            (Self::OpenAiResponses, AiRequest::Call(OwnedOperation::Chat(chat))) => {
+                responses::prepare(chat, platform, store_timeout, owner, retention).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A complete canonical reply (a `chat.completion`, or an error in
     /// OpenAI's shape) in this dialect.
-    pub async fn render_complete(
+    pub async fn render_complete<P: Platform>(
         self,
         response: Response<Body>,
-        public_model: &str,
+        render: Render<'_, P>,
     ) -> Result<Response<Body>, GatewayError> {
-        match self {
-            Self::OpenAiChat => Ok(response),
-            Self::AnthropicMessages => anthropic::render_complete(response, public_model).await,
+        match (self, render.native.map(|n| &**n)) {
+            (Self::AnthropicMessages, _) if render.translated => {
+                anthropic::render_complete(response, render.public_model).await
+            }
+            (Self::OpenAiResponses, Some(NativeRequest::OpenAiResponses(request))) => {
+                let (mut response, kept) = if render.translated {
+                    responses::render_complete(response, request, render.public_model).await?
+                } else {
+                    responses::finish_native_complete(response, request, render.public_model)
+                        .await?
+                };
+                if let Some(kept) = kept {
+                    let platform = &**render.platform;
+                    if !responses::state::save(platform, render.store_timeout, request, kept).await
+                    {
+                        response
+                            .headers_mut()
+                            .insert(RESPONSE_STORED_HEADER, HeaderValue::from_static("false"));
+                    }
+                }
+                Ok(response)
+            }
+            _ => Ok(response),
         }
     }
 
     /// A canonical SSE stream (already observed for accounting) re-encoded
     /// as this dialect's events, chunk by chunk.
-    pub fn render_stream(
+    pub fn render_stream<P: Platform>(
         self,
         response: Response<Body>,
-        public_model: &str,
-        prompt_estimate: u64,
+        render: Render<'_, P>,
     ) -> Response<Body> {
-        match self {
-            Self::OpenAiChat => response,
-            Self::AnthropicMessages => {
-                anthropic::render_stream(response, public_model, prompt_estimate)
+        match (self, render.native.map(|n| &**n)) {
+            (Self::AnthropicMessages, _) if render.translated => {
+                anthropic::render_stream(response, render.public_model, render.prompt_estimate)
             }
+            (Self::OpenAiResponses, Some(NativeRequest::OpenAiResponses(request))) => {
+                let request = Arc::new(request.clone());
+                let save = request.store.is_some().then(|| {
+                    let (platform, timeout) = (Arc::clone(render.platform), render.store_timeout);
+                    let request = Arc::clone(&request);
+                    let save: responses::SaveResponse = Box::new(move |kept| {
+                        let task: BackgroundTask = Box::pin(async move {
+                            responses::state::save(&*platform, timeout, &request, kept).await;
+                        });
+                        task
+                    });
+                    save
+                });
+                if render.translated {
+                    responses::render_stream(
+                        response,
+                        request,
+                        render.public_model,
+                        render.prompt_estimate,
+                        save,
+                    )
+                } else {
+                    responses::finish_native_stream(response, request, render.public_model, save)
+                }
+            }
+            _ => response,
         }
     }
 }

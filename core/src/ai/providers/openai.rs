@@ -18,6 +18,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{Map, Value};
 
 use super::super::embeddings::EmbeddingsRequest;
+use super::super::request::ResponsesRequest;
 use super::super::sse::{EventRewriter, SseRewrite};
 use super::super::usage::Usage;
 use super::super::ChatRequest;
@@ -122,6 +123,59 @@ pub async fn openai_chat(
     relay_json(&parts.headers, body, "completion", &request.model, usage_of).await
 }
 
+/// A Responses request sent to the server's own `/responses` (opt-in per
+/// provider, `native_responses`): the client's body with the deployment's
+/// model, the completion cap as `max_output_tokens`, and the conversation
+/// the gateway keeps written out — `previous_response_id` becomes the
+/// stored items before this turn's `input`, and `store: false`, because the
+/// gateway, not the provider, keeps the state (so a conversation can move
+/// between providers). The reply's ids, model and state fields are set
+/// by the Responses renderer; usage is read from the reply (`usage`) or
+/// the stream's terminal event.
+pub async fn openai_responses_native(
+    http: &impl HttpClient,
+    clock: &impl Clock,
+    deployment: OpenAiDeployment<'_>,
+    chat: &ChatRequest,
+    request: &ResponsesRequest,
+    request_id: &str,
+) -> Result<ProviderReply, GatewayError> {
+    let mut body = request.body.clone();
+    body.remove("previous_response_id");
+    let input: Vec<Value> = request
+        .history
+        .iter()
+        .chain(&request.input)
+        .cloned()
+        .collect();
+    body.insert("input".into(), Value::Array(input));
+    body.insert("store".into(), Value::Bool(false));
+    if let (true, Some(cap)) = (chat.gateway_capped, chat.max_tokens) {
+        body.insert("max_output_tokens".into(), cap.into());
+    }
+    let accept = if chat.stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let upstream = upstream_request(&deployment, "responses", body, accept, request_id)?;
+    let result = with_timeout(clock, deployment.timeout, http.send(upstream)).await;
+    let response = upstream_error(result, deployment.timeout)?;
+    let (parts, body) = response.into_parts();
+    if !parts.status.is_success() {
+        return handle_openai_error(parts.status, &parts.headers, body).await;
+    }
+    if chat.stream {
+        let mut reply = sse_response(body);
+        copy_passthrough_headers(&parts.headers, reply.headers_mut());
+        return Ok(ProviderReply::Stream { response: reply });
+    }
+    let usage_of = |bytes: &[u8]| {
+        serde_json::from_slice::<Value>(bytes).map(|v| Usage::from_responses(&v["usage"]))
+    };
+    relay_json(&parts.headers, body, "response", &chat.model, usage_of).await
+}
+
 /// A JSON answer relayed as it came but for its `model` (the public name),
 /// with the upstream headers clients rely on; `usage_of` reads its usage
 /// (`what` names it in errors).
@@ -188,6 +242,11 @@ pub(super) fn upstream_post(
 ) -> Result<Request<Bytes>, GatewayError> {
     let uri = match deployment.flavor {
         Flavor::OpenAi => deployment.base.uri(&format!("/{operation}"), None),
+        // Azure's Responses API is on its v1 surface: the deployment is
+        // the `model`, no api-version.
+        Flavor::Azure { .. } if operation == "responses" => {
+            deployment.base.uri("/openai/v1/responses", None)
+        }
         Flavor::Azure { api_version } => deployment.base.uri(
             &format!(
                 "/openai/deployments/{}/{operation}",

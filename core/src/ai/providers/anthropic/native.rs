@@ -37,7 +37,12 @@ pub async fn anthropic_messages_native(
         body,
         version,
         beta,
-    } = native;
+    } = native
+    else {
+        return Err(GatewayError::internal(
+            "an Anthropic deployment called natively with another dialect",
+        ));
+    };
     let mut body = body.clone();
     body.insert("model".into(), json!(deployment.upstream_model));
     if let Some(max_tokens) = chat.max_tokens {
@@ -145,7 +150,12 @@ pub async fn anthropic_count_tokens(
         body,
         version,
         beta,
-    } = native;
+    } = native
+    else {
+        return Err(GatewayError::internal(
+            "an Anthropic deployment called natively with another dialect",
+        ));
+    };
     let mut body = body.clone();
     body.insert("model".into(), json!(deployment.upstream_model));
     let request = native_request(
