@@ -396,3 +396,40 @@ pub fn request(data: &[u8]) {
         }
     }
 }
+
+/// The content types the multipart target frames its input with (the
+/// first byte picks one): a short boundary, a long one, and one of every
+/// punctuation RFC 2046 allows.
+const MULTIPART_CONTENT_TYPES: [&str; 3] = [
+    "multipart/form-data; boundary=b",
+    "multipart/form-data; boundary=----fuzz-boundary-7MA4YWxkTrZu0gW",
+    "multipart/form-data; boundary=\"a'()+_,-./:=?z\"",
+];
+
+/// The multipart form parser of the passed-through audio endpoints
+/// (`ai::passthrough::multipart`): any body is a form or a 400, never a
+/// panic or another error; a form that parses, with its model rewritten,
+/// parses again to the new model, and rewriting it back gives the input's
+/// bytes (nothing but the model value moved).
+pub fn multipart(data: &[u8]) {
+    use crate::ai::passthrough::multipart::Form;
+    use crate::error::GatewayError;
+    let (selector, body) = split_seed(data);
+    let content_type = http::HeaderValue::from_static(
+        MULTIPART_CONTENT_TYPES[usize::from(selector) % MULTIPART_CONTENT_TYPES.len()],
+    );
+    match Form::parse(Some(&content_type), bytes::Bytes::copy_from_slice(body)) {
+        Ok((form, model)) => {
+            let rewritten = form.with_model("fuzz-upstream-model");
+            match Form::parse(Some(&content_type), rewritten) {
+                Ok((again, renamed)) => {
+                    assert_eq!(renamed, "fuzz-upstream-model");
+                    assert_eq!(&again.with_model(&model)[..], body);
+                }
+                Err(error) => panic!("a rewritten form must parse again: {error:?}"),
+            }
+        }
+        Err(GatewayError::InvalidRequest { .. }) => {}
+        Err(other) => panic!("a form is refused as a 400, not {other:?}"),
+    }
+}

@@ -31,6 +31,8 @@ pub mod http;
 mod lease_tests;
 #[cfg(test)]
 mod messages_tests;
+#[cfg(test)]
+mod passthrough_tests;
 mod pipeline;
 pub mod platform;
 pub mod quota;

@@ -4,6 +4,7 @@
 pub mod adversary;
 pub mod agent_mock;
 pub mod bedrock_mock;
+pub mod endpoints_mock;
 pub mod mocks;
 pub mod responses_mock;
 pub mod runtime;

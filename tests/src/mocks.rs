@@ -9,7 +9,9 @@
 //!   test can prove the client saw the first chunk before the last was sent.
 //!
 //! - provider mocks for Anthropic, Gemini, Azure and Bedrock
-//!   ([`crate::bedrock_mock`]) on the same server.
+//!   ([`crate::bedrock_mock`]) on the same server;
+//! - OpenAI's other endpoints (legacy completions, moderations, images,
+//!   audio): [`crate::endpoints_mock`].
 //!
 //! The upstream model id selects a behaviour: `mock-429` answers 429 with
 //! `Retry-After`, `mock-cut` breaks the stream after two chunks, `adv-*`
@@ -128,6 +130,16 @@ pub(crate) fn record_seen(mock: &OpenAiMock, headers: &HeaderMap, body: Value) {
     );
 }
 
+/// Records that a chunk of `request_id`'s streamed reply was handed to
+/// hyper now ([`OpenAiMock::sent_at`]).
+pub(crate) fn mark_sent(mock: &OpenAiMock, request_id: &str) {
+    lock(&mock.state)
+        .sent_at
+        .entry(request_id.to_owned())
+        .or_default()
+        .push(Instant::now());
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -167,6 +179,7 @@ pub async fn start_openai_mock(port: u16) -> std::io::Result<OpenAiMock> {
             "/model/{model}/{action}",
             post(crate::bedrock_mock::bedrock_model),
         )
+        .merge(crate::endpoints_mock::routes())
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(mock)

@@ -247,6 +247,17 @@ pub fn cases() -> Vec<Case> {
         embeddings_bad_requests_are_400,
         embeddings_partial_failure_charges_the_calls_that_succeeded,
         unavailable_deployment_falls_back,
+        completions_pass_through_and_settle_tokens,
+        completions_stream_is_incremental_and_settled,
+        completions_fall_back_to_the_next_deployment,
+        moderations_pass_through,
+        image_generations_count_images_and_settle_tokens,
+        audio_transcriptions_forward_the_form_intact,
+        audio_translations_forward_the_form_intact,
+        endpoints_on_azure_deployments,
+        audio_speech_streams_binary_chunk_by_chunk,
+        endpoints_on_other_providers_are_400,
+        endpoints_require_a_key,
     ]
 }
 
@@ -2837,4 +2848,12 @@ use self::responses::{
 mod mock_tools;
 use self::mock_tools::{
     mock_tools_round_trip_over_chat_completions, mock_tools_round_trip_over_messages,
+};
+mod endpoints;
+use self::endpoints::{
+    audio_speech_streams_binary_chunk_by_chunk, audio_transcriptions_forward_the_form_intact,
+    audio_translations_forward_the_form_intact, completions_fall_back_to_the_next_deployment,
+    completions_pass_through_and_settle_tokens, completions_stream_is_incremental_and_settled,
+    endpoints_on_azure_deployments, endpoints_on_other_providers_are_400, endpoints_require_a_key,
+    image_generations_count_images_and_settle_tokens, moderations_pass_through,
 };

@@ -14,6 +14,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("config", gateway_core::fuzzing::config),
     ("provider", gateway_core::fuzzing::provider),
     ("request", gateway_core::fuzzing::request),
+    ("multipart", gateway_core::fuzzing::multipart),
 ];
 
 fn fuzz_dir() -> PathBuf {

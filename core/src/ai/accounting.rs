@@ -76,6 +76,8 @@ pub struct UsageRecord {
     /// all choices); what is charged when the provider reports no usage.
     pub completion_reservation: u64,
     pub price: Option<Price>,
+    /// Images an image generation returned (logged as `images`).
+    pub images: Option<u64>,
 }
 
 impl UsageRecord {
@@ -98,6 +100,7 @@ impl UsageRecord {
             prompt_estimate,
             completion_reservation: operation.completion_reservation().unwrap_or(0),
             price: None,
+            images: None,
         }
     }
 
@@ -124,6 +127,7 @@ impl UsageRecord {
             cached_tokens = usage.cached_tokens,
             usage_source = source,
             cost_usd,
+            images = self.images,
             outcome,
             "usage"
         );

@@ -4,6 +4,13 @@ use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
+/// The largest `max_tokens` accepted (no model comes near it); larger
+/// values are refused, so accounting never sums near `u64::MAX`.
+pub const MAX_TOKENS_CAP: u64 = u32::MAX as u64;
+
+/// The most choices (`n`) one request may ask for (OpenAI's own bound).
+pub const MAX_CHOICES: u64 = 128;
+
 /// A request body that must be a JSON object naming a `model`; errors are
 /// 400s naming the parameter.
 pub(crate) fn parse_object_with_model(

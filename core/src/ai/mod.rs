@@ -4,6 +4,10 @@
 //!   requested model's deployments;
 //! - `POST {prefix}/embeddings` — served the same way (see [`embeddings`]);
 //! - `GET {prefix}/models` — the configured public model names;
+//! - `POST {prefix}/completions`, `/moderations`, `/images/generations`,
+//!   `/audio/transcriptions`, `/audio/translations`, `/audio/speech` —
+//!   passed through to OpenAI-compatible and Azure deployments (see
+//!   [`passthrough`]);
 //! - `POST {prefix}/messages` and `POST {prefix}/messages/count_tokens` —
 //!   Anthropic's Messages API (see [`dialects`]), served by any provider;
 //! - `POST {prefix}/responses`, `GET` / `DELETE {prefix}/responses/{id}` —
@@ -24,6 +28,7 @@ pub mod dialects;
 pub mod embeddings;
 mod idle;
 mod json;
+pub mod passthrough;
 pub mod pricing;
 pub mod providers;
 pub mod request;
@@ -49,7 +54,7 @@ pub fn parse_request(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &bytes::Bytes,
 ) -> Result<AiRequest, GatewayError> {
     let allow = |allowed: Method| GatewayError::MethodNotAllowed {
         method: method.clone(),
@@ -57,6 +62,14 @@ pub fn parse_request(
         allow: vec![allowed],
     };
     let post = method == Method::POST;
+    // More OpenAI endpoints, passed through (see [`passthrough`]).
+    if let Some(endpoint) = passthrough::Endpoint::of_subpath(subpath) {
+        if !post {
+            return Err(allow(Method::POST));
+        }
+        let request = passthrough::PassthroughRequest::parse(endpoint, headers, body)?;
+        return Ok(AiRequest::Call(OwnedOperation::Passthrough(request)));
+    }
     match subpath {
         "/chat/completions" if post => Ok(AiRequest::Call(OwnedOperation::Chat(
             ChatRequest::parse(body)?,

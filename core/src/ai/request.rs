@@ -5,15 +5,12 @@ use serde_json::{Map, Value};
 
 use super::embeddings::EmbeddingsRequest;
 use super::json::parse_object_with_model;
+use super::passthrough::PassthroughRequest;
 use super::usage::estimate_chat_prompt_tokens;
 use crate::error::GatewayError;
 
-/// The largest `max_tokens` accepted (no model comes near it); larger
-/// values are refused, so accounting never sums near `u64::MAX`.
-pub const MAX_TOKENS_CAP: u64 = u32::MAX as u64;
-
-/// The most choices (`n`) one request may ask for (OpenAI's own bound).
-pub const MAX_CHOICES: u64 = 128;
+// Shared with the passed-through endpoints' parser (`ai::passthrough`).
+pub use super::json::{MAX_CHOICES, MAX_TOKENS_CAP};
 
 /// The JSON type a known Chat Completions parameter must have.
 #[derive(Clone, Copy)]
@@ -331,6 +328,8 @@ impl ChatRequest {
 pub enum Operation<'a> {
     Chat(&'a ChatRequest),
     Embeddings(&'a EmbeddingsRequest),
+    /// Another OpenAI endpoint, passed through (see `ai::passthrough`).
+    Passthrough(&'a PassthroughRequest),
 }
 
 impl Operation<'_> {
@@ -338,6 +337,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => &chat.model,
             Self::Embeddings(request) => &request.model,
+            Self::Passthrough(request) => &request.model,
         }
     }
 
@@ -351,6 +351,7 @@ impl Operation<'_> {
                 None => "chat.completions",
             },
             Self::Embeddings(_) => "embeddings",
+            Self::Passthrough(request) => request.endpoint.name(),
         }
     }
 
@@ -358,6 +359,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => estimate_chat_prompt_tokens(&chat.body),
             Self::Embeddings(request) => request.estimated_tokens(),
+            Self::Passthrough(request) => request.prompt_estimate,
         }
     }
 
@@ -394,6 +396,9 @@ impl Operation<'_> {
             Self::Embeddings(request) => {
                 OwnedOperation::Embeddings(EmbeddingsRequest::parse(&merge(&request.body)?)?)
             }
+            Self::Passthrough(request) => {
+                OwnedOperation::Passthrough(request.with_defaults(params)?)
+            }
         })
     }
 
@@ -403,6 +408,7 @@ impl Operation<'_> {
         match self {
             Self::Chat(chat) => chat.max_tokens.map(|max| max.saturating_mul(chat.choices)),
             Self::Embeddings(_) => Some(0),
+            Self::Passthrough(request) => Some(request.completion_reservation()),
         }
     }
 }
@@ -412,6 +418,7 @@ impl Operation<'_> {
 pub enum OwnedOperation {
     Chat(ChatRequest),
     Embeddings(EmbeddingsRequest),
+    Passthrough(PassthroughRequest),
 }
 
 impl OwnedOperation {
@@ -419,6 +426,7 @@ impl OwnedOperation {
         match self {
             Self::Chat(chat) => Operation::Chat(chat),
             Self::Embeddings(request) => Operation::Embeddings(request),
+            Self::Passthrough(request) => Operation::Passthrough(request),
         }
     }
 }

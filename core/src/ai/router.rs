@@ -13,8 +13,10 @@ use super::accounting::{upstream_outcome, StreamAccounting, UsageRecord};
 use super::config::{AiRoute, Model, Provider, ProviderKind};
 use super::dialects::{Dialect, Render};
 use super::idle::with_idle_timeout;
+use super::passthrough::{unsupported_on, GeneratedImages, PassthroughRequest};
 use super::pricing::Price;
 use super::providers::mock::{self, mock_chat};
+use super::providers::openai_endpoints::openai_passthrough;
 use super::providers::{anthropic, bedrock, gemini, openai, ProviderReply};
 use super::request::{NativeRequest, Operation, OwnedOperation};
 use super::usage::Usage;
@@ -204,15 +206,30 @@ pub async fn serve<P: Platform>(
         prompt_estimate: record.prompt_estimate,
         native: match operation {
             Operation::Chat(chat) => chat.native.as_ref(),
-            Operation::Embeddings(_) => None,
+            Operation::Embeddings(_) | Operation::Passthrough(_) => None,
         },
         platform: upstreams.platform,
         store_timeout: upstreams.store_timeout,
     });
     Ok(match reply {
         ProviderReply::Complete { response, usage } => {
+            record.images = response.extensions().get::<GeneratedImages>().map(|n| n.0);
             let used = record.complete(response.status().is_success(), usage);
             reservation.settle(billed.plus(used)).await;
+            // A complete reply relayed as a stream (binary audio): its gaps
+            // are bounded like an SSE stream's.
+            let response = if response.body().is_stream() {
+                let (parts, body) = response.into_parts();
+                let body = with_idle_timeout(
+                    body,
+                    upstreams.platform,
+                    upstreams.route.stream_idle_timeout,
+                    upstreams.before_deadline(),
+                );
+                Response::from_parts(parts, body)
+            } else {
+                response
+            };
             match render {
                 Some(render) => dialect.render_complete(response, render).await?,
                 None => response,
@@ -325,6 +342,10 @@ async fn call_provider<P: Platform>(
         (ProviderKind::Mock { .. }, Operation::Embeddings(request)) => {
             mock::mock_embeddings(request)
         }
+        (
+            kind @ (ProviderKind::Mock { .. } | ProviderKind::Anthropic { .. }),
+            Operation::Passthrough(request),
+        ) => Err(passthrough_unsupported(request, kind)),
         (ProviderKind::Gemini { base, api_key }, operation) => {
             let deployment = gemini::GeminiDeployment {
                 base,
@@ -338,6 +359,9 @@ async fn call_provider<P: Platform>(
                 }
                 Operation::Embeddings(request) => {
                     gemini::gemini_embeddings(http, clock, deployment, request, request_id).await
+                }
+                Operation::Passthrough(request) => {
+                    Err(passthrough_unsupported(request, &provider.kind))
                 }
             };
             result
@@ -363,6 +387,9 @@ async fn call_provider<P: Platform>(
                 }
                 Operation::Embeddings(request) => {
                     bedrock::bedrock_embeddings(http, clock, deployment, request, request_id).await
+                }
+                Operation::Passthrough(request) => {
+                    Err(passthrough_unsupported(request, &provider.kind))
                 }
             };
             result
@@ -447,7 +474,7 @@ fn native_request<'a>(
 ) -> Option<&'a NativeRequest> {
     match operation {
         Operation::Chat(chat) => chat.native.as_deref().filter(|_| dialect.native_on(kind)),
-        Operation::Embeddings(_) => None,
+        Operation::Embeddings(_) | Operation::Passthrough(_) => None,
     }
 }
 
@@ -470,5 +497,22 @@ async fn openai_call(
         (Operation::Embeddings(request), _) => {
             openai::openai_embeddings(http, clock, deployment, request, request_id).await
         }
+        (Operation::Passthrough(request), _) => {
+            openai_passthrough(http, clock, deployment, request, request_id).await
+        }
     }
+}
+
+/// The 400 for a passed-through OpenAI endpoint (`ai::passthrough`) on a
+/// deployment of `kind`, which does not have it.
+fn passthrough_unsupported(request: &PassthroughRequest, kind: &ProviderKind) -> GatewayError {
+    let provider = match kind {
+        ProviderKind::Anthropic { .. } => "an Anthropic",
+        ProviderKind::Gemini { .. } => "a Gemini",
+        ProviderKind::Bedrock { .. } => "a Bedrock",
+        ProviderKind::Mock { .. } => "a mock",
+        ProviderKind::Azure { .. } => "an Azure OpenAI",
+        ProviderKind::OpenAi { .. } => "an OpenAI-compatible",
+    };
+    unsupported_on(request, provider)
 }

@@ -354,6 +354,10 @@ impl SseUsage {
             }
             if let Some(choices) = event.get("choices").and_then(Value::as_array) {
                 for choice in choices {
+                    // A legacy completion's chunk carries `text`.
+                    if let Some(text_part) = choice.get("text").and_then(Value::as_str) {
+                        *text += text_part.len() as u64;
+                    }
                     let delta = &choice["delta"];
                     if let Some(content) = delta.get("content").and_then(Value::as_str) {
                         *text += content.len() as u64;

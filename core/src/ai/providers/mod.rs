@@ -11,6 +11,7 @@ mod fan_out;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod openai_endpoints;
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};

@@ -213,7 +213,7 @@ async fn relay_json(
 
 /// A POST of `body`, its `model` set to the deployment's, to the
 /// deployment's `operation` (`chat/completions`, `embeddings`) with its key.
-fn upstream_request(
+pub(super) fn upstream_request(
     deployment: &OpenAiDeployment<'_>,
     operation: &str,
     mut body: Map<String, Value>,
@@ -226,6 +226,20 @@ fn upstream_request(
     );
     let body = serde_json::to_vec(&body)
         .map_err(|e| GatewayError::internal(format!("serialize request: {e}")))?;
+    let json = HeaderValue::from_static("application/json");
+    upstream_post(deployment, operation, body.into(), json, accept, request_id)
+}
+
+/// A POST of `body` (of `content_type`, sent as it is) to the deployment's
+/// `operation` with its key: the URL and auth of every OpenAI call.
+pub(super) fn upstream_post(
+    deployment: &OpenAiDeployment<'_>,
+    operation: &str,
+    body: Bytes,
+    content_type: HeaderValue,
+    accept: &'static str,
+    request_id: &str,
+) -> Result<Request<Bytes>, GatewayError> {
     let uri = match deployment.flavor {
         Flavor::OpenAi => deployment.base.uri(&format!("/{operation}"), None),
         // Azure's Responses API is on its v1 surface: the deployment is
@@ -242,14 +256,11 @@ fn upstream_request(
         ),
     }
     .map_err(|e| GatewayError::internal(format!("upstream uri: {e}")))?;
-    let mut upstream = Request::new(Bytes::from(body));
+    let mut upstream = Request::new(body);
     *upstream.method_mut() = Method::POST;
     *upstream.uri_mut() = uri;
     let headers = upstream.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
     if let Some(key) = deployment.api_key {
         let bad_key = |_| GatewayError::internal("provider api key is not a valid header value");
@@ -316,7 +327,7 @@ pub async fn openai_embeddings(
 /// `reply` (a JSON object) with its `model` set to `public`; unchanged
 /// when it already is. The other fields stay raw text (an embeddings
 /// reply's vectors are not parsed).
-fn with_public_model(reply: Bytes, public: &str) -> serde_json::Result<Bytes> {
+pub(super) fn with_public_model(reply: Bytes, public: &str) -> serde_json::Result<Bytes> {
     #[derive(serde::Deserialize)]
     struct ModelOnly<'a> {
         #[serde(borrow)]
@@ -395,7 +406,7 @@ impl EventRewriter for UsageFolding {
     }
 }
 
-fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
+pub(super) fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         if passes_through(name.as_str()) {
             to.append(name.clone(), value.clone());
@@ -408,7 +419,7 @@ fn copy_passthrough_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// gateway's provider credentials, not the client's request (and their text
 /// may echo part of the key): those, upstream 5xx and malformed errors become
 /// 502 with the upstream body kept in the log only.
-async fn handle_openai_error(
+pub(super) async fn handle_openai_error(
     status: StatusCode,
     headers: &HeaderMap,
     body: Body,
