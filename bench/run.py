@@ -542,6 +542,7 @@ def run(args, workdir, procs, bin_dir, results):
         start_peers(procs, workdir, mock, mock_stream, targets, streams)
     if args.worker:
         start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results)
+        start_lambda_watch(procs, workdir, mock, mock_stream, admin_key, targets)
 
     for t in targets:
         if t.root is not None and t.name != "direct":
@@ -719,6 +720,39 @@ def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results
         results["sizes"]["worker_wasm_gzip"] = len(gzip.compress(raw, 9))
 
 
+def start_lambda_watch(procs, workdir, mock, mock_stream, admin_key, targets):
+    """The Lambda adapter under `cargo lambda watch` (its runtime API
+    emulator and the function, release builds), beside the trivial
+    `lambda_http` function under the same watch: what `RUNTIME=lambda
+    scripts/dev` serves, and the emulator's own floor. CPU is that of the
+    whole tree (cargo-lambda and the function it runs)."""
+    cargo_lambda = ENV["BENCH_CARGO_LAMBDA"]
+    conf = os.path.join(workdir, "gateway-lambda.yaml")
+    with open(conf, "w") as f:
+        f.write(gateway_config(mock, mock_stream))
+    for name, label, package, binary, base_path, model in (
+        ("lambda-trivial", "trivial lambda_http function under cargo lambda watch (emulator floor)",
+         "gateway-bench", "bench-trivial-lambda", "/lambda-url/bench-trivial-lambda", "x"),
+        ("lambda-gateway", "the gateway's Lambda adapter under cargo lambda watch, scenario (a)",
+         "gateway-aws-lambda", "gateway", "/lambda-url/gateway", "bench-gpt"),
+    ):
+        port = free_port()
+        env = {
+            "GATEWAY_CONFIG_PATH": conf,
+            "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
+            "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(),
+            "RUST_LOG": ENV.get("BENCH_GATEWAY_RUST_LOG", "info"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        p = procs.start(name, [cargo_lambda, "lambda", "watch", "--release", "--ignore-changes",
+                               "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
+                               "--concurrency", "32", "--package", package, "--bin", binary],
+                        env, cwd=ENV["BENCH_ROOT"])
+        url = f"http://127.0.0.1:{port}{base_path}/v1/chat/completions"
+        wait_http(url, p, 900, method="POST", body=chat_body(model))
+        targets.append(Target(name, label, url, body=chat_body(model), group="runtime", root=p))
+
+
 def coldstart(workdir, mock, results):
     tool = os.path.join(ENV["BENCH_BIN_DIR"], "bench-coldstart")
     cfg = os.path.join(workdir, "hundred.yaml")
@@ -847,12 +881,14 @@ def render(args, results):
           "translation both ways. The peers do what they can of it: LiteLLM's master key and per-model rpm (its "
           "budgets need a Postgres database), Portkey only the translation (its open-source gateway has no keys, "
           "limits or budgets). × nginx compares with nginx's plain pass-through in (a).")
-    table("runtime", "The Worker under wrangler dev, and the runtime's floor",
+    table("runtime", "The local emulators: the Worker under wrangler dev, Lambda under cargo lambda watch, and their floors",
           "The gateway's Worker under `wrangler dev` (workerd), beside a trivial JS Worker under the same wrangler, so "
           "the runtime's own cost is visible; then the same two bundles in workerd through Miniflare's Node API, "
-          "without the inspector that wrangler dev always attaches (wrangler collects console output through it). CPU "
-          "per request is that of the workerd process running the Worker (the issue's measure, at 16 connections); "
-          "wrangler's Node process (proxy, log printing) is not included.")
+          "without the inspector that wrangler dev always attaches (wrangler collects console output through it). For "
+          "the Worker rows CPU per request is that of the workerd process running the Worker (the issue's measure, at "
+          "16 connections); wrangler's Node process (proxy, log printing) is not included. Then the Lambda adapter "
+          "under `cargo lambda watch` (release build; what `RUNTIME=lambda scripts/dev` serves) beside a trivial "
+          "`lambda_http` function under the same watch; their CPU is the whole tree (the emulator and the function).")
 
     if results["streams"]:
         d = next((s for s in results["streams"] if s["name"] == "direct"), None)

@@ -3,8 +3,8 @@
 Run by the conformance suite with OPENAI_BASE_URL pointing at an
 authenticated AI route (…/keyed/v1) and OPENAI_API_KEY a consumer key. Every
 model is translated by the gateway (Responses → its canonical chat → the
-provider): the in-gateway mock, the OpenAI, Anthropic, Gemini and Bedrock
-upstream mocks. Covers text and function-tool round trips (complete and
+provider): the in-gateway mock (its scripted agent model `mock-agent` for
+tool calls), the OpenAI, Anthropic, Gemini and Bedrock upstream mocks. Covers text and function-tool round trips (complete and
 streamed), `previous_response_id` across providers, retrieve and delete, and
 OpenAI's error types. Exits non-zero with a message on any mismatch.
 """
@@ -28,7 +28,10 @@ TOOLS = [{
 }]
 WEATHER = "What is the weather in Paris?"
 MODELS = ("mock-gpt", "upstream-gpt", "claude-mock", "gemini-mock", "bedrock-claude")
-TOOL_MODELS = ("upstream-gpt", "claude-mock", "gemini-mock", "bedrock-claude")
+TOOL_MODELS = ("upstream-gpt", "claude-mock", "gemini-mock", "bedrock-claude", "mock-agent")
+# The in-gateway mock's scripted tool calls fill a required string with
+# `gateway-mock` (core/src/ai/providers/mock.rs); the upstream mocks ask for Paris.
+EXPECTED_LOCATION = {"mock-agent": "gateway-mock"}
 
 
 def check(condition, message):
@@ -78,7 +81,8 @@ def function_call_of(model, response):
     check(len(calls) == 1, f"{model}: expected one function_call in {response.output}")
     call = calls[0]
     check(call.name == "get_weather", f"{model}: tool {call.name}")
-    check(json.loads(call.arguments).get("location") == "Paris", f"{model}: arguments {call.arguments}")
+    expected = EXPECTED_LOCATION.get(model, "Paris")
+    check(json.loads(call.arguments).get("location") == expected, f"{model}: arguments {call.arguments}")
     return call
 
 
@@ -102,6 +106,8 @@ def tool_round_trip(client, model):
     )
     check(answer.status == "completed", f"{model}: after the tool output: {answer.status}")
     check(bool(answer.output_text), f"{model}: no text after the tool output")
+    if model == "mock-agent":
+        check(answer.output_text == "Tool said: 18C and sunny", f"{model}: {answer.output_text!r}")
     check(answer.previous_response_id == response.id, f"{model}: {answer.previous_response_id}")
     print(f"ok: {model} function call round trip, complete and streamed")
 
