@@ -888,7 +888,11 @@ def render(args, results):
           "the Worker rows CPU per request is that of the workerd process running the Worker (the issue's measure, at "
           "16 connections); wrangler's Node process (proxy, log printing) is not included. Then the Lambda adapter "
           "under `cargo lambda watch` (release build; what `RUNTIME=lambda scripts/dev` serves) beside a trivial "
-          "`lambda_http` function under the same watch; their CPU is the whole tree (the emulator and the function).")
+          "`lambda_http` function under the same watch; their CPU is the whole tree (the emulator and the function). At "
+          "one connection both Lambda rows wait ~44 ms per response, the trivial function too, only on a keep-alive "
+          "connection to `cargo lambda watch` (with a new connection per request the same functions answer in about "
+          "1 ms): the signature of Nagle's algorithm meeting a delayed ACK in the emulator's HTTP front, not in the "
+          "function; real Lambda's Function URL front end is AWS's own.")
 
     if results["streams"]:
         d = next((s for s in results["streams"] if s["name"] == "direct"), None)

@@ -1,0 +1,73 @@
+"""Drives scripts/flamegraph: the bench mock, the gateway (a build with
+symbols), `perf record` on the gateway while oha loads it, then inferno's
+collapse and flamegraph. Usage: flamegraph.py <a|b> <out.svg>."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import run as bench
+
+
+def main():
+    scenario, out = sys.argv[1], sys.argv[2]
+    workdir = tempfile.mkdtemp(prefix="gateway-flamegraph-")
+    procs = bench.Procs(workdir)
+    try:
+        _, mock = bench.start_mock(procs, "mock", ["--chunks", "8"])
+        conf = os.path.join(workdir, "gateway.yaml")
+        with open(conf, "w") as f:
+            f.write(bench.gateway_config(mock, mock))
+        admin_key = "flamegraph-admin-" + os.urandom(8).hex()
+        port = bench.free_port()
+        env = {"GATEWAY_LISTEN": f"127.0.0.1:{port}", "GATEWAY_CONFIG_PATH": conf,
+               "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
+               "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(), "RUST_LOG": "info"}
+        gateway = procs.start("gateway", [os.environ["BENCH_GATEWAY"]], env)
+        base = f"http://127.0.0.1:{port}"
+        bench.wait_http(f"{base}/v1/models", gateway, 30)
+        if scenario == "a":
+            url, headers, body = f"{base}/v1/chat/completions", [], bench.chat_body("bench-gpt")
+        else:
+            key = bench.create_key(base, admin_key)
+            url, headers, body = (f"{base}/b/v1/chat/completions", [f"authorization: Bearer {key}"],
+                                  bench.chat_body("bench-claude"))
+        bench.oha(url, 8, 1, headers, body)  # warm-up
+        data = os.path.join(workdir, "perf.data")
+        record = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "--call-graph", "dwarf,16384",
+                                   "-p", str(gateway.pid), "-o", data, "--", "sleep", "5"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.2)
+        load = bench.oha(url, 32, 4.5, headers, body)
+        record.wait(timeout=60)
+        bench.log(f"scenario ({scenario}): {load['rps']:.0f} req/s under perf; folding the samples")
+        script = subprocess.run(["perf", "script", "-i", data], capture_output=True, timeout=600)
+        tools = os.environ["BENCH_INFERNO"]
+        folded = subprocess.run([os.path.join(tools, "inferno-collapse-perf")], input=script.stdout,
+                                capture_output=True, timeout=600).stdout
+        title = {"a": "native server, scenario (a): OpenAI-compatible pass-through",
+                 "b": "native server, scenario (b): key, limits, budget, OpenAI→Anthropic"}[scenario]
+        svg = subprocess.run([os.path.join(tools, "inferno-flamegraph"), "--title", title, "--width", "1600"],
+                             input=folded, capture_output=True, timeout=600).stdout
+        with open(out, "wb") as f:
+            f.write(svg)
+        # The frames most often on top of the stack, for the terminal.
+        leaves = {}
+        total = 0
+        for line in folded.decode(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            leaf = stack.rsplit(";", 1)[-1]
+            leaves[leaf] = leaves.get(leaf, 0) + int(count)
+            total += int(count)
+        for leaf, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:15]:
+            print(f"{100 * count / max(total, 1):5.1f}%  {leaf[:140]}")
+        bench.log(f"wrote {out}")
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    main()
