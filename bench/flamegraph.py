@@ -50,7 +50,16 @@ def main():
                                 capture_output=True, timeout=600).stdout
         title = {"a": "native server, scenario (a): OpenAI-compatible pass-through",
                  "b": "native server, scenario (b): key, limits, budget, OpenAI→Anthropic"}[scenario]
-        svg = subprocess.run([os.path.join(tools, "inferno-flamegraph"), "--title", title, "--width", "1600"],
+        # Frames narrower than 3 px are left out: the SVG stays small enough
+        # to commit (the folded stacks beside it keep everything).
+        folded_path = os.path.splitext(out)[0] + ".folded"
+        cache = os.environ.get("GATEWAY_CACHE")
+        if cache:
+            folded_path = os.path.join(cache, os.path.basename(folded_path))
+        with open(folded_path, "wb") as f:
+            f.write(folded)
+        svg = subprocess.run([os.path.join(tools, "inferno-flamegraph"), "--title", title, "--width", "1600",
+                              "--minwidth", "3"],
                              input=folded, capture_output=True, timeout=600).stdout
         with open(out, "wb") as f:
             f.write(svg)
@@ -64,7 +73,7 @@ def main():
             total += int(count)
         for leaf, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:15]:
             print(f"{100 * count / max(total, 1):5.1f}%  {leaf[:140]}")
-        bench.log(f"wrote {out}")
+        bench.log(f"wrote {out} (all stacks, folded: {folded_path})")
     finally:
         procs.stop_all()
 
