@@ -984,6 +984,43 @@ async fn openai_python_sdk(ctx: &Ctx) -> CaseResult {
 
 /// Runs `tests/python/<script>` with the test Python (which must have
 /// `package`) and `env`; the case fails with its output unless it exits 0.
+/// A coding agent the suite runs as a client (`claude`, `codex`: pinned in
+/// `tests/agents/package-lock.json`, installed by `scripts/bootstrap` under
+/// `$GATEWAY_CACHE/agents`); an error saying how to install it if missing.
+pub(crate) fn test_agent(name: &str) -> Result<PathBuf, String> {
+    let cache = std::env::var_os("GATEWAY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ai-gateway")))
+        .ok_or("neither GATEWAY_CACHE nor HOME is set")?;
+    let agent = cache.join("agents/node_modules/.bin").join(name);
+    check!(
+        agent.exists(),
+        "{} is missing: install the test agents with scripts/bootstrap \
+         (npm ci of tests/agents/package-lock.json into $GATEWAY_CACHE/agents)",
+        agent.display()
+    );
+    Ok(agent)
+}
+
+/// Waits (at most 10 s) until `consumer`'s counter holds at least what the
+/// upstream mock billed for `request_id`: a settlement that runs after the
+/// client left. Returns `(used, billed)` as last read.
+async fn wait_for_settlement(
+    ctx: &Ctx,
+    consumer: &str,
+    request_id: &str,
+) -> Result<(u64, u64), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let used = used_by(ctx, consumer).await?;
+        let billed = ctx.openai.billed(request_id);
+        if (used >= billed && billed > 0) || Instant::now() > deadline {
+            return Ok((used, billed));
+        }
+    }
+}
+
 pub(crate) async fn run_python_check(
     ctx: &Ctx,
     script: &str,
@@ -2147,16 +2184,7 @@ async fn budget_counts_tools_and_settles_after_a_disconnect(ctx: &Ctx) -> CaseRe
     drop(stream);
     // The settlement runs after the disconnect; wait for the counter to
     // leave the reservation behind or reach its final value.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (mut used, mut billed);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        used = used_by(ctx, &id).await?;
-        billed = ctx.openai.billed(&request_id);
-        if (used >= billed && billed > 0) || Instant::now() > deadline {
-            break;
-        }
-    }
+    let (used, billed) = wait_for_settlement(ctx, &id, &request_id).await?;
     check!(
         billed >= 100_000,
         "the upstream billed only {billed} for a 100k-token prompt"

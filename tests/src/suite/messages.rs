@@ -259,17 +259,7 @@ pub(super) async fn messages_budget_counts_what_an_overreporting_upstream_bills(
 /// scripted model asks for a Bash command whose output only a shell that
 /// ran it can produce, then repeats what the tool said.
 pub(super) async fn claude_code_completes_a_tool_task(ctx: &Ctx) -> CaseResult {
-    let cache = std::env::var_os("GATEWAY_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ai-gateway")))
-        .ok_or("neither GATEWAY_CACHE nor HOME is set")?;
-    let claude = cache.join("agents/node_modules/.bin/claude");
-    check!(
-        claude.exists(),
-        "{} is missing: install the test agents with scripts/bootstrap \
-         (npm ci of tests/agents/package-lock.json into $GATEWAY_CACHE/agents)",
-        claude.display()
-    );
+    let claude = test_agent("claude")?;
     let (_, key, _) = consumer_with_key(ctx, "claude-code", json!({})).await?;
     for model in ["agent-native", "agent-translated"] {
         let home = std::env::temp_dir().join(unique_id("claude-home"));

@@ -322,17 +322,7 @@ pub(super) async fn responses_pass_through_natively(ctx: &Ctx) -> CaseResult {
 /// (`exec_command`) with a command whose output only a shell that ran it
 /// can produce, then repeats what the tool said.
 pub(super) async fn codex_cli_completes_a_tool_task(ctx: &Ctx) -> CaseResult {
-    let cache = std::env::var_os("GATEWAY_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ai-gateway")))
-        .ok_or("neither GATEWAY_CACHE nor HOME is set")?;
-    let codex = cache.join("agents/node_modules/.bin/codex");
-    check!(
-        codex.exists(),
-        "{} is missing: install the test agents with scripts/bootstrap \
-         (npm ci of tests/agents/package-lock.json into $GATEWAY_CACHE/agents)",
-        codex.display()
-    );
+    let codex = test_agent("codex")?;
     let (_, key, _) = consumer_with_key(ctx, "codex", json!({})).await?;
     for model in ["agent-translated", "agent-native"] {
         let home = std::env::temp_dir().join(unique_id("codex-home"));
@@ -435,16 +425,7 @@ pub(super) async fn dialect_streams_settle_after_a_disconnect(ctx: &Ctx) -> Case
             "{path}: no first chunk: {first:?}"
         );
         drop(stream);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (mut used, mut billed);
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            used = used_by(ctx, &id).await?;
-            billed = ctx.openai.billed(&request_id);
-            if (used >= billed && billed > 0) || Instant::now() > deadline {
-                break;
-            }
-        }
+        let (used, billed) = wait_for_settlement(ctx, &id, &request_id).await?;
         check!(
             billed >= 100_000,
             "{path}: the upstream billed only {billed}"

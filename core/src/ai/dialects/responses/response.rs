@@ -225,13 +225,13 @@ pub fn response_from_completion(
     response_object(request, public_model, Some(&status), output, Some(&usage))
 }
 
-/// A complete canonical reply rendered as a `response` object (errors are
-/// already in OpenAI's shape, which Responses shares). The response is
-/// returned with the conversation record to store, if it is to be kept.
-pub async fn render_complete(
+/// A successful complete reply rewritten by `render` (its JSON body in, the
+/// `response` object out), returned with that object: the record to keep.
+/// Errors are passed on untouched: they are in OpenAI's shape, which
+/// Responses shares.
+async fn rewrite_complete(
     response: Response<Body>,
-    request: &ResponsesRequest,
-    public_model: &str,
+    render: impl FnOnce(Value) -> Value,
 ) -> Result<(Response<Body>, Option<Value>), GatewayError> {
     if !response.status().is_success() {
         return Ok((response, None));
@@ -243,11 +243,11 @@ pub async fn render_complete(
             .map_err(|e| GatewayError::UpstreamInvalid {
                 detail: format!("reading the reply: {e}"),
             })?;
-    let completion: Value =
+    let reply: Value =
         serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
             detail: format!("the reply is not JSON: {e}"),
         })?;
-    let rendered = response_from_completion(&completion, request, public_model);
+    let rendered = render(reply);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
@@ -255,6 +255,19 @@ pub async fn render_complete(
     );
     let body = Body::from(rendered.to_string());
     Ok((Response::from_parts(parts, body), Some(rendered)))
+}
+
+/// A complete canonical reply rendered as a `response` object, with the
+/// record to keep.
+pub async fn render_complete(
+    response: Response<Body>,
+    request: &ResponsesRequest,
+    public_model: &str,
+) -> Result<(Response<Body>, Option<Value>), GatewayError> {
+    rewrite_complete(response, |completion| {
+        response_from_completion(&completion, request, public_model)
+    })
+    .await
 }
 
 /// A native reply's `response` object as the gateway's: its id (the one the
@@ -284,24 +297,11 @@ pub async fn finish_native_complete(
     request: &ResponsesRequest,
     public_model: &str,
 ) -> Result<(Response<Body>, Option<Value>), GatewayError> {
-    if !response.status().is_success() {
-        return Ok((response, None));
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes =
-        body.collect(MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| GatewayError::UpstreamInvalid {
-                detail: format!("reading the reply: {e}"),
-            })?;
-    let mut rendered: Value =
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::UpstreamInvalid {
-            detail: format!("the reply is not JSON: {e}"),
-        })?;
-    finish_native(&mut rendered, request, public_model);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let body = Body::from(rendered.to_string());
-    Ok((Response::from_parts(parts, body), Some(rendered)))
+    rewrite_complete(response, |mut reply| {
+        finish_native(&mut reply, request, public_model);
+        reply
+    })
+    .await
 }
 
 /// A native Responses stream with every `response` object finished as the
