@@ -14,7 +14,9 @@
 //!   of `messages` → system messages in place; text, image (base64, url)
 //!   and document blocks (PDF base64 → a `file` part, plain text → text);
 //!   `tool_use` → `tool_calls`; `tool_result` → `tool` messages (their
-//!   text; images inside tool results are dropped); `tools` (custom tools)
+//!   text, prefixed `Error: ` when `is_error`; the result's images follow in
+//!   a user message after the tool messages, as OpenAI tool messages hold
+//!   text only); `tools` (custom tools)
 //!   → function tools; `tool_choice` (`auto`, `any` → `required`, `tool`,
 //!   `none`; `disable_parallel_tool_use` → `parallel_tool_calls: false`);
 //!   `stop_sequences` → `stop`; `temperature`, `top_p`; `metadata.user_id`

@@ -273,15 +273,29 @@ fn user_turn(content: &Value, out: &mut Vec<Value>) -> Result<(), GatewayError> 
                 let id = block.get("tool_use_id").and_then(Value::as_str).ok_or_else(|| {
                     invalid("messages: a `tool_result` block needs a `tool_use_id`", "messages")
                 })?;
-                let text = match block.get("content") {
+                let mut text = match block.get("content") {
                     None | Some(Value::Null) => String::new(),
                     Some(Value::String(text)) => text.clone(),
-                    Some(Value::Array(inner)) => inner
-                        .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                        .filter_map(|b| b.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
+                    Some(Value::Array(inner)) => {
+                        // A tool message carries text only: the result's
+                        // images (Claude Code's Read of a screenshot) follow
+                        // in the user message after the tool messages.
+                        let images: Vec<Value> = inner
+                            .iter()
+                            .filter(|b| b.get("type").and_then(Value::as_str) == Some("image"))
+                            .map(image_part)
+                            .collect::<Result<_, _>>()?;
+                        if !images.is_empty() {
+                            parts.push(json!({"type": "text", "text": format!("The result of tool call {id} includes these images:")}));
+                            parts.extend(images);
+                        }
+                        inner
+                            .iter()
+                            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                            .filter_map(|b| b.get("text").and_then(Value::as_str))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    }
                     Some(_) => {
                         return Err(invalid(
                             "messages: `tool_result.content` must be a string or blocks",
@@ -289,6 +303,11 @@ fn user_turn(content: &Value, out: &mut Vec<Value>) -> Result<(), GatewayError> 
                         ))
                     }
                 };
+                // Chat Completions has no error flag on a tool result: say it
+                // in the text, where the model reads it.
+                if block.get("is_error").and_then(Value::as_bool) == Some(true) {
+                    text = format!("Error: {text}");
+                }
                 out.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
             }
             other => return Err(unsupported_block(other)),

@@ -379,3 +379,42 @@ fn a_stream_error_or_cut_becomes_an_error_event() {
     let cut = render(&[chunk(json!({"content": "Hi"}), None)], false);
     assert_eq!(cut.last().unwrap().0, "error");
 }
+
+#[test]
+fn tool_result_images_follow_the_tool_message_and_errors_say_so() {
+    // A Read of a screenshot and a failed command, as Claude Code sends
+    // them (<https://docs.anthropic.com/en/docs/build-with-claude/tool-use>:
+    // `tool_result` content may hold text and image blocks; `is_error`).
+    let chat = parse(&json!({
+        "model": "m", "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "Look at the screenshot, then run ls."},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/tmp/s.png"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "Bash", "input": {"command": "ls /nope"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                    {"type": "text", "text": "Read image (5 KB)"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                ]},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": true, "content": "ls: cannot access '/nope'"},
+            ]},
+        ],
+    }))
+    .unwrap();
+    let messages = chat.messages();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "tool", "user"]);
+    assert_eq!(messages[2]["content"], "Read image (5 KB)");
+    assert_eq!(messages[3]["content"], "Error: ls: cannot access '/nope'");
+    let follow_up = messages[4]["content"].as_array().unwrap();
+    assert!(follow_up[0]["text"].as_str().unwrap().contains("toolu_1"));
+    assert_eq!(
+        follow_up[1],
+        json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}})
+    );
+}
