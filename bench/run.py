@@ -198,6 +198,10 @@ class Procs:
         return os.path.join(self.workdir, f"{name}.log")
 
     def stop_all(self):
+        # Every process each one started, by PID, taken before any is
+        # stopped: `cargo lambda watch` runs its functions in process groups
+        # of their own, which outlive a signal to its group.
+        descendants = [pid for p in self.started if p.poll() is None for pid in tree(p.pid)[1:]]
         for p in reversed(self.started):
             if p.poll() is None:
                 try:
@@ -206,6 +210,11 @@ class Procs:
                     os.killpg(p.pid, signal.SIGTERM)
                 except OSError:
                     pass
+        for pid in descendants:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
         deadline = time.time() + 10
         for p in self.started:
             try:
