@@ -133,16 +133,20 @@ pub enum AiRequest {
 /// providers, the estimate and the reservation read.
 #[derive(Debug, Clone)]
 pub enum NativeRequest {
-    /// An Anthropic Messages body as the client sent it, with its
-    /// `anthropic-version` and `anthropic-beta` headers.
-    AnthropicMessages {
-        body: Map<String, Value>,
-        version: Option<String>,
-        beta: Option<String>,
-    },
+    /// An Anthropic Messages request as the client sent it.
+    AnthropicMessages(MessagesRequest),
     /// An OpenAI Responses body and what the gateway needs to answer in
     /// that dialect and keep the conversation.
     OpenAiResponses(ResponsesRequest),
+}
+
+/// An Anthropic Messages body as the client sent it, with its
+/// `anthropic-version` and `anthropic-beta` headers.
+#[derive(Debug, Clone)]
+pub struct MessagesRequest {
+    pub body: Map<String, Value>,
+    pub version: Option<String>,
+    pub beta: Option<String>,
 }
 
 /// A Responses request beside its canonical chat
@@ -346,7 +350,7 @@ impl Operation<'_> {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Chat(chat) => match chat.native.as_deref() {
-                Some(NativeRequest::AnthropicMessages { .. }) => "messages",
+                Some(NativeRequest::AnthropicMessages(_)) => "messages",
                 Some(NativeRequest::OpenAiResponses(_)) => "responses",
                 None => "chat.completions",
             },

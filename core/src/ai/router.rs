@@ -279,10 +279,7 @@ pub async fn count_tokens<P: Platform>(
     prompt_estimate: u64,
 ) -> Result<Response<Body>, GatewayError> {
     let provider = &upstreams.providers[model.provider];
-    let native = chat
-        .native
-        .as_deref()
-        .filter(|_| upstreams.dialect.native_on(&provider.kind));
+    let native = native_request(upstreams.dialect, &provider.kind, Operation::Chat(chat));
     match (&provider.kind, native) {
         (
             ProviderKind::Anthropic {
@@ -290,7 +287,7 @@ pub async fn count_tokens<P: Platform>(
                 api_key,
                 version,
             },
-            Some(native),
+            Some(NativeRequest::AnthropicMessages(native)),
         ) => {
             let deployment = anthropic::AnthropicDeployment {
                 base,
@@ -409,18 +406,15 @@ async fn call_provider<P: Platform>(
                 upstream_model,
                 timeout,
             };
-            let native = chat
-                .native
-                .as_deref()
-                .filter(|_| upstreams.dialect.native_on(&provider.kind));
+            let native = native_request(upstreams.dialect, &provider.kind, operation);
             let result = match native {
-                Some(native) => {
+                Some(NativeRequest::AnthropicMessages(native)) => {
                     anthropic::anthropic_messages_native(
                         http, clock, deployment, chat, native, request_id,
                     )
                     .await
                 }
-                None => anthropic::anthropic_chat(http, clock, deployment, chat, request_id).await,
+                _ => anthropic::anthropic_chat(http, clock, deployment, chat, request_id).await,
             };
             result
         }

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use crate::ai::json::parse_object_with_model;
-use crate::ai::request::{ChatRequest, NativeRequest, MAX_TOKENS_CAP};
+use crate::ai::request::{ChatRequest, MessagesRequest, NativeRequest, MAX_TOKENS_CAP};
 use crate::error::GatewayError;
 
 pub const ANTHROPIC_VERSION: &str = "anthropic-version";
@@ -57,11 +57,13 @@ pub fn parse_messages(
             .collect();
         (!values.is_empty()).then(|| values.join(","))
     };
-    chat.native = Some(Arc::new(NativeRequest::AnthropicMessages {
-        body,
-        version: header(ANTHROPIC_VERSION),
-        beta: header(ANTHROPIC_BETA),
-    }));
+    chat.native = Some(Arc::new(NativeRequest::AnthropicMessages(
+        MessagesRequest {
+            body,
+            version: header(ANTHROPIC_VERSION),
+            beta: header(ANTHROPIC_BETA),
+        },
+    )));
     Ok(chat)
 }
 

@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::ai::request::{ChatRequest, NativeRequest};
+use crate::ai::request::{ChatRequest, MessagesRequest, NativeRequest};
 use crate::ai::sse::{EventRewriter, SseDecoder};
 use crate::error::GatewayError;
 
@@ -120,11 +120,11 @@ fn a_claude_code_request_maps_to_the_canonical_form() {
         .to_string()
         .contains("cache_control"));
     // The native request keeps the body and both headers.
-    let Some(NativeRequest::AnthropicMessages {
+    let Some(NativeRequest::AnthropicMessages(MessagesRequest {
         body: native,
         version,
         beta,
-    }) = chat.native.as_deref()
+    })) = chat.native.as_deref()
     else {
         panic!("no native body")
     };

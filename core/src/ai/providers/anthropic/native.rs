@@ -9,7 +9,7 @@ use super::{messages_request, AnthropicDeployment};
 use crate::ai::providers::{
     json_response, sse_response, ProviderReply, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES,
 };
-use crate::ai::request::NativeRequest;
+use crate::ai::request::MessagesRequest;
 use crate::ai::sse::{EventRewriter, SseRewrite};
 use crate::ai::usage::Usage;
 use crate::ai::ChatRequest;
@@ -30,19 +30,14 @@ pub async fn anthropic_messages_native(
     clock: &impl Clock,
     deployment: AnthropicDeployment<'_>,
     chat: &ChatRequest,
-    native: &NativeRequest,
+    native: &MessagesRequest,
     request_id: &str,
 ) -> Result<ProviderReply, GatewayError> {
-    let NativeRequest::AnthropicMessages {
+    let MessagesRequest {
         body,
         version,
         beta,
-    } = native
-    else {
-        return Err(GatewayError::internal(
-            "an Anthropic deployment called natively with another dialect",
-        ));
-    };
+    } = native;
     let mut body = body.clone();
     body.insert("model".into(), json!(deployment.upstream_model));
     if let Some(max_tokens) = chat.max_tokens {
@@ -143,19 +138,14 @@ pub async fn anthropic_count_tokens(
     http: &impl HttpClient,
     clock: &impl Clock,
     deployment: AnthropicDeployment<'_>,
-    native: &NativeRequest,
+    native: &MessagesRequest,
     request_id: &str,
 ) -> Result<http::Response<Body>, GatewayError> {
-    let NativeRequest::AnthropicMessages {
+    let MessagesRequest {
         body,
         version,
         beta,
-    } = native
-    else {
-        return Err(GatewayError::internal(
-            "an Anthropic deployment called natively with another dialect",
-        ));
-    };
+    } = native;
     let mut body = body.clone();
     body.insert("model".into(), json!(deployment.upstream_model));
     let request = native_request(
