@@ -677,6 +677,20 @@ def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results
     targets.append(Target("worker-trivial", "trivial JS Worker under wrangler dev (runtime floor)", url,
                           body=chat_body("x"), group="runtime", conns=16, cpu_filter="workerd", root=p,
                           note="CPU of its workerd process only"))
+    # A JS Worker that only forwards to the mock (one fetch subrequest): the
+    # floor for a proxy under the same wrangler/workerd.
+    port = free_port()
+    proxy_dir = os.path.join(ENV["BENCH_PEERS_DIR"], "proxy-worker")
+    p = procs.start("worker-proxy", [wrangler, "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
+                                     "--inspector-port", str(free_port()), "--show-interactive-dev-session=false",
+                                     "--var", f"UPSTREAM:http://127.0.0.1:{mock}",
+                                     "--config", os.path.join(proxy_dir, "wrangler.toml")],
+                    env, cwd=proxy_dir)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_http(url, p, 120, method="POST", body=chat_body("bench-gpt"))
+    targets.append(Target("worker-proxy", "JS proxy Worker under wrangler dev (one fetch to the mock: the floor for a proxy)", url,
+                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
+                          note="CPU of its workerd process only"))
     # The gateway's Worker with the same config as the native server.
     port = free_port()
     cfg = gateway_config(mock, mock_stream)
@@ -711,6 +725,14 @@ def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results
                           body=chat_body("x"), group="runtime", conns=16, cpu_filter="workerd", root=p,
                           note="CPU of its workerd process only"))
     port = free_port()
+    p = procs.start("miniflare-proxy", ["node", runner, str(port), proxy_dir, "index.js"],
+                    {**mf_env, "BENCH_MINIFLARE_BINDINGS": json.dumps({"UPSTREAM": f"http://127.0.0.1:{mock}"})})
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_http(url, p, 60, method="POST", body=chat_body("bench-gpt"))
+    targets.append(Target("miniflare-proxy", "JS proxy Worker in workerd via Miniflare, no inspector (floor for a proxy)", url,
+                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
+                          note="CPU of its workerd process only"))
+    port = free_port()
     bindings = {"GATEWAY_CONFIG": cfg, "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
                 "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest()}
     if ENV.get("BENCH_WORKER_RUST_LOG"):
@@ -721,6 +743,12 @@ def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results
     wait_http(url, p, 60, method="POST", body=chat_body("bench-gpt"))
     targets.append(Target("miniflare-gateway", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (a)", url,
                           body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
+                          note="CPU of its workerd process only"))
+    base = f"http://127.0.0.1:{port}"
+    key = create_key(base, admin_key)
+    targets.append(Target("miniflare-gateway-b", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (b) (KV keys, Durable Object counters)",
+                          f"{base}/b/v1/chat/completions", [f"authorization: Bearer {key}"], chat_body("bench-claude"),
+                          group="runtime", conns=16, cpu_filter="workerd", root=p,
                           note="CPU of its workerd process only"))
     wasm = os.path.join(ENV["BENCH_WORKER_DIR"], "build/index_bg.wasm")
     if os.path.exists(wasm):
@@ -891,9 +919,11 @@ def render(args, results):
           "budgets need a Postgres database), Portkey only the translation (its open-source gateway has no keys, "
           "limits or budgets). × nginx compares with nginx's plain pass-through in (a).")
     table("runtime", "The local emulators: the Worker under wrangler dev, Lambda under cargo lambda watch, and their floors",
-          "The gateway's Worker under `wrangler dev` (workerd), beside a trivial JS Worker under the same wrangler, so "
-          "the runtime's own cost is visible; then the same two bundles in workerd through Miniflare's Node API, "
-          "without the inspector that wrangler dev always attaches (wrangler collects console output through it). For "
+          "The gateway's Worker under `wrangler dev` (workerd), beside two JS Workers under the same wrangler, so "
+          "the runtime's own cost is visible: a trivial one (a fixed reply) and a proxy (one `fetch` to the mock, its "
+          "reply returned: the floor for any Worker that proxies); then the same bundles in workerd through Miniflare's "
+          "Node API, without the inspector that wrangler dev always attaches (wrangler collects console output through "
+          "it). For "
           "the Worker rows CPU per request is that of the workerd process running the Worker (the issue's measure, at "
           "16 connections); wrangler's Node process (proxy, log printing) is not included. Then the Lambda adapter "
           "under `cargo lambda watch` (release build; what `RUNTIME=lambda scripts/dev` serves) beside a trivial "
@@ -902,6 +932,13 @@ def render(args, results):
           "connection to `cargo lambda watch` (with a new connection per request the same functions answer in about "
           "1 ms): the signature of Nagle's algorithm meeting a delayed ACK in the emulator's HTTP front, not in the "
           "function; real Lambda's Function URL front end is AWS's own.")
+
+    by_name = {t["name"]: t for t in results["targets"]}
+    floor, ours = by_name.get("miniflare-proxy"), by_name.get("miniflare-gateway")
+    if floor and ours and floor.get("cpu_us") and ours.get("cpu_us"):
+        w(f"Above the proxy floor in workerd without the inspector, the gateway's Worker adds "
+          f"{ours['cpu_us'] - floor['cpu_us']:,.0f} µs of CPU per request in scenario (a) "
+          f"({ours['cpu_us']:,.0f} µs against {floor['cpu_us']:,.0f} µs for the JS proxy).\n")
 
     if results["streams"]:
         d = next((s for s in results["streams"] if s["name"] == "direct"), None)

@@ -8,9 +8,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
+use futures_util::Stream as _;
 use gateway_core::{Body, ClientInfo, Config, Gateway};
-use http_body::Body as _;
-use worker::{event, Context, Env, HttpRequest};
+
+use crate::js_http::ByteStream;
+use worker::{event, web_sys, Context, Env};
 
 use crate::platform::WorkerPlatform;
 
@@ -89,9 +91,15 @@ async fn gateway(env: &Env) -> Result<Gateway<WorkerPlatform>, String> {
 /// the log.
 fn startup_failure(message: &str) -> http::Response<Body> {
     tracing::error!(%message, "gateway failed to start");
-    let body = r#"{"error":{"message":"The gateway is misconfigured; see its logs.","code":"gateway_misconfigured"}}"#;
+    json_error(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"error":{"message":"The gateway is misconfigured; see its logs.","code":"gateway_misconfigured"}}"#,
+    )
+}
+
+fn json_error(status: http::StatusCode, body: &'static str) -> http::Response<Body> {
     let mut response = http::Response::new(Body::from(body));
-    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -112,24 +120,66 @@ fn with_client_info<B>(mut request: http::Request<B>) -> http::Request<B> {
     request
 }
 
-/// The request body, shared with the handler so that what the core left
-/// unread can be drained afterwards.
-struct SharedBody(Rc<RefCell<worker::Body>>);
+/// The request body: read at once when small and sized (see
+/// [`js_http`](crate::js_http)), else the JS stream, shared with the
+/// handler so that what the core left unread can be drained afterwards.
+enum RequestBody {
+    Full(Option<bytes::Bytes>),
+    Stream(Rc<RefCell<ByteStream>>),
+}
 
-impl http_body::Body for SharedBody {
+impl http_body::Body for RequestBody {
     type Data = bytes::Bytes;
-    type Error = worker::Error;
+    type Error = gateway_core::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_frame(cx)
+        match self.get_mut() {
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b)))),
+            Self::Stream(body) => Pin::new(&mut *body.borrow_mut())
+                .poll_next(cx)
+                .map_ok(http_body::Frame::data),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.0.borrow().size_hint()
+        match self {
+            Self::Full(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Self::Stream(_) => http_body::SizeHint::default(),
+        }
     }
+}
+
+/// The JS request as an `http` request: method, URL, headers (invalid ones
+/// dropped) and the body, eagerly read or streamed. A body that fails to
+/// arrive becomes a request error the core answers like a cut stream.
+async fn http_request(
+    request: &web_sys::Request,
+) -> Result<(http::Request<RequestBody>, Option<Rc<RefCell<ByteStream>>>), String> {
+    let headers = crate::js_http::header_map(&request.headers());
+    let (body, stream) = match request.body() {
+        None => (RequestBody::Full(None), None),
+        Some(_) if crate::js_http::read_eagerly(&headers) => {
+            let bytes = crate::js_http::array_buffer(request.array_buffer())
+                .await
+                .map_err(|e| format!("reading the request body: {e:?}"))?;
+            (RequestBody::Full(Some(bytes)), None)
+        }
+        Some(stream) => {
+            let stream = Rc::new(RefCell::new(ByteStream::new(&stream)));
+            (RequestBody::Stream(Rc::clone(&stream)), Some(stream))
+        }
+    };
+    let mut http_request = http::Request::new(body);
+    *http_request.method_mut() = http::Method::from_bytes(request.method().as_bytes())
+        .map_err(|e| format!("method: {e}"))?;
+    *http_request.uri_mut() = request.url().parse().map_err(|e| format!("URL: {e}"))?;
+    *http_request.headers_mut() = headers;
+    Ok((http_request, stream))
 }
 
 /// Unread request bytes drained (read and dropped) after a refusal.
@@ -140,33 +190,48 @@ const MAX_DRAIN_BYTES: usize = 1024 * 1024;
 /// kept; larger remainders are left to the runtime. Without it `wrangler
 /// dev`'s proxy reports an answer given before the body was read as a
 /// worker restart (503).
-async fn drain(body: &RefCell<worker::Body>) {
+async fn drain(body: &RefCell<ByteStream>) {
     let mut drained = 0;
     while drained <= MAX_DRAIN_BYTES {
-        let next =
-            std::future::poll_fn(|cx| Pin::new(&mut *body.borrow_mut()).poll_frame(cx)).await;
+        let next = std::future::poll_fn(|cx| Pin::new(&mut *body.borrow_mut()).poll_next(cx)).await;
         match next {
-            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, bytes::Bytes::len),
+            Some(Ok(chunk)) => drained += chunk.len(),
             _ => return,
         }
     }
 }
 
 #[event(fetch)]
-async fn fetch(request: HttpRequest, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(
+    request: worker::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<worker::Response> {
     let gateway = match gateway(&env).await {
         Ok(gateway) => gateway,
         Err(message) => return into_worker_response(startup_failure(&message)),
     };
     #[cfg(feature = "test-hooks")]
-    if request.uri().path().starts_with(crate::test_hooks::PREFIX) {
+    if request.path().starts_with(crate::test_hooks::PREFIX) {
+        let request = worker::HttpRequest::try_from(request)?;
         return into_worker_response(crate::test_hooks::handle(request, gateway.platform()).await?);
     }
-    let (parts, body) = request.into_parts();
-    let body = Rc::new(RefCell::new(body));
-    let request = http::Request::from_parts(parts, SharedBody(Rc::clone(&body)));
+    let (request, stream) = match http_request(request.inner()).await {
+        Ok(converted) => converted,
+        Err(message) => {
+            // The client left while sending it, mostly; no route is known
+            // yet, so the error has the plain JSON shape.
+            tracing::info!(%message, "request unreadable");
+            return into_worker_response(json_error(
+                http::StatusCode::BAD_REQUEST,
+                r#"{"error":{"message":"The request could not be read.","code":"invalid_request"}}"#,
+            ));
+        }
+    };
     let response = gateway.handle_body(with_client_info(request)).await;
-    drain(&body).await;
+    if let Some(stream) = stream {
+        drain(&stream).await;
+    }
     into_worker_response(hold_background_work(&ctx, response))
 }
 

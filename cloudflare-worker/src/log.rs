@@ -2,44 +2,16 @@
 //! the same shape the Lambda adapter writes, filtered by the `RUST_LOG`
 //! variable like on Lambda.
 
-use std::io::Write;
-
+use gateway_core::logging::{JsonLines, LineSink};
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::MakeWriter;
 
-/// Buffers one formatted event and hands it to `console.log` when dropped.
-pub struct ConsoleLine(Vec<u8>);
-
-impl Write for ConsoleLine {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for ConsoleLine {
-    fn drop(&mut self) {
-        let line = String::from_utf8_lossy(&self.0);
-        let line = line.trim_end();
-        if !line.is_empty() {
-            // Straight to `console.log`: `worker::console_log!` would
-            // format the line into a second String first.
-            web_sys::console::log_1(&wasm_bindgen::JsValue::from_str(line));
-        }
-    }
-}
-
+/// Each line straight to `console.log` (`worker::console_log!` would format
+/// it into a second String first).
 pub struct Console;
 
-impl<'a> MakeWriter<'a> for Console {
-    type Writer = ConsoleLine;
-
-    fn make_writer(&'a self) -> ConsoleLine {
-        ConsoleLine(Vec::with_capacity(256))
+impl LineSink for Console {
+    fn write_line(&self, line: &str) {
+        web_sys::console::log_1(&wasm_bindgen::JsValue::from_str(line.trim_end()));
     }
 }
 
@@ -57,16 +29,8 @@ pub fn init(filter: Option<&str>) {
         Some(Ok(targets)) => targets.clone(),
         _ => Targets::new().with_default(tracing::Level::INFO),
     };
-    let layer = tracing_subscriber::fmt::layer()
-        .json()
-        .with_writer(Console)
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(true)
-        .without_time();
     let _ = tracing_subscriber::registry()
-        .with(layer)
+        .with(JsonLines::new(Console))
         .with(targets)
         .try_init();
     if let Some(Err(error)) = parsed {

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use gateway_core::platform::{
     Clock, Consumed, HttpClient, HttpClientError, HttpClientErrorKind, KvStore, MaybeSend,
     Platform, QuotaStore, StoreError,
@@ -14,6 +13,7 @@ use gateway_core::{Body, BodyError};
 use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, web_sys};
 
+use crate::js_http;
 use crate::quota_object::{QuotaReply, QuotaRequest};
 
 /// Clock from `Date.now()`, timers from `setTimeout`.
@@ -63,15 +63,33 @@ impl HttpClient for FetchClient {
     ) -> Result<http::Response<Body>, HttpClientError> {
         let request =
             web_request(&request).map_err(|e| js_error("building request", format!("{e:?}")))?;
-        let response = worker::Fetch::Request(request.into())
+        let response: web_sys::Response = worker::Fetch::Request(request.into())
             .send()
             .await
-            .map_err(|e| js_error("fetch", e))?;
-        let response = worker::HttpResponse::try_from(response)
+            .map_err(|e| js_error("fetch", e))?
+            .into();
+        let status = http::StatusCode::from_u16(response.status())
             .map_err(|e| HttpClientError::new(HttpClientErrorKind::Other, e.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = body.map_err(|e| BodyError(e.to_string()));
-        Ok(http::Response::from_parts(parts, Body::from_stream(body)))
+        let headers = js_http::header_map(&response.headers());
+        let body = if js_http::read_eagerly(&headers) {
+            match js_http::array_buffer(response.array_buffer()).await {
+                Ok(bytes) => Body::full(bytes),
+                // Cut halfway: the error surfaces where the body is read,
+                // as it would from the stream.
+                Err(error) => {
+                    let error = BodyError(format!("reading the upstream body: {error:?}"));
+                    Body::from_stream(futures_util::stream::once(async move { Err(error) }))
+                }
+            }
+        } else if let Some(stream) = response.body() {
+            Body::from_stream(js_http::ByteStream::new(&stream))
+        } else {
+            Body::empty()
+        };
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
     }
 }
 

@@ -29,6 +29,7 @@ mod gateway_tests;
 pub mod http;
 #[cfg(test)]
 mod lease_tests;
+pub mod logging;
 #[cfg(test)]
 mod messages_tests;
 #[cfg(test)]

@@ -178,6 +178,7 @@ pub fn cases() -> Vec<Case> {
         not_found_is_json_404,
         wrong_method_is_json_405,
         body_over_limit_is_413,
+        unsized_request_body_arrives_whole,
         rest_upstream_down_is_502,
         rest_upstream_timeout_is_504,
         models_are_listed,
@@ -526,6 +527,27 @@ async fn body_over_limit_is_413(ctx: &Ctx) -> CaseResult {
     )
     .await?;
     check_eq!(response.status(), StatusCode::OK);
+    Ok(())
+}
+
+/// A request body without `Content-Length` (chunked, three pieces) arrives
+/// whole: the Worker reads sized bodies at once and unsized ones as a
+/// stream, and both must give the upstream every byte.
+async fn unsized_request_body_arrives_whole(ctx: &Ctx) -> CaseResult {
+    let pieces = ["first piece, ", "second piece, ", "third piece"];
+    let chunks = pieces.map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from_static(p.as_bytes())));
+    let response = send(
+        ctx.client
+            .post(ctx.url("/echo/upload"))
+            .header("content-type", "text/plain")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            ))),
+    )
+    .await?;
+    check_eq!(response.status(), StatusCode::OK);
+    let echoed = json_body(response).await?;
+    check_eq!(echoed["body"], json!(pieces.concat()));
     Ok(())
 }
 
