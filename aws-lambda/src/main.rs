@@ -10,8 +10,8 @@ use gateway_core::logging::{JsonLines, LineSink};
 use gateway_core::RuntimeDeadline;
 use lambda_http::{service_fn, Error, RequestExt};
 
-/// JSON log lines on stdout ([`gateway_core::logging`]), each written with
-/// one system call as it happens. (Writing them from a background thread
+/// JSON log lines on stdout ([`gateway_core::logging`]): a request's lines
+/// with one system call when it has its response, others as they happen. (Writing them from a background thread
 /// through a buffer, `tracing-appender`, was measured on the native server:
 /// no CPU gain beyond the noise in two A/B runs of scenario (a), and 5 MB
 /// more resident memory; not kept.)
@@ -30,10 +30,10 @@ fn init_tracing() {
 struct Stdout;
 
 impl LineSink for Stdout {
-    fn write_line(&self, line: &str) {
-        // The line ends with a newline: stdout's line buffer passes it to
-        // one `write` (a log line lost to a full pipe is not worth a panic).
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    fn write_lines(&self, lines: &str) {
+        // They end with a newline: stdout's line buffer passes them to one
+        // `write` (a log line lost to a full pipe is not worth a panic).
+        let _ = std::io::stdout().lock().write_all(lines.as_bytes());
     }
 }
 

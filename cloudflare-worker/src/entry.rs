@@ -167,7 +167,10 @@ async fn http_request(
             let bytes = crate::js_http::array_buffer(request.array_buffer())
                 .await
                 .map_err(|e| format!("reading the request body: {e:?}"))?;
-            (RequestBody::Full(Some(bytes)), None)
+            (
+                RequestBody::Full((!bytes.is_empty()).then_some(bytes)),
+                None,
+            )
         }
         Some(stream) => {
             let stream = Rc::new(RefCell::new(ByteStream::new(&stream)));

@@ -10,8 +10,11 @@ use tracing_subscriber::filter::Targets;
 pub struct Console;
 
 impl LineSink for Console {
-    fn write_line(&self, line: &str) {
-        web_sys::console::log_1(&wasm_bindgen::JsValue::from_str(line.trim_end()));
+    fn write_lines(&self, lines: &str) {
+        // One call per line: Workers Logs parses each entry as one object.
+        for line in lines.lines() {
+            web_sys::console::log_1(&wasm_bindgen::JsValue::from_str(line));
+        }
     }
 }
 

@@ -29,10 +29,11 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-/// Where finished lines go: `line` is one complete JSON object followed by
-/// a newline (so a line-buffered stdout writes it with one system call).
+/// Where finished lines go: `lines` is one or more complete JSON objects,
+/// each followed by a newline (so a line-buffered stdout writes them with
+/// one system call).
 pub trait LineSink: 'static {
-    fn write_line(&self, line: &str);
+    fn write_lines(&self, lines: &str);
 }
 
 /// A `tracing` layer writing each event as one JSON line to `S`.
@@ -49,6 +50,14 @@ impl<S: LineSink> JsonLines<S> {
 /// A span's fields, formatted once when it is created: `"k":v,"k2":v2`.
 struct SpanFields(String);
 
+/// The lines logged inside a root span (the pipeline's `request` span),
+/// written together when it closes: one write per request instead of one
+/// per line (the `write` calls were most of what logging still cost the
+/// native server). The span closes when the request has its response, so
+/// lines wait milliseconds; those logged after it (a stream's usage) are
+/// written at once.
+struct HeldLines(String);
+
 thread_local! {
     /// One buffer per thread, reused across events (no allocation once it
     /// has grown to the longest line).
@@ -64,7 +73,19 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut fields = String::new();
         attrs.record(&mut FieldWriter::new(&mut fields));
-        span.extensions_mut().insert(SpanFields(fields));
+        let mut extensions = span.extensions_mut();
+        extensions.insert(SpanFields(fields));
+        if span.parent().is_none() {
+            extensions.insert(HeldLines(String::new()));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, Sub>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let held = span.extensions_mut().remove::<HeldLines>();
+        if let Some(HeldLines(lines)) = held.filter(|held| !held.0.is_empty()) {
+            self.sink.write_lines(&lines);
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, Sub>) {
@@ -103,7 +124,16 @@ where
                 line.push('}');
             }
             line.push_str("}\n");
-            self.sink.write_line(line);
+            let root = ctx
+                .event_scope(event)
+                .and_then(|scope| scope.from_root().next());
+            if let Some(root) = root {
+                if let Some(HeldLines(held)) = root.extensions_mut().get_mut::<HeldLines>() {
+                    held.push_str(line);
+                    return;
+                }
+            }
+            self.sink.write_lines(line);
         };
         // A value's Debug impl that logs would find the buffer taken: it
         // gets a buffer of its own instead of a panic.
@@ -238,24 +268,69 @@ mod tests {
     struct Lines(Arc<Mutex<Vec<String>>>);
 
     impl LineSink for Lines {
-        fn write_line(&self, line: &str) {
-            let line = line.strip_suffix('\n').expect("a line ends with a newline");
-            self.0.lock().unwrap().push(line.to_owned());
+        fn write_lines(&self, lines: &str) {
+            assert!(lines.ends_with('\n'), "lines end with a newline: {lines:?}");
+            self.0.lock().unwrap().push(lines.to_owned());
         }
     }
 
+    /// The lines `body` logs, in order (each sink write split into lines).
     fn capture(body: impl FnOnce()) -> Vec<serde_json::Value> {
-        let lines = Lines::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLines::new(lines.clone()));
-        tracing::subscriber::with_default(subscriber, body);
-        let lines = lines.0.lock().unwrap().clone();
-        lines
+        capture_writes(|_| body())
             .iter()
+            .flat_map(|write| write.lines().map(str::to_owned).collect::<Vec<_>>())
             .map(|line| {
-                assert!(!line.contains('\n'), "one line per event: {line}");
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
             })
             .collect()
+    }
+
+    /// What `body` makes the layer write, one string per sink call; `body`
+    /// sees the writes so far.
+    fn capture_writes(body: impl FnOnce(&Lines)) -> Vec<String> {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(lines.clone()));
+        tracing::subscriber::with_default(subscriber, || body(&lines));
+        let writes = lines.0.lock().unwrap().clone();
+        writes
+    }
+
+    #[test]
+    fn lines_of_a_request_span_are_written_together_when_it_closes() {
+        let writes = capture_writes(|lines| {
+            tracing::info!("before");
+            let span = tracing::info_span!("request", request_id = "r-2");
+            {
+                let _entered = span.enter();
+                tracing::info!(tokens = 1u64, "usage");
+                let inner = tracing::info_span!("inner", step = 2u64);
+                inner.in_scope(|| tracing::warn!("nested"));
+                tracing::info!(status = 200u64, "request");
+            }
+            assert_eq!(
+                lines.0.lock().unwrap().len(),
+                1,
+                "held until the span closes"
+            );
+            drop(span);
+            tracing::info!("after");
+        });
+        assert_eq!(writes.len(), 3, "{writes:#?}");
+        let held: Vec<serde_json::Value> = writes[1]
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let messages: Vec<_> = held
+            .iter()
+            .map(|l| l["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, ["usage", "nested", "request"]);
+        assert_eq!(
+            held[1]["span"],
+            serde_json::json!({"step": 2, "name": "inner"})
+        );
+        assert_eq!(held[2]["span"]["request_id"], "r-2");
+        assert!(writes[2].contains("\"after\""));
     }
 
     #[test]
