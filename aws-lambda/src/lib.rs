@@ -13,6 +13,8 @@
 //! - `GATEWAY_SSM_PREFIX`: SSM Parameter Store path whose parameters the
 //!   config can reference as `${env:NAME}` (provider keys), read at cold start.
 //! - `RUST_LOG`: log filter, default `info`. Logs are JSON lines.
+//! - `GATEWAY_THREADS` (native server only): how many threads serve, each
+//!   with a runtime of its own; default: one per CPU.
 //!
 //! Config, secrets, upstream client and stores are built once per cold start.
 
@@ -70,8 +72,10 @@ fn load_config(secrets: &HashMap<String, String>) -> Result<Config, String> {
     Ok(config)
 }
 
-/// Builds the gateway from the environment (once per cold start).
-pub async fn build_gateway() -> Result<Gateway<LambdaPlatform>, String> {
+/// Builds the gateway from the environment (once per cold start). The
+/// native server asks for an upstream connection pool per thread
+/// (`http_per_thread`); Lambda shares one.
+pub async fn build_gateway(http_per_thread: bool) -> Result<Gateway<LambdaPlatform>, String> {
     let store = StoreChoice::from_env(
         std::env::var(ENV_STORE).ok().as_deref(),
         std::env::var(ENV_TABLE).ok(),
@@ -89,7 +93,11 @@ pub async fn build_gateway() -> Result<Gateway<LambdaPlatform>, String> {
     };
     let config = load_config(&secrets)?;
     tracing::info!(store = ?store, "store selected");
-    let http = ReqwestClient::new().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let mut http =
+        ReqwestClient::new().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    if http_per_thread {
+        http = http.per_thread();
+    }
     Ok(Gateway::new(
         config,
         LambdaPlatform::new(http, store, sdk.as_ref()),

@@ -56,20 +56,21 @@ fn unix_now_ms() -> u64 {
 async fn main() -> Result<(), Error> {
     init_tracing();
     let native = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none();
-    let gateway = build_gateway().await.map_err(|message| {
+    let gateway = build_gateway(native).await.map_err(|message| {
         tracing::error!(%message, "gateway failed to start");
         Error::from(message)
     })?;
     if native {
         let listen =
             std::env::var(server::ENV_LISTEN).unwrap_or_else(|_| server::DEFAULT_LISTEN.to_owned());
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .map_err(|e| Error::from(format!("cannot listen on {listen}: {e}")))?;
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "serving HTTP (not on Lambda: AWS_LAMBDA_RUNTIME_API is unset)");
-        server::serve(gateway, listener, server::shutdown_signal()).await;
-        return Ok(());
+        let served = match server::threads_from_env() {
+            Ok(threads) => server::run(gateway, &listen, threads).await,
+            Err(message) => Err(message),
+        };
+        return served.map_err(|message| {
+            tracing::error!(%message, "native server failed");
+            Error::from(message)
+        });
     }
     // The runtime loop ends when a call to the Lambda runtime API fails (a
     // dropped connection, say). Start it again instead of exiting: the

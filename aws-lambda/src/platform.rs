@@ -33,21 +33,57 @@ impl Clock for TokioClock {
     }
 }
 
-/// Upstream calls over reqwest (rustls), one connection pool per cold start.
+/// Upstream calls over reqwest (rustls), one connection pool per cold start
+/// — or, for the native server's threads, one per thread
+/// ([`ReqwestClient::per_thread`]).
 #[derive(Debug, Clone)]
 pub struct ReqwestClient {
-    client: reqwest::Client,
+    shared: reqwest::Client,
+    per_thread: bool,
+}
+
+thread_local! {
+    /// This thread's client when the pool is per thread (`None`: it could
+    /// not be built, the shared one serves).
+    static THREAD_CLIENT: std::cell::OnceCell<Option<reqwest::Client>> =
+        const { std::cell::OnceCell::new() };
+}
+
+fn build_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        // A proxy relays redirects to its client; it never follows them.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
 }
 
 impl ReqwestClient {
     pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            // A proxy relays redirects to its client; it never follows them.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
-        Ok(Self { client })
+        Ok(Self {
+            shared: build_client()?,
+            per_thread: false,
+        })
+    }
+
+    /// Each thread gets a client (and connection pool) of its own: the
+    /// native server runs one single-threaded runtime per core, and a
+    /// connection's task then lives on the thread that uses it, so a
+    /// request crosses no thread (a pool shared across runtimes would hand
+    /// one thread's connections to another).
+    #[must_use]
+    pub fn per_thread(mut self) -> Self {
+        self.per_thread = true;
+        self
+    }
+
+    fn client(&self) -> reqwest::Client {
+        if !self.per_thread {
+            return self.shared.clone();
+        }
+        THREAD_CLIENT
+            .with(|local| local.get_or_init(|| build_client().ok()).clone())
+            .unwrap_or_else(|| self.shared.clone())
     }
 }
 
@@ -78,7 +114,7 @@ impl HttpClient for ReqwestClient {
     ) -> Result<http::Response<Body>, HttpClientError> {
         let request = reqwest::Request::try_from(request).map_err(|e| client_error(&e))?;
         let response = self
-            .client
+            .client()
             .execute(request)
             .await
             .map_err(|e| client_error(&e))?;
