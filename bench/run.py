@@ -663,93 +663,79 @@ def start_peers(procs, workdir, mock, mock_stream, targets, streams):
                     chat_body("bench-gpt-stream", True), []))
 
 
-def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results):
-    wrangler = ENV["BENCH_WRANGLER"]
-    env = {"WRANGLER_SEND_METRICS": "false", "WRANGLER_SEND_ERROR_REPORTS": "false"}
-    # A trivial Worker (fixed JSON, no wasm) under the same wrangler/workerd.
+def wrangler_dev(procs, name, cwd, args):
+    """`wrangler dev` on a free port (inspector on another), started in `cwd`."""
     port = free_port()
-    p = procs.start("worker-trivial", [wrangler, "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
-                                       "--inspector-port", str(free_port()), "--show-interactive-dev-session=false",
-                                       "--config", os.path.join(ENV["BENCH_PEERS_DIR"], "trivial-worker/wrangler.toml")],
-                    env, cwd=os.path.join(ENV["BENCH_PEERS_DIR"], "trivial-worker"))
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, p, 120, method="POST", body=chat_body("x"))
-    targets.append(Target("worker-trivial", "trivial JS Worker under wrangler dev (runtime floor)", url,
-                          body=chat_body("x"), group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
+    env = {"WRANGLER_SEND_METRICS": "false", "WRANGLER_SEND_ERROR_REPORTS": "false"}
+    p = procs.start(name, [ENV["BENCH_WRANGLER"], "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
+                           "--inspector-port", str(free_port()), "--show-interactive-dev-session=false", *args],
+                    env, cwd=cwd)
+    return p, f"http://127.0.0.1:{port}"
+
+
+def miniflare(procs, name, module_dir, modules, bindings):
+    """A Worker in workerd through Miniflare's Node API (bench/peers/miniflare.mjs)."""
+    port = free_port()
+    wrangler_dir = os.path.dirname(os.path.dirname(os.path.realpath(ENV["BENCH_WRANGLER"])))
+    p = procs.start(name, ["node", os.path.join(ENV["BENCH_PEERS_DIR"], "miniflare.mjs"), str(port), module_dir, *modules],
+                    {"BENCH_WRANGLER_DIR": wrangler_dir, "BENCH_MINIFLARE_BINDINGS": json.dumps(bindings)})
+    return p, f"http://127.0.0.1:{port}"
+
+
+def worker_target(name, label, url, p, body, headers=()):
+    return Target(name, label, url, headers, body, group="runtime", conns=16, cpu_filter="workerd", root=p,
+                  note="CPU of its workerd process only")
+
+
+def start_workers(procs, workdir, mock, mock_stream, admin_key, targets, results):
+    peers = ENV["BENCH_PEERS_DIR"]
+    trivial_dir, proxy_dir = os.path.join(peers, "trivial-worker"), os.path.join(peers, "proxy-worker")
+    upstream = f"http://127.0.0.1:{mock}"
+    cfg = gateway_config(mock, mock_stream)
+    secrets = {"GATEWAY_CONFIG": cfg, "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
+               "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest()}
+    if ENV.get("BENCH_WORKER_RUST_LOG"):
+        secrets["RUST_LOG"] = ENV["BENCH_WORKER_RUST_LOG"]
+    # A trivial Worker (fixed JSON, no wasm) under the same wrangler/workerd.
+    p, base = wrangler_dev(procs, "worker-trivial", trivial_dir, ["--config", os.path.join(trivial_dir, "wrangler.toml")])
+    wait_http(f"{base}/v1/chat/completions", p, 120, method="POST", body=chat_body("x"))
+    targets.append(worker_target("worker-trivial", "trivial JS Worker under wrangler dev (runtime floor)",
+                                 f"{base}/v1/chat/completions", p, chat_body("x")))
     # A JS Worker that only forwards to the mock (one fetch subrequest): the
     # floor for a proxy under the same wrangler/workerd.
-    port = free_port()
-    proxy_dir = os.path.join(ENV["BENCH_PEERS_DIR"], "proxy-worker")
-    p = procs.start("worker-proxy", [wrangler, "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
-                                     "--inspector-port", str(free_port()), "--show-interactive-dev-session=false",
-                                     "--var", f"UPSTREAM:http://127.0.0.1:{mock}",
-                                     "--config", os.path.join(proxy_dir, "wrangler.toml")],
-                    env, cwd=proxy_dir)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, p, 120, method="POST", body=chat_body("bench-gpt"))
-    targets.append(Target("worker-proxy", "JS proxy Worker under wrangler dev (one fetch to the mock: the floor for a proxy)", url,
-                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
+    p, base = wrangler_dev(procs, "worker-proxy", proxy_dir,
+                           ["--var", f"UPSTREAM:{upstream}", "--config", os.path.join(proxy_dir, "wrangler.toml")])
+    wait_http(f"{base}/v1/chat/completions", p, 120, method="POST", body=chat_body("bench-gpt"))
+    targets.append(worker_target("worker-proxy", "JS proxy Worker under wrangler dev (one fetch to the mock: the floor for a proxy)",
+                                 f"{base}/v1/chat/completions", p, chat_body("bench-gpt")))
     # The gateway's Worker with the same config as the native server.
-    port = free_port()
-    cfg = gateway_config(mock, mock_stream)
-    p = procs.start("worker-gateway", [wrangler, "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
-                                       "--inspector-port", str(free_port()), "--show-interactive-dev-session=false",
-                                       "--var", f"GATEWAY_CONFIG:{cfg}",
-                                       "--var", "BENCH_UPSTREAM_KEY:sk-bench-upstream",
-                                       "--var", f"BENCH_ADMIN_KEY_SHA256:{hashlib.sha256(admin_key.encode()).hexdigest()}",
-                                       *(["--var", f"RUST_LOG:{ENV['BENCH_WORKER_RUST_LOG']}"] if ENV.get("BENCH_WORKER_RUST_LOG") else [])],
-                    env, cwd=ENV["BENCH_WORKER_DIR"])
-    base = f"http://127.0.0.1:{port}"
+    p, base = wrangler_dev(procs, "worker-gateway", ENV["BENCH_WORKER_DIR"],
+                           [arg for name, value in secrets.items() for arg in ("--var", f"{name}:{value}")])
     wait_http(f"{base}/v1/models", p, 900)
     check_loopback("worker-gateway", p)
-    targets.append(Target("worker-gateway", "the gateway's Worker under wrangler dev, scenario (a)", f"{base}/v1/chat/completions",
-                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
+    targets.append(worker_target("worker-gateway", "the gateway's Worker under wrangler dev, scenario (a)",
+                                 f"{base}/v1/chat/completions", p, chat_body("bench-gpt")))
     key = create_key(base, admin_key)
-    targets.append(Target("worker-gateway-b", "the gateway's Worker under wrangler dev, scenario (b) (KV keys, Durable Object counters)",
-                          f"{base}/b/v1/chat/completions", [f"authorization: Bearer {key}"], chat_body("bench-claude"),
-                          group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
+    targets.append(worker_target("worker-gateway-b", "the gateway's Worker under wrangler dev, scenario (b) (KV keys, Durable Object counters)",
+                                 f"{base}/b/v1/chat/completions", p, chat_body("bench-claude"), [f"authorization: Bearer {key}"]))
     # The same bundles in workerd through Miniflare's API, without the
     # inspector wrangler dev attaches.
-    runner = os.path.join(ENV["BENCH_PEERS_DIR"], "miniflare.mjs")
-    mf_env = {"BENCH_WRANGLER_DIR": os.path.dirname(os.path.dirname(os.path.realpath(wrangler)))}
-    port = free_port()
-    p = procs.start("miniflare-trivial", ["node", runner, str(port), os.path.join(ENV["BENCH_PEERS_DIR"], "trivial-worker"),
-                                          "index.js"], mf_env)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, p, 60, method="POST", body=chat_body("x"))
-    targets.append(Target("miniflare-trivial", "trivial JS Worker in workerd via Miniflare, no inspector (floor)", url,
-                          body=chat_body("x"), group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
-    port = free_port()
-    p = procs.start("miniflare-proxy", ["node", runner, str(port), proxy_dir, "index.js"],
-                    {**mf_env, "BENCH_MINIFLARE_BINDINGS": json.dumps({"UPSTREAM": f"http://127.0.0.1:{mock}"})})
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, p, 60, method="POST", body=chat_body("bench-gpt"))
-    targets.append(Target("miniflare-proxy", "JS proxy Worker in workerd via Miniflare, no inspector (floor for a proxy)", url,
-                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
-    port = free_port()
-    bindings = {"GATEWAY_CONFIG": cfg, "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
-                "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest()}
-    if ENV.get("BENCH_WORKER_RUST_LOG"):
-        bindings["RUST_LOG"] = ENV["BENCH_WORKER_RUST_LOG"]
-    p = procs.start("miniflare-gateway", ["node", runner, str(port), os.path.join(ENV["BENCH_WORKER_DIR"], "build"),
-                                          "index.js", "index_bg.wasm"], {**mf_env, "BENCH_MINIFLARE_BINDINGS": json.dumps(bindings)})
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    wait_http(url, p, 60, method="POST", body=chat_body("bench-gpt"))
-    targets.append(Target("miniflare-gateway", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (a)", url,
-                          body=chat_body("bench-gpt"), group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
-    base = f"http://127.0.0.1:{port}"
+    p, base = miniflare(procs, "miniflare-trivial", trivial_dir, ["index.js"], {})
+    wait_http(f"{base}/v1/chat/completions", p, 60, method="POST", body=chat_body("x"))
+    targets.append(worker_target("miniflare-trivial", "trivial JS Worker in workerd via Miniflare, no inspector (floor)",
+                                 f"{base}/v1/chat/completions", p, chat_body("x")))
+    p, base = miniflare(procs, "miniflare-proxy", proxy_dir, ["index.js"], {"UPSTREAM": upstream})
+    wait_http(f"{base}/v1/chat/completions", p, 60, method="POST", body=chat_body("bench-gpt"))
+    targets.append(worker_target("miniflare-proxy", "JS proxy Worker in workerd via Miniflare, no inspector (floor for a proxy)",
+                                 f"{base}/v1/chat/completions", p, chat_body("bench-gpt")))
+    p, base = miniflare(procs, "miniflare-gateway", os.path.join(ENV["BENCH_WORKER_DIR"], "build"),
+                        ["index.js", "index_bg.wasm"], secrets)
+    wait_http(f"{base}/v1/chat/completions", p, 60, method="POST", body=chat_body("bench-gpt"))
+    targets.append(worker_target("miniflare-gateway", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (a)",
+                                 f"{base}/v1/chat/completions", p, chat_body("bench-gpt")))
     key = create_key(base, admin_key)
-    targets.append(Target("miniflare-gateway-b", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (b) (KV keys, Durable Object counters)",
-                          f"{base}/b/v1/chat/completions", [f"authorization: Bearer {key}"], chat_body("bench-claude"),
-                          group="runtime", conns=16, cpu_filter="workerd", root=p,
-                          note="CPU of its workerd process only"))
+    targets.append(worker_target("miniflare-gateway-b", "the gateway's Worker in workerd via Miniflare, no inspector, scenario (b) (KV keys, Durable Object counters)",
+                                 f"{base}/b/v1/chat/completions", p, chat_body("bench-claude"), [f"authorization: Bearer {key}"]))
     wasm = os.path.join(ENV["BENCH_WORKER_DIR"], "build/index_bg.wasm")
     if os.path.exists(wasm):
         raw = open(wasm, "rb").read()

@@ -10,10 +10,9 @@ use std::task::Poll;
 
 use futures_util::Stream as _;
 use gateway_core::{Body, ClientInfo, Config, Gateway};
-
-use crate::js_http::ByteStream;
 use worker::{event, web_sys, Context, Env};
 
+use crate::js_http::ByteStream;
 use crate::platform::WorkerPlatform;
 
 thread_local! {
