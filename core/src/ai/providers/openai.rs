@@ -117,10 +117,14 @@ pub async fn openai_chat(
         return Ok(ProviderReply::Stream { response: reply });
     }
 
-    let usage_of = |bytes: &[u8]| {
-        serde_json::from_slice::<Value>(bytes).map(|v| v.get("usage").and_then(Usage::from_openai))
-    };
-    relay_json(&parts.headers, body, "completion", &request.model, usage_of).await
+    relay_json(
+        &parts.headers,
+        body,
+        "completion",
+        &request.model,
+        openai_usage,
+    )
+    .await
 }
 
 /// A Responses request sent to the server's own `/responses` (opt-in per
@@ -171,7 +175,8 @@ pub async fn openai_responses_native(
         return Ok(ProviderReply::Stream { response: reply });
     }
     let usage_of = |bytes: &[u8]| {
-        serde_json::from_slice::<Value>(bytes).map(|v| Usage::from_responses(&v["usage"]))
+        serde_json::from_slice::<UsageOnly>(bytes)
+            .map(|parsed| Usage::from_responses(parsed.usage.as_ref().unwrap_or(&Value::Null)))
     };
     relay_json(&parts.headers, body, "response", &chat.model, usage_of).await
 }
@@ -305,42 +310,65 @@ pub async fn openai_embeddings(
     if !parts.status.is_success() {
         return handle_openai_error(parts.status, &parts.headers, body).await;
     }
-    /// Only `usage` is read; the vectors are skipped, not parsed.
-    #[derive(serde::Deserialize)]
-    struct UsageOnly {
-        usage: Option<Value>,
-    }
-    let usage_of = |bytes: &[u8]| {
-        serde_json::from_slice::<UsageOnly>(bytes)
-            .map(|parsed| parsed.usage.as_ref().and_then(Usage::from_openai))
-    };
     relay_json(
         &parts.headers,
         body,
         "embeddings response",
         &request.model,
-        usage_of,
+        openai_usage,
     )
     .await
 }
 
+/// A reply's `usage`; the rest (choices, vectors) is checked as JSON and
+/// skipped, never built into a `Value` tree just to read one field (that
+/// tree was the largest JSON cost of a relayed completion in `perf`).
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    usage: Option<Value>,
+}
+
+/// The OpenAI usage of a complete reply.
+fn openai_usage(bytes: &[u8]) -> serde_json::Result<Option<Usage>> {
+    serde_json::from_slice::<UsageOnly>(bytes)
+        .map(|parsed| parsed.usage.as_ref().and_then(Usage::from_openai))
+}
+
 /// `reply` (a JSON object) with its `model` set to `public`; unchanged
-/// when it already is. The other fields stay raw text (an embeddings
-/// reply's vectors are not parsed).
+/// when it already is. Only the top level is read, in one pass, and the
+/// name is replaced where it stands: the other fields keep their bytes and
+/// order (an embeddings reply's vectors are not parsed).
 pub(super) fn with_public_model(reply: Bytes, public: &str) -> serde_json::Result<Bytes> {
     #[derive(serde::Deserialize)]
     struct ModelOnly<'a> {
         #[serde(borrow)]
-        model: Option<std::borrow::Cow<'a, str>>,
+        model: Option<&'a serde_json::value::RawValue>,
+    }
+    // A struct also deserializes from an array (`[x]` is `{model: x}`).
+    if reply.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(serde::de::Error::custom("the reply is not a JSON object"));
     }
     let named: ModelOnly<'_> = serde_json::from_slice(&reply)?;
-    if named.model.as_deref().is_none_or(|model| model == public) {
+    let Some(model) = named.model.map(serde_json::value::RawValue::get) else {
+        return Ok(reply);
+    };
+    if serde_json::from_str::<std::borrow::Cow<'_, str>>(model).is_ok_and(|name| name == public) {
         return Ok(reply);
     }
-    let mut fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
-        serde_json::from_slice(&reply)?;
-    fields.insert("model".into(), serde_json::value::to_raw_value(public)?);
-    serde_json::to_vec(&fields).map(Bytes::from)
+    // The raw value is borrowed from `reply`: where it starts there is
+    // where the public name goes.
+    let start = (model.as_ptr() as usize).wrapping_sub(reply.as_ptr() as usize);
+    let end = start.wrapping_add(model.len());
+    let (Some(before), Some(after)) = (reply.get(..start), reply.get(end..)) else {
+        return Err(serde::de::Error::custom(
+            "the model is not inside the reply",
+        ));
+    };
+    let mut renamed = Vec::with_capacity(reply.len() + public.len());
+    renamed.extend_from_slice(before);
+    serde_json::to_writer(&mut renamed, public)?;
+    renamed.extend_from_slice(after);
+    Ok(Bytes::from(renamed))
 }
 
 /// Every chunk gets the public model name. For clients that did not ask
@@ -494,6 +522,27 @@ mod tests {
         let same = Bytes::from_static(br#"{"model":"small","x":1}"#);
         assert_eq!(with_public_model(same.clone(), "small").unwrap(), same);
         assert!(with_public_model(Bytes::from_static(b"[1]"), "small").is_err());
+        // Replaced where it stands: the rest keeps its bytes and order;
+        // escapes in either name are handled; a nested `model` is not it.
+        let spaced = Bytes::from_static(
+            br#"{ "z": {"model": "inner"}, "model" : "gpt-\u0034o", "a": [1, 2] }"#,
+        );
+        assert_eq!(
+            with_public_model(spaced, "sm\"all").unwrap(),
+            Bytes::from_static(br#"{ "z": {"model": "inner"}, "model" : "sm\"all", "a": [1, 2] }"#)
+        );
+        let escaped_same = Bytes::from_static(br#"{"model":"sm\u0061ll"}"#);
+        assert_eq!(
+            with_public_model(escaped_same.clone(), "small").unwrap(),
+            escaped_same
+        );
+        let hostile = Bytes::from_static(br#"{"model":{"not":"a name"},"id":"x"}"#);
+        assert_eq!(
+            with_public_model(hostile, "small").unwrap(),
+            Bytes::from_static(br#"{"model":"small","id":"x"}"#)
+        );
+        let duplicate = Bytes::from_static(br#"{"model":"a","model":"b"}"#);
+        assert!(with_public_model(duplicate, "small").is_err());
 
         let upstream = concat!(
             "data: {\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
