@@ -119,31 +119,47 @@ pub async fn run(
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%address, threads, "serving HTTP (not on Lambda: AWS_LAMBDA_RUNTIME_API is unset)");
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // A thread that could not start its runtime or socket says so here,
+    // and the others stop: half a server is not left running silently.
+    let (failed, mut failures) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut serving = Vec::with_capacity(threads);
     for (index, listener) in listeners.into_iter().enumerate() {
         let gateway = gateway.clone();
         let mut stopped = stopped.clone();
+        let failed = failed.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                let served = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("cannot start a runtime: {e}"))?;
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener)
-                        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|&stop| stop).await;
-                    };
-                    serve(gateway, listener, shutdown).await;
-                    Ok::<(), String>(())
-                })
+                    .map_err(|e| format!("cannot start a runtime: {e}"))
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)
+                                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+                            let shutdown = async move {
+                                let _ = stopped.wait_for(|&stop| stop).await;
+                            };
+                            serve(gateway, listener, shutdown).await;
+                            Ok(())
+                        })
+                    });
+                if let Err(message) = &served {
+                    let _ = failed.send(message.clone());
+                }
+                served
             })
             .map_err(|e| format!("cannot start a serving thread: {e}"))?;
         serving.push(thread);
     }
-    shutdown_signal().await;
+    drop(failed);
+    tokio::select! {
+        () = shutdown_signal() => {}
+        Some(message) = failures.recv() => {
+            tracing::error!(%message, "a serving thread failed; stopping the others");
+        }
+    }
     let _ = stop.send(true);
     let results = tokio::task::spawn_blocking(move || {
         serving
