@@ -5,7 +5,7 @@
 //! ```json
 //! {"level":"INFO","message":"request","route":"openai-api","status":200,
 //!  "target":"gateway_core::pipeline::respond",
-//!  "span":{"request_id":"3a4b…","method":"POST","path":"/v1/chat/completions","name":"request"}}
+//!  "span":{"name":"request","request_id":"3a4b…","method":"POST","path":"/v1/chat/completions"}}
 //! ```
 //!
 //! Fields in the order they were declared; strings, `%Display` and `?Debug`
@@ -47,7 +47,7 @@ impl<S: LineSink> JsonLines<S> {
     }
 }
 
-/// A span's fields, formatted once when it is created: `"k":v,"k2":v2`.
+/// A span's fields, formatted once when it is created: `,"k":v,"k2":v2`.
 struct SpanFields(String);
 
 /// The lines logged inside a root span (the pipeline's `request` span),
@@ -72,7 +72,7 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, Sub>) {
         let Some(span) = ctx.span(id) else { return };
         let mut fields = String::new();
-        attrs.record(&mut FieldWriter::new(&mut fields));
+        attrs.record(&mut FieldWriter(&mut fields));
         let mut extensions = span.extensions_mut();
         extensions.insert(SpanFields(fields));
         if span.parent().is_none() {
@@ -92,7 +92,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
-            values.record(&mut FieldWriter::new(fields));
+            values.record(&mut FieldWriter(fields));
         }
     }
 
@@ -102,31 +102,24 @@ where
             line.push_str("{\"level\":\"");
             line.push_str(level_name(*event.metadata().level()));
             line.push('"');
-            // Fields follow a comma; the writer adds one before each.
-            line.push(',');
-            let start = line.len();
-            event.record(&mut FieldWriter::new(line));
-            if line.len() == start {
-                line.pop();
-            }
+            event.record(&mut FieldWriter(line));
             line.push_str(",\"target\":");
             push_json_str(line, event.metadata().target());
-            if let Some(span) = ctx.event_span(event) {
-                line.push_str(",\"span\":{");
-                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                    if !fields.is_empty() {
-                        line.push_str(fields);
-                        line.push(',');
-                    }
-                }
-                line.push_str("\"name\":");
+            let span = ctx.event_span(event);
+            if let Some(span) = &span {
+                line.push_str(",\"span\":{\"name\":");
                 push_json_str(line, span.name());
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    line.push_str(fields);
+                }
                 line.push('}');
             }
             line.push_str("}\n");
-            let root = ctx
-                .event_scope(event)
-                .and_then(|scope| scope.from_root().next());
+            // Held by the root span, if it holds lines (see `HeldLines`).
+            let mut root = span;
+            while let Some(parent) = root.as_ref().and_then(|span| span.parent()) {
+                root = Some(parent);
+            }
             if let Some(root) = root {
                 if let Some(HeldLines(held)) = root.extensions_mut().get_mut::<HeldLines>() {
                     held.push_str(line);
@@ -154,25 +147,14 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Appends `"name":value` pairs, comma-separated, to a buffer.
-struct FieldWriter<'a> {
-    out: &'a mut String,
-    first: bool,
-}
+/// Appends `,"name":value` for each field to a buffer.
+struct FieldWriter<'a>(&'a mut String);
 
-impl<'a> FieldWriter<'a> {
-    fn new(out: &'a mut String) -> Self {
-        let first = out.is_empty() || out.ends_with(',');
-        Self { out, first }
-    }
-
+impl FieldWriter<'_> {
     fn key(&mut self, field: &Field) {
-        if !self.first {
-            self.out.push(',');
-        }
-        self.first = false;
-        push_json_str(self.out, field.name());
-        self.out.push(':');
+        self.0.push(',');
+        push_json_str(self.0, field.name());
+        self.0.push(':');
     }
 }
 
@@ -181,30 +163,30 @@ impl Visit for FieldWriter<'_> {
         self.key(field);
         if value.is_finite() {
             // Debug keeps the point (`-1.0`), as serde_json writes floats.
-            let _ = write!(self.out, "{value:?}");
+            let _ = write!(self.0, "{value:?}");
         } else {
-            self.out.push_str("null");
+            self.0.push_str("null");
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.key(field);
-        let _ = write!(self.out, "{value}");
+        let _ = write!(self.0, "{value}");
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        let _ = write!(self.out, "{value}");
+        let _ = write!(self.0, "{value}");
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.key(field);
-        self.out.push_str(if value { "true" } else { "false" });
+        self.0.push_str(if value { "true" } else { "false" });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        push_json_str(self.out, value);
+        push_json_str(self.0, value);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -213,9 +195,9 @@ impl Visit for FieldWriter<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.key(field);
-        self.out.push('"');
-        let _ = write!(Escaped(self.out), "{value:?}");
-        self.out.push('"');
+        self.0.push('"');
+        let _ = write!(Escaped(self.0), "{value:?}");
+        self.0.push('"');
     }
 }
 
