@@ -174,11 +174,14 @@ pub async fn openai_responses_native(
         copy_passthrough_headers(&parts.headers, reply.headers_mut());
         return Ok(ProviderReply::Stream { response: reply });
     }
-    let usage_of = |bytes: &[u8]| {
-        serde_json::from_slice::<UsageOnly>(bytes)
-            .map(|parsed| Usage::from_responses(parsed.usage.as_ref().unwrap_or(&Value::Null)))
-    };
-    relay_json(&parts.headers, body, "response", &chat.model, usage_of).await
+    relay_json(
+        &parts.headers,
+        body,
+        "response",
+        &chat.model,
+        responses_usage,
+    )
+    .await
 }
 
 /// A JSON answer relayed as it came but for its `model` (the public name),
@@ -328,10 +331,16 @@ struct UsageOnly {
     usage: Option<Value>,
 }
 
-/// The OpenAI usage of a complete reply.
+/// The usage of a complete Chat Completions or embeddings reply.
 fn openai_usage(bytes: &[u8]) -> serde_json::Result<Option<Usage>> {
     serde_json::from_slice::<UsageOnly>(bytes)
         .map(|parsed| parsed.usage.as_ref().and_then(Usage::from_openai))
+}
+
+/// The usage of a complete Responses reply.
+fn responses_usage(bytes: &[u8]) -> serde_json::Result<Option<Usage>> {
+    serde_json::from_slice::<UsageOnly>(bytes)
+        .map(|parsed| Usage::from_responses(parsed.usage.as_ref().unwrap_or(&Value::Null)))
 }
 
 /// `reply` (a JSON object) with its `model` set to `public`; unchanged
