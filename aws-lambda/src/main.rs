@@ -11,10 +11,11 @@ use gateway_core::RuntimeDeadline;
 use lambda_http::{service_fn, Error, RequestExt};
 
 /// JSON log lines on stdout ([`gateway_core::logging`]): a request's lines
-/// with one system call when it has its response, others as they happen. (Writing them from a background thread
-/// through a buffer, `tracing-appender`, was measured on the native server:
-/// no CPU gain beyond the noise in two A/B runs of scenario (a), and 5 MB
-/// more resident memory; not kept.)
+/// with one system call when it has its response, others as they happen.
+/// (Writing them from a background thread through a buffer,
+/// `tracing-appender`, was measured on the native server: no CPU gain
+/// beyond the noise in two A/B runs of scenario (a), and 5 MB more
+/// resident memory; not kept.)
 fn init_tracing() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;

@@ -56,8 +56,8 @@ pub fn threads_from_env() -> Result<usize, String> {
 }
 
 /// `threads` listening sockets on `listen`, all on the same port (the
-/// first one's, when `listen` asks for port 0).
-fn bind(listen: &str, threads: usize) -> Result<Vec<std::net::TcpListener>, String> {
+/// first one's, when `listen` asks for port 0), and the address they have.
+fn bind(listen: &str, threads: usize) -> Result<(SocketAddr, Vec<std::net::TcpListener>), String> {
     use std::net::ToSocketAddrs as _;
     let address = listen
         .to_socket_addrs()
@@ -81,7 +81,7 @@ fn bind(listen: &str, threads: usize) -> Result<Vec<std::net::TcpListener>, Stri
         };
         listeners.push(next);
     }
-    Ok(listeners)
+    Ok((address, listeners))
 }
 
 fn listener(address: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, String> {
@@ -113,10 +113,7 @@ pub async fn run(
     listen: &str,
     threads: usize,
 ) -> Result<(), String> {
-    let listeners = bind(listen, threads)?;
-    let address = listeners[0]
-        .local_addr()
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let (address, listeners) = bind(listen, threads)?;
     tracing::info!(%address, threads, "serving HTTP (not on Lambda: AWS_LAMBDA_RUNTIME_API is unset)");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A thread that could not start its runtime or socket says so here,
@@ -160,6 +157,7 @@ pub async fn run(
             tracing::error!(%message, "a serving thread failed; stopping the others");
         }
     }
+    tracing::info!("shutting down: draining open connections");
     let _ = stop.send(true);
     let results = tokio::task::spawn_blocking(move || {
         serving
@@ -221,7 +219,6 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!("shutting down: draining open connections");
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => {
