@@ -12,7 +12,7 @@ use futures_util::Stream as _;
 use gateway_core::{Body, ClientInfo, Config, Gateway};
 use worker::{event, web_sys, Context, Env};
 
-use crate::js_http::ByteStream;
+use crate::js_http::{header_map, read_body, ByteStream, JsBody};
 use crate::platform::WorkerPlatform;
 
 thread_local! {
@@ -154,25 +154,23 @@ impl http_body::Body for RequestBody {
 }
 
 /// The JS request as an `http` request: method, URL, headers (invalid ones
-/// dropped) and the body, eagerly read or streamed. A body that fails to
-/// arrive becomes a request error the core answers like a cut stream.
+/// dropped) and the body, read at once or streamed. The error (a body
+/// that failed to arrive, mostly) is answered 400 by the fetch handler.
 async fn http_request(
     request: &web_sys::Request,
 ) -> Result<(http::Request<RequestBody>, Option<Rc<RefCell<ByteStream>>>), String> {
-    let headers = crate::js_http::header_map(&request.headers());
-    let (body, stream) = match request.body() {
+    let headers = header_map(&request.headers());
+    let body = read_body(&headers, request.body(), || request.array_buffer())
+        .await
+        .map_err(|e| format!("reading the request body: {e:?}"))?;
+    let (body, stream) = match body {
         None => (RequestBody::Full(None), None),
-        Some(_) if crate::js_http::read_eagerly(&headers) => {
-            let bytes = crate::js_http::array_buffer(request.array_buffer())
-                .await
-                .map_err(|e| format!("reading the request body: {e:?}"))?;
-            (
-                RequestBody::Full((!bytes.is_empty()).then_some(bytes)),
-                None,
-            )
-        }
-        Some(stream) => {
-            let stream = Rc::new(RefCell::new(ByteStream::new(&stream)));
+        Some(JsBody::Full(bytes)) => (
+            RequestBody::Full((!bytes.is_empty()).then_some(bytes)),
+            None,
+        ),
+        Some(JsBody::Stream(stream)) => {
+            let stream = Rc::new(RefCell::new(stream));
             (RequestBody::Stream(Rc::clone(&stream)), Some(stream))
         }
     };

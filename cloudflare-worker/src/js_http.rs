@@ -52,9 +52,27 @@ pub fn header_map(headers: &web_sys::Headers) -> HeaderMap {
     map
 }
 
-/// Whether a body with these headers is read at once: sized, small, and
-/// not a server-sent event stream (whose chunks must flow as they come).
-pub fn read_eagerly(headers: &HeaderMap) -> bool {
+/// A JS body as the gateway reads it.
+pub enum JsBody {
+    /// Read at once.
+    Full(Bytes),
+    /// Read chunk by chunk.
+    Stream(ByteStream),
+}
+
+/// The body of a JS request or response with these `headers`: `None` when
+/// it has none; read with one `arrayBuffer()` call (`array_buffer`) when it
+/// is sized, small and not a server-sent event stream (whose chunks must
+/// flow as they come); else its `stream`. The error is the rejection of
+/// `arrayBuffer()` (the body was cut).
+pub async fn read_body(
+    headers: &HeaderMap,
+    stream: Option<web_sys::ReadableStream>,
+    array_buffer: impl FnOnce() -> Result<js_sys::Promise, JsValue>,
+) -> Result<Option<JsBody>, JsValue> {
+    let Some(stream) = stream else {
+        return Ok(None);
+    };
     let small = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -64,13 +82,13 @@ pub fn read_eagerly(headers: &HeaderMap) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    small && !event_stream
-}
-
-/// Awaits an `arrayBuffer()` promise and copies the bytes out of JS.
-pub async fn array_buffer(promise: Result<js_sys::Promise, JsValue>) -> Result<Bytes, JsValue> {
-    let buffer = JsFuture::from(promise?).await?;
-    Ok(Bytes::from(js_sys::Uint8Array::new(&buffer).to_vec()))
+    if !small || event_stream {
+        return Ok(Some(JsBody::Stream(ByteStream::new(&stream))));
+    }
+    let buffer = JsFuture::from(array_buffer()?).await?;
+    Ok(Some(JsBody::Full(Bytes::from(
+        js_sys::Uint8Array::new(&buffer).to_vec(),
+    ))))
 }
 
 /// A JS `ReadableStream` of bytes, read chunk by chunk.

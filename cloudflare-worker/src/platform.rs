@@ -13,7 +13,7 @@ use gateway_core::{Body, BodyError};
 use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, web_sys};
 
-use crate::js_http;
+use crate::js_http::{self, JsBody};
 use crate::quota_object::{QuotaReply, QuotaRequest};
 
 /// Clock from `Date.now()`, timers from `setTimeout`.
@@ -71,21 +71,18 @@ impl HttpClient for FetchClient {
         let status = http::StatusCode::from_u16(response.status())
             .map_err(|e| HttpClientError::new(HttpClientErrorKind::Other, e.to_string()))?;
         let headers = js_http::header_map(&response.headers());
-        let body = if js_http::read_eagerly(&headers) {
-            match js_http::array_buffer(response.array_buffer()).await {
-                Ok(bytes) => Body::full(bytes),
-                // Cut halfway: the error surfaces where the body is read,
-                // as it would from the stream.
+        let body =
+            match js_http::read_body(&headers, response.body(), || response.array_buffer()).await {
+                Ok(None) => Body::empty(),
+                Ok(Some(JsBody::Full(bytes))) => Body::full(bytes),
+                Ok(Some(JsBody::Stream(stream))) => Body::from_stream(stream),
+                // Cut halfway: the error surfaces where the body is read, as it
+                // would from the stream.
                 Err(error) => {
                     let error = BodyError(format!("reading the upstream body: {error:?}"));
                     Body::from_stream(futures_util::stream::once(async move { Err(error) }))
                 }
-            }
-        } else if let Some(stream) = response.body() {
-            Body::from_stream(js_http::ByteStream::new(&stream))
-        } else {
-            Body::empty()
-        };
+            };
         let mut response = http::Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
