@@ -2,7 +2,6 @@
 symbols), `perf record` on the gateway while oha loads it, then inferno's
 collapse and flamegraph. Usage: flamegraph.py <a|b> <out.svg>."""
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -18,17 +17,8 @@ def main():
     procs = bench.Procs(workdir)
     try:
         _, mock = bench.start_mock(procs, "mock", ["--chunks", "8"])
-        conf = os.path.join(workdir, "gateway.yaml")
-        with open(conf, "w") as f:
-            f.write(bench.gateway_config(mock, mock))
         admin_key = "flamegraph-admin-" + os.urandom(8).hex()
-        port = bench.free_port()
-        env = {"GATEWAY_LISTEN": f"127.0.0.1:{port}", "GATEWAY_CONFIG_PATH": conf,
-               "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
-               "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(), "RUST_LOG": "info"}
-        gateway = procs.start("gateway", [os.environ["BENCH_GATEWAY"]], env)
-        base = f"http://127.0.0.1:{port}"
-        bench.wait_http(f"{base}/v1/models", gateway, 30)
+        gateway, base = bench.start_gateway(procs, workdir, mock, mock, admin_key)
         if scenario == "a":
             url, headers, body = f"{base}/v1/chat/completions", [], bench.chat_body("bench-gpt")
         else:

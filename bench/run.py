@@ -519,21 +519,8 @@ def run(args, workdir, procs, bin_dir, results):
                     chat_body("gpt-4o-mini", True), []))
 
     # The gateway's native server.
-    gw_port = free_port()
-    gw_conf = os.path.join(workdir, "gateway.yaml")
-    with open(gw_conf, "w") as f:
-        f.write(gateway_config(mock, mock_stream))
     admin_key = "bench-admin-" + os.urandom(8).hex()
-    gw_env = {
-        "GATEWAY_LISTEN": f"127.0.0.1:{gw_port}",
-        "GATEWAY_CONFIG_PATH": gw_conf,
-        "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
-        "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(),
-        "RUST_LOG": ENV.get("BENCH_GATEWAY_RUST_LOG", "info"),
-    }
-    gw_p = procs.start("gateway", [ENV["BENCH_GATEWAY"]], gw_env)
-    base = f"http://127.0.0.1:{gw_port}"
-    wait_http(f"{base}/v1/models", gw_p, 30)
+    gw_p, base = start_gateway(procs, workdir, mock, mock_stream, admin_key)
     check_loopback("gateway", gw_p)
     targets.append(Target("gateway", "the gateway, native server (release)", f"{base}/v1/chat/completions",
                           body=chat_body("bench-gpt"), root=gw_p))
@@ -603,6 +590,25 @@ def run(args, workdir, procs, bin_dir, results):
             "non_200": sum(x["non_200"] for x in rs),
             "hwm_mb": t.hwm_kb / 1024 if t.hwm_kb else None,
         })
+
+
+def start_gateway(procs, workdir, mock, mock_stream, admin_key):
+    """The gateway's native server ($BENCH_GATEWAY) on the bench config, ready."""
+    port = free_port()
+    conf = os.path.join(workdir, "gateway.yaml")
+    with open(conf, "w") as f:
+        f.write(gateway_config(mock, mock_stream))
+    env = {
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "GATEWAY_CONFIG_PATH": conf,
+        "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
+        "BENCH_ADMIN_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(),
+        "RUST_LOG": ENV.get("BENCH_GATEWAY_RUST_LOG", "info"),
+    }
+    p = procs.start("gateway", [ENV["BENCH_GATEWAY"]], env)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/v1/models", p, 30)
+    return p, base
 
 
 def create_key(base, admin_key):
