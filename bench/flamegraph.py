@@ -3,6 +3,7 @@ symbols), `perf record` on the gateway while oha loads it, then inferno's
 collapse and flamegraph. Usage: flamegraph.py <a|b> <out.svg>."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,8 @@ def main():
         bench.log(f"wrote {out} (all stacks, folded: {folded_path})")
     finally:
         procs.stop_all()
+        # perf.data is ~150 MB; the folded stacks above keep what it had.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

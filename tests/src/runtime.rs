@@ -35,6 +35,9 @@ pub struct GatewayProcess {
     child: Child,
     pub base_url: String,
     pub log_path: PathBuf,
+    /// State the process kept on disk (wrangler's local KV and Durable
+    /// Objects), removed once it has stopped.
+    scratch: Option<PathBuf>,
 }
 
 impl GatewayProcess {
@@ -54,6 +57,15 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
+        self.stop();
+        if let Some(scratch) = &self.scratch {
+            let _ = std::fs::remove_dir_all(scratch);
+        }
+    }
+}
+
+impl GatewayProcess {
+    fn stop(&mut self) {
         // The child leads its own process group: stop the whole group (the
         // emulator and the function processes it started), by its id.
         let group = format!("-{}", self.child.id());
@@ -70,15 +82,22 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// Where logs and emulator state go: `$CARGO_TARGET_DIR`, else `target/`.
+/// `$CARGO_TARGET_DIR`, else `target/`.
 fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR")
         .map_or_else(|_| workspace_root().join("target"), PathBuf::from)
 }
 
+/// Where process logs and emulator state go: one directory that
+/// `scripts/test` empties at the start of a run, so they never pile up in
+/// the cached target dir.
+fn runs_dir() -> PathBuf {
+    target_dir().join("test-runs")
+}
+
 /// A log file for process `name` on `port`, opened twice (stdout, stderr).
 fn log_files(name: &str, port: u16) -> Result<(PathBuf, File, File), String> {
-    let dir = target_dir();
+    let dir = runs_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let path = dir.join(format!("conformance-{name}-{port}.log"));
     let log = File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
@@ -141,6 +160,7 @@ pub fn start_aws_emulator(
         child,
         base_url: endpoint.clone(),
         log_path,
+        scratch: None,
     };
     let script = r#"
 import sys, time, boto3
@@ -229,6 +249,7 @@ pub fn start_lambda_watch(env: &[(String, String)]) -> Result<GatewayProcess, St
         child,
         base_url: format!("http://127.0.0.1:{port}/lambda-url/{LAMBDA_BIN}"),
         log_path,
+        scratch: None,
     };
     wait_ready(&mut process)?;
     Ok(process)
@@ -269,6 +290,7 @@ pub fn start_native(env: &[(String, String)]) -> Result<GatewayProcess, String> 
         child,
         base_url: format!("http://127.0.0.1:{port}"),
         log_path,
+        scratch: None,
     };
     wait_ready(&mut process)?;
     Ok(process)
@@ -294,7 +316,7 @@ pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, St
     }
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
     let inspector_port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let state_dir = target_dir().join(format!("wrangler-state-{port}"));
+    let state_dir = runs_dir().join(format!("wrangler-state-{port}"));
     let _ = std::fs::remove_dir_all(&state_dir);
     let (log_path, log, log_err) = log_files("worker", port)?;
 
@@ -335,6 +357,7 @@ pub fn start_wrangler_dev(env: &[(String, String)]) -> Result<GatewayProcess, St
         child,
         base_url: format!("http://127.0.0.1:{port}"),
         log_path,
+        scratch: Some(state_dir),
     };
     wait_ready(&mut process)?;
     Ok(process)
