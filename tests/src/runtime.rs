@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The Lambda binary name (cargo-lambda serves it at `/lambda-url/<name>`).
@@ -45,6 +45,35 @@ impl GatewayProcess {
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_path, lines)
     }
+
+    /// Sends SIGTERM to the process itself (not its group), as a container
+    /// runtime does.
+    pub fn terminate(&self) -> Result<(), String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -TERM {} failed: {status}", self.child.id()))
+        }
+    }
+
+    /// Waits at most `timeout` for the process to exit; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(None) => return Err(format!("still running after {timeout:?}")),
+                Err(e) => return Err(format!("cannot wait for the process: {e}")),
+            }
+        }
+    }
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -67,9 +96,14 @@ impl Drop for GatewayProcess {
 impl GatewayProcess {
     fn stop(&mut self) {
         // The child leads its own process group: stop the whole group (the
-        // emulator and the function processes it started), by its id.
+        // emulator and the function processes it started), by its id. The
+        // group may be gone already (a test stopped it): kill's complaint
+        // is not shown.
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
