@@ -18,11 +18,6 @@
 //!
 //! Config, secrets, upstream client and stores are built once per cold start.
 
-// The native server's `respond` future nests the whole pipeline (auth with
-// its store deadlines, JWKS single flight, AI dispatch): its layout needs
-// more than the default query depth of 128.
-#![recursion_limit = "256"]
-
 pub mod background;
 pub mod convert;
 pub mod dynamodb;

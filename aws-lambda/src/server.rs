@@ -182,7 +182,7 @@ pub async fn run(
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains
 /// its connections and waits for the background settlements.
-pub async fn serve(
+async fn serve(
     gateway: Gateway<LambdaPlatform>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
