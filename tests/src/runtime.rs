@@ -74,6 +74,23 @@ impl GatewayProcess {
             }
         }
     }
+
+    fn stop(&mut self) {
+        // The child leads its own process group: stop the whole group (the
+        // emulator and the function processes it started), by its id. The
+        // group may be gone already (a test stopped it): kill's complaint
+        // is not shown.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        if self.wait_exit(Duration::from_secs(5)).is_ok() {
+            return;
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -90,29 +107,6 @@ impl Drop for GatewayProcess {
         if let Some(scratch) = &self.scratch {
             let _ = std::fs::remove_dir_all(scratch);
         }
-    }
-}
-
-impl GatewayProcess {
-    fn stop(&mut self) {
-        // The child leads its own process group: stop the whole group (the
-        // emulator and the function processes it started), by its id. The
-        // group may be gone already (a test stopped it): kill's complaint
-        // is not shown.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use gateway_tests::mocks::{closed_port, start_echo_server, start_openai_mock, SLOW_DELAY};
-use gateway_tests::runtime::start_native;
+use gateway_tests::runtime::{start_native, GatewayProcess};
 use gateway_tests::suite::{conformance_config_path, upstream_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,9 +25,12 @@ async fn sigterm_lets_a_request_in_flight_finish_and_keeps_its_log_line() -> Res
         conformance_config_path().display().to_string(),
     ));
     env.push(("GATEWAY_THREADS".to_owned(), "2".to_owned()));
-    let mut gateway = tokio::task::spawn_blocking(move || start_native(&env))
-        .await
-        .map_err(|e| e.to_string())??;
+    // start_native and wait_exit poll and sleep: block_in_place lets them
+    // hold this worker thread while the other one serves the mocks.
+    let mut gateway = tokio::task::block_in_place(|| start_native(&env))?;
+    let read_log = |gateway: &GatewayProcess| {
+        std::fs::read_to_string(&gateway.log_path).unwrap_or_else(|e| e.to_string())
+    };
 
     // The echo upstream answers /slow after SLOW_DELAY (3 s); the `echo`
     // route has no timeout of its own.
@@ -47,21 +50,15 @@ async fn sigterm_lets_a_request_in_flight_finish_and_keeps_its_log_line() -> Res
     gateway.terminate()?;
 
     let (status, body) = in_flight.await.map_err(|e| e.to_string())??;
-    let log = std::fs::read_to_string(&gateway.log_path).map_err(|e| e.to_string())?;
     if status != 200 || !body.contains(r#""path":"/slow""#) {
         return Err(format!(
-            "the request in flight did not get its reply: {status} {body}\n{log}"
+            "the request in flight did not get its reply: {status} {body}\n{}",
+            read_log(&gateway)
         ));
     }
-    let exited = tokio::task::spawn_blocking(move || {
-        let exited = gateway.wait_exit(SLOW_DELAY + Duration::from_secs(10));
-        (exited, gateway)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let (exited, gateway) = exited;
-    let exited = exited?;
-    let log = std::fs::read_to_string(&gateway.log_path).map_err(|e| e.to_string())?;
+    let exited =
+        tokio::task::block_in_place(|| gateway.wait_exit(SLOW_DELAY + Duration::from_secs(10)))?;
+    let log = read_log(&gateway);
     if !exited.success() {
         return Err(format!(
             "the server exited with {exited} after SIGTERM:\n{log}"
