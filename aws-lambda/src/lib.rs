@@ -88,11 +88,11 @@ pub async fn build_gateway(http_per_thread: bool) -> Result<Gateway<LambdaPlatfo
     };
     let config = load_config(&secrets)?;
     tracing::info!(store = ?store, "store selected");
-    let mut http =
-        ReqwestClient::new().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    if http_per_thread {
-        http = http.per_thread();
-    }
+    let http = if http_per_thread {
+        ReqwestClient::PerThread
+    } else {
+        ReqwestClient::shared().map_err(|e| format!("cannot build the HTTP client: {e}"))?
+    };
     Ok(Gateway::new(
         config,
         LambdaPlatform::new(http, store, sdk.as_ref()),

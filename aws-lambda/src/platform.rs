@@ -33,22 +33,27 @@ impl Clock for TokioClock {
     }
 }
 
-/// Upstream calls over reqwest (rustls), one connection pool per cold start
-/// — or, for the native server's threads, one per thread
-/// ([`ReqwestClient::per_thread`]).
+/// Upstream calls over reqwest (rustls): one connection pool per cold
+/// start, or, for the native server's threads, one per thread.
 #[derive(Debug, Clone)]
-pub struct ReqwestClient {
-    shared: reqwest::Client,
-    per_thread: bool,
+pub enum ReqwestClient {
+    Shared(reqwest::Client),
+    /// Each thread gets a client (and connection pool) of its own: the
+    /// native server runs one single-threaded runtime per core, and a
+    /// connection's task then lives on the thread that uses it, so a
+    /// request crosses no thread (a pool shared across runtimes would hand
+    /// one thread's connections to another).
+    PerThread,
 }
 
 thread_local! {
-    /// This thread's client when the pool is per thread (`None`: it could
-    /// not be built, the shared one serves).
-    static THREAD_CLIENT: std::cell::OnceCell<Option<reqwest::Client>> =
+    /// This thread's client, for [`ReqwestClient::PerThread`].
+    static THREAD_CLIENT: std::cell::OnceCell<reqwest::Client> =
         const { std::cell::OnceCell::new() };
 }
 
+/// Builds a client; about 3 ms (the system's root certificates are
+/// loaded), so it is done before serving, never on a request.
 fn build_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         // A proxy relays redirects to its client; it never follows them.
@@ -59,31 +64,28 @@ fn build_client() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 impl ReqwestClient {
-    pub fn new() -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            shared: build_client()?,
-            per_thread: false,
-        })
+    /// One client shared by every thread (Lambda).
+    pub fn shared() -> Result<Self, reqwest::Error> {
+        build_client().map(Self::Shared)
     }
 
-    /// Each thread gets a client (and connection pool) of its own: the
-    /// native server runs one single-threaded runtime per core, and a
-    /// connection's task then lives on the thread that uses it, so a
-    /// request crosses no thread (a pool shared across runtimes would hand
-    /// one thread's connections to another).
-    #[must_use]
-    pub fn per_thread(mut self) -> Self {
-        self.per_thread = true;
-        self
+    /// Builds the calling thread's client now, for [`Self::PerThread`]
+    /// (a serving thread calls it before it serves).
+    pub fn prepare_thread(&self) -> Result<(), reqwest::Error> {
+        self.client().map(drop)
     }
 
-    fn client(&self) -> reqwest::Client {
-        if !self.per_thread {
-            return self.shared.clone();
+    fn client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        match self {
+            Self::Shared(client) => Ok(client.clone()),
+            Self::PerThread => THREAD_CLIENT.with(|local| {
+                if let Some(client) = local.get() {
+                    return Ok(client.clone());
+                }
+                let client = build_client()?;
+                Ok(local.get_or_init(|| client).clone())
+            }),
         }
-        THREAD_CLIENT
-            .with(|local| local.get_or_init(|| build_client().ok()).clone())
-            .unwrap_or_else(|| self.shared.clone())
     }
 }
 
@@ -115,6 +117,7 @@ impl HttpClient for ReqwestClient {
         let request = reqwest::Request::try_from(request).map_err(|e| client_error(&e))?;
         let response = self
             .client()
+            .map_err(|e| client_error(&e))?
             .execute(request)
             .await
             .map_err(|e| client_error(&e))?;

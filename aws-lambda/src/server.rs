@@ -23,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gateway_core::platform::Platform as _;
 use gateway_core::{Body, ClientInfo, Gateway};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -116,8 +117,9 @@ pub async fn run(
     let (address, listeners) = bind(listen, threads)?;
     tracing::info!(%address, threads, "serving HTTP (not on Lambda: AWS_LAMBDA_RUNTIME_API is unset)");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    // A thread that could not start its runtime or socket says so here,
-    // and the others stop: half a server is not left running silently.
+    // A thread that could not build its HTTP client or start its runtime or
+    // socket says so here, and the others stop: half a server is not left
+    // running silently.
     let (failed, mut failures) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut serving = Vec::with_capacity(threads);
     for (index, listener) in listeners.into_iter().enumerate() {
@@ -127,10 +129,17 @@ pub async fn run(
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
             .spawn(move || {
-                let served = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start a runtime: {e}"))
+                let served = gateway
+                    .platform()
+                    .http()
+                    .prepare_thread()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+                    .and_then(|()| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| format!("cannot start a runtime: {e}"))
+                    })
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)
